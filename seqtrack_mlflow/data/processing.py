@@ -1,0 +1,108 @@
+"""Crop geometry and image loading shared by training and tracking.
+
+The crop follows pytracking's `sample_target` (square side ceil(sqrt(w*h) * factor) centred on the
+box, zero padding outside the image, resized to the output size) but does crop, pad and resize in one
+PIL affine pass, and asks the JPEG decoder for a reduced-resolution decode (DCT scaling through
+`Image.draft`) when the crop is being shrunk by 2x or more anyway. No per-pixel Python.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class CropWindow:
+    """A square window in full-image pixel coordinates and its scale to the output crop."""
+
+    x0: float
+    y0: float
+    side: float
+    out_size: int
+
+    @property
+    def resize_factor(self) -> float:
+        """Output pixels per image pixel (official `resize_factor`)."""
+        return self.out_size / self.side
+
+
+def crop_window(box_xywh: np.ndarray | tuple[float, ...], factor: float, out_size: int) -> CropWindow:
+    """The square crop of side ceil(sqrt(w*h) * factor) centred on the box (pytracking rounding)."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    side = math.ceil(math.sqrt(max(w * h, 1e-12)) * factor)
+    side = max(side, 1)
+    x0 = round(x + 0.5 * w - side * 0.5)
+    y0 = round(y + 0.5 * h - side * 0.5)
+    return CropWindow(float(x0), float(y0), float(side), out_size)
+
+
+def box_to_crop(box_xywh: np.ndarray, window: CropWindow) -> np.ndarray:
+    """Map an image box (x, y, w, h) into the crop's pixel coordinates."""
+    box = np.asarray(box_xywh, dtype=np.float64)
+    r = window.resize_factor
+    xy = (box[..., :2] - np.array([window.x0, window.y0])) * r
+    wh = box[..., 2:] * r
+    return np.concatenate([xy, wh], axis=-1)
+
+
+def box_from_crop(box_xywh: np.ndarray, window: CropWindow) -> np.ndarray:
+    """Inverse of `box_to_crop`: crop pixels back to image pixels."""
+    box = np.asarray(box_xywh, dtype=np.float64)
+    r = window.resize_factor
+    xy = box[..., :2] / r + np.array([window.x0, window.y0])
+    wh = box[..., 2:] / r
+    return np.concatenate([xy, wh], axis=-1)
+
+
+def open_frame(path: str | Path, window: CropWindow | None = None) -> tuple[Image.Image, float]:
+    """Open a frame, decoding a JPEG at 1/2, 1/4 or 1/8 scale when the crop shrinks it that much.
+
+    Returns the decoded RGB image and the factor from full-resolution to decoded pixel coordinates.
+    """
+    img = Image.open(path)
+    full_w, full_h = img.size
+    if window is not None and img.format == "JPEG":
+        shrink = window.side / window.out_size  # image pixels per output pixel
+        scale = 1
+        while scale < 8 and shrink >= 2 * scale:
+            scale *= 2
+        if scale > 1:
+            img.draft("RGB", (math.ceil(full_w / scale), math.ceil(full_h / scale)))
+    img = img.convert("RGB")
+    return img, img.size[0] / full_w
+
+
+def crop_image(img: Image.Image, window: CropWindow, decode_scale: float = 1.0) -> np.ndarray:
+    """Crop + zero-pad + bilinear resize in one affine pass. Returns uint8 (out, out, 3)."""
+    s = decode_scale
+    extent = (
+        window.x0 * s,
+        window.y0 * s,
+        (window.x0 + window.side) * s,
+        (window.y0 + window.side) * s,
+    )
+    out = img.transform(
+        (window.out_size, window.out_size), Image.Transform.EXTENT, extent, Image.Resampling.BILINEAR
+    )
+    return np.asarray(out)
+
+
+def load_crop(path: str | Path, window: CropWindow) -> np.ndarray:
+    """Decode a frame (at reduced scale where possible) and cut the window out of it."""
+    img, scale = open_frame(path, window)
+    return crop_image(img, window, scale)
+
+
+def normalize(crops_uint8: np.ndarray) -> np.ndarray:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 with ImageNet mean/std."""
+    x = crops_uint8.astype(np.float32) / 255.0
+    x = (x - IMAGENET_MEAN) / IMAGENET_STD
+    return np.moveaxis(x, -1, -3).copy()

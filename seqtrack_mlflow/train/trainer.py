@@ -1,0 +1,256 @@
+"""The SeqTrack training loop: AdamW (encoder at a fraction of the LR), StepLR per epoch, gradient
+clipping, optional bf16 autocast on CUDA, DDP under torchrun, the 50-sample report, epoch checkpoints
+and exact resumption.
+
+Exactness of resume rests on three facts: samples are a pure function of (seed, epoch, index), the
+loader does not shuffle, and the checkpoint carries the optimiser, scheduler and RNG states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from seqtrack_mlflow.config import ConfigError, TrainSettings
+from seqtrack_mlflow.data.lasot import Sequence
+from seqtrack_mlflow.data.sampling import TrainingSamples, make_loader
+from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model, logging_iou, sequence_loss
+from seqtrack_mlflow.model.tokens import box_to_tokens, teacher_forcing
+from seqtrack_mlflow.tracking import RunLogger
+from seqtrack_mlflow.train import checkpoints
+from seqtrack_mlflow.train.distributed import DistContext, all_sum, rank_share
+from seqtrack_mlflow.train.progress import Report, due_reports, report_lines, report_metrics
+
+
+@dataclass
+class History:
+    """Report-level curves (for the PNG plots) and per-epoch summaries; survives resume."""
+
+    steps: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    iou: list[float] = field(default_factory=list)
+    epoch_loss: list[float] = field(default_factory=list)
+    epoch_iou: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    epochs_done: int
+    final_loss: float
+    final_iou: float
+    checkpoint: Path | None
+    history: History
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class LogFile:
+    """The text training log: every line goes to the console and to training_log.txt (rank 0)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, lines: list[str]) -> None:
+        if self.path is None:
+            return
+        text = "\n".join(lines) + "\n"
+        tqdm.write(text, end="", file=sys.stdout)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(text)
+
+
+class Trainer:
+    """One training run. Construct, optionally `load_state` from a checkpoint, then `fit`."""
+
+    def __init__(
+        self,
+        settings: TrainSettings,
+        sequences: list[Sequence],
+        out_dir: Path,
+        logger: RunLogger,
+        ctx: DistContext,
+        dataset_info: dict[str, Any],
+    ):
+        tc = settings.train
+        if tc.amp and ctx.device.type != "cuda":
+            raise ConfigError("amp=true needs a CUDA device: use -P amp=false on the CPU")
+        self.settings, self.ctx, self.logger = settings, ctx, logger
+        self.out_dir = out_dir
+        self.dataset_info = dataset_info
+        seed_everything(tc.seed)
+        self.model: SeqTrack = build_model(settings.model).to(ctx.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.param_groups(tc.lr, tc.encoder_lr_mult, tc.weight_decay), lr=tc.lr
+        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, tc.lr_drop_epoch, tc.lr_gamma)
+        self.dataset = TrainingSamples(
+            sequences, settings.model, settings.sampling, tc.seed, tc.samples_per_epoch
+        )
+        self.start_epoch = 1
+        self.elapsed_before = 0.0
+        self.history = History()
+        # Dropout must differ across ranks; model init above is identical on every rank.
+        torch.manual_seed(tc.seed + 1000003 * ctx.rank)
+        self.net: torch.nn.Module = (
+            DistributedDataParallel(
+                self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+            )
+            if ctx.distributed
+            else self.model
+        )
+        self.log = LogFile(out_dir / "training_log.txt" if ctx.is_main else None)
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self, epoch: int, loss: float, iou: float, elapsed: float) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "epoch": epoch,
+            "global_step": epoch * s.train.samples_per_epoch,
+            "model_state_dict": self.model.state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "scheduler_state_dict": self.scheduler.state_dict(),
+            "scaler_state_dict": {},  # bf16 autocast needs no loss scaling
+            "loss": loss,
+            "iou": iou,
+            "seed": s.train.seed,
+            "patch_size": s.model.patch_size,
+            "num_tokens": s.model.num_tokens,
+            "dataset_info": self.dataset_info,
+            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "rng_state": checkpoints.rng_state(),
+            "config": s.to_dict(),
+            "mlflow_run_id": self.logger.run_id or "",
+            "elapsed_seconds": elapsed,
+            "history": dataclasses.asdict(self.history),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model_state_dict"])
+        self.optimizer.load_state_dict(state["optimizer_state_dict"])
+        self.scheduler.load_state_dict(state["scheduler_state_dict"])
+        checkpoints.restore_rng_state(state["rng_state"])
+        if self.ctx.rank:
+            torch.manual_seed(self.settings.train.seed + 1000003 * self.ctx.rank + state["epoch"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        self.history = History(**state.get("history", {}))
+
+    # -- loop ----------------------------------------------------------------------------------
+    def fit(self, on_checkpoint: Callable[[Path], None] | None = None) -> TrainOutcome:
+        tc = self.settings.train
+        start = time.perf_counter() - self.elapsed_before
+        ckpt_path: Path | None = None
+        loss = iou = float("nan")
+        for epoch in range(self.start_epoch, tc.epochs + 1):
+            loss, iou = self._epoch(epoch, start)
+            self.history.epoch_loss.append(loss)
+            self.history.epoch_iou.append(iou)
+            lr = self.optimizer.param_groups[-1]["lr"]
+            self.scheduler.step()
+            if self.ctx.is_main:
+                self.logger.log_metrics(
+                    {"epoch_loss": loss, "epoch_iou": iou, "lr": lr}, step=epoch * tc.samples_per_epoch
+                )
+                self.log.write([f"Epoch {epoch} done : loss {loss:.4f} , IoU {iou:.4f} , lr {lr:.2e}"])
+                state = self.state_dict(epoch, loss, iou, time.perf_counter() - start)
+                ckpt_path = checkpoints.save_checkpoint(
+                    state, self.out_dir / checkpoints.CHECKPOINT_DIR / checkpoints.checkpoint_name(epoch)
+                )
+                if on_checkpoint:
+                    on_checkpoint(ckpt_path)
+        return TrainOutcome(tc.epochs, loss, iou, ckpt_path, self.history)
+
+    def _epoch(self, epoch: int, start: float) -> tuple[float, float]:
+        tc, mc, ctx = self.settings.train, self.settings.model, self.ctx
+        self.dataset.set_epoch(epoch)
+        loader = make_loader(self.dataset, tc.batch_size, tc.workers, ctx.rank, ctx.world_size)
+        shares = [rank_share(tc.samples_per_epoch, r, ctx.world_size) for r in range(ctx.world_size)]
+        self.net.train()
+        epoch_start = time.perf_counter()
+        window_start, window_done = epoch_start, 0
+        # Running sums stay on the device: no host sync per step, only at report time.
+        window = torch.zeros(3, device=ctx.device, dtype=torch.float64)  # loss*n, iou*n, n
+        total = torch.zeros(3, device=ctx.device, dtype=torch.float64)
+        done = 0
+        bar = tqdm(
+            total=tc.samples_per_epoch,
+            desc=f"epoch {epoch}",
+            unit="sample",
+            disable=not (ctx.is_main and sys.stderr.isatty()),
+            leave=False,
+        )
+        autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=tc.amp)
+        for step, batch in enumerate(loader, start=1):
+            templates = batch["templates"].to(ctx.device, non_blocking=True)
+            search = batch["search"].to(ctx.device, non_blocking=True)
+            tokens = box_to_tokens(batch["search_box"].to(ctx.device), mc.search_size, mc.bins)
+            inputs, targets = teacher_forcing(tokens, mc.bins)
+            with autocast:
+                logits = self.net(templates, search, inputs)
+                loss = sequence_loss(logits.float(), targets, mc.bins)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+            self.optimizer.step()
+            n = targets.shape[0]
+            stats = torch.stack(
+                [
+                    loss.detach().double() * n,
+                    logging_iou(logits.detach().float(), targets, mc.bins).double() * n,
+                ]
+            )
+            window[:2] += stats
+            window[2] += n
+            before = done
+            done = sum(min(step * tc.batch_size, s) for s in shares)
+            bar.update(done - before)
+            if due_reports(before, done, tc.log_every):
+                summed = all_sum(window, ctx).tolist()
+                total += window
+                now = time.perf_counter()
+                report = Report(
+                    epoch=epoch,
+                    epoch_samples=done,
+                    epoch_total=tc.samples_per_epoch,
+                    window_samples=done - window_done,
+                    window_seconds=now - window_start,
+                    since_start_seconds=now - start,
+                    epoch_seconds=now - epoch_start,
+                    global_step=(epoch - 1) * tc.samples_per_epoch + done,
+                    loss=summed[0] / summed[2],
+                    iou=summed[1] / summed[2],
+                    log_every=tc.log_every,
+                )
+                if ctx.is_main:
+                    self.log.write(report_lines(report))
+                    self.logger.log_metrics(report_metrics(report), step=report.global_step)
+                    self.history.steps.append(report.global_step)
+                    self.history.loss.append(report.loss)
+                    self.history.iou.append(report.iou)
+                window.zero_()
+                window_start, window_done = now, done
+        bar.close()
+        total += window
+        loss_sum, iou_sum, count = all_sum(total, ctx).tolist()
+        return loss_sum / max(count, 1), iou_sum / max(count, 1)
