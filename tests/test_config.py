@@ -1,0 +1,51 @@
+import pytest
+
+from seqtrack_mlflow.config import ConfigError, DataConfig, ModelConfig, build_settings, preset
+
+
+def test_official_presets_match_reference_table() -> None:
+    expect = {"b256": (768, 12, 256, 16), "b384": (768, 12, 384, 8), "l256": (1024, 24, 256, 8), "l384": (1024, 24, 384, 8)}
+    for name, (dim, depth, size, batch) in expect.items():
+        model, train = preset(name)
+        assert (model.encoder_dim, model.encoder_depth, model.search_size, train.batch_size) == (dim, depth, size, batch)
+        assert model.template_size == model.search_size and model.patch_size == 16 and model.bins == 4000
+        assert model.num_tokens == 3 * (size // 16) ** 2  # 768 or 1728 as in the official configs
+        assert (train.lr, train.encoder_lr_mult, train.weight_decay, train.lr_drop_epoch) == (1e-4, 0.1, 1e-4, 400)
+        assert (train.epochs, train.samples_per_epoch, train.grad_clip) == (500, 60000, 0.1)
+
+
+def test_vocabulary_tokens() -> None:
+    cfg = ModelConfig()
+    assert (cfg.end_token, cfg.start_token, cfg.vocab_size) == (4000, 4001, 4002)
+
+
+def test_patch_size_must_divide_crops() -> None:
+    with pytest.raises(ConfigError, match="patch_size 3 does not divide template_size 128"):
+        build_settings("tiny", {"patch_size": 3}, {}, DataConfig())
+    s = build_settings("tiny", {"patch_size": 1, "search_size": 16, "template_size": 16}, {}, DataConfig())
+    assert s.model.num_tokens == 3 * 16 * 16
+
+
+def test_zero_means_preset_value_and_bad_values_are_refused() -> None:
+    s = build_settings("tiny", {"search_size": 0}, {"epochs": 0, "lr": 0.0, "seed": 8}, DataConfig())
+    tiny_model, tiny_train = preset("tiny")
+    assert s.model.search_size == tiny_model.search_size and s.train.epochs == tiny_train.epochs
+    assert s.train.seed == 8
+    with pytest.raises(ConfigError, match="epochs=-2"):
+        build_settings("tiny", {}, {"epochs": -2}, DataConfig())
+    with pytest.raises(ConfigError, match="unknown preset 'b128'.*tiny"):
+        build_settings("b128", {}, {}, DataConfig())
+
+
+def test_params_cover_every_setting_once() -> None:
+    s = build_settings("tiny", {}, {"seed": 8}, DataConfig())
+    params = s.params()
+    assert params["seed"] == 8 and params["patch_size"] == 16 and params["num_tokens"] == 192
+    assert {"lr", "epochs", "batch_size", "center_jitter", "classes", "source", "encoder_dim"} <= set(params)
+
+
+def test_settings_round_trip() -> None:
+    from seqtrack_mlflow.config import TrainSettings
+
+    s = build_settings("tiny", {"patch_size": 8}, {"seed": 3}, DataConfig(source="synthetic"))
+    assert TrainSettings.from_dict(s.to_dict()) == s

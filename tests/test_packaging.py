@@ -1,0 +1,35 @@
+"""The project files users and CI rely on agree with each other."""
+
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_conda_env_mirrors_pyproject_dependencies() -> None:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    pip_lists = [d["pip"] for d in conda["dependencies"] if isinstance(d, dict)]
+    assert len(pip_lists) == 1 and sorted(pip_lists[0]) == sorted(deps)
+    assert any(str(d).startswith("mlflow>=3.17,<4") for d in deps)
+
+
+def test_mlproject_entry_points_match_cli_options() -> None:
+    from seqtrack_mlflow.cli import main
+
+    project = yaml.safe_load((ROOT / "MLproject").read_text())
+    assert project["conda_env"] == "conda.yaml"
+    assert set(project["entry_points"]) == {"main", "select_data", "train", "evaluate"}
+    for name, spec in project["entry_points"].items():
+        command = main.get_command(None, name.replace("_", "-"))
+        cli_options = {p.name for p in command.params}
+        assert set(spec["parameters"]) <= cli_options, name
+        for param in spec["parameters"]:
+            assert f"--{param} {{{param}}}" in spec["command"], (name, param)
+        assert (ROOT / "entry_points" / f"{name}.py").is_file()
+    train_params = project["entry_points"]["train"]["parameters"]
+    for required in ("seed", "epochs", "patch_size", "preset", "batch_size", "lr", "samples_per_epoch", "log_every",
+                     "source", "lasot_root", "classes", "pretrained", "resume", "device", "amp", "workers"):
+        assert required in train_params
