@@ -1,0 +1,34 @@
+import mlflow
+
+from seqtrack_mlflow.tracking import RunLogger, run_context
+
+
+def test_params_logged_by_mlflow_run_are_not_relogged(mlflow_uri: str) -> None:
+    with mlflow.start_run() as run:
+        # What `mlflow run -P lr=1e-4 -P epochs=0` logs before our script starts.
+        mlflow.log_params({"lr": "1e-4", "epochs": "0", "amp": "False"})
+    logger = RunLogger(run.info.run_id)
+    differing = logger.log_params({"lr": 0.0001, "epochs": 5, "amp": False, "seed": 8})
+    params = mlflow.get_run(run.info.run_id).data.params
+    assert differing == {"epochs": "0"}
+    assert params["lr"] == "1e-4" and params["seed"] == "8" and params["amp"] == "False"
+    assert params["effective.epochs"] == "5" and "effective.lr" not in params
+    logger.log_params({"epochs": 5})  # idempotent: a second call does not raise
+
+
+def test_failed_run_is_marked_failed(mlflow_uri: str) -> None:
+    try:
+        with run_context("train") as logger:
+            run_id = logger.run_id
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert mlflow.get_run(run_id).info.status in ("FAILED", "KILLED")
+    assert mlflow.active_run() is None
+
+
+def test_disabled_logger_is_silent(mlflow_uri: str) -> None:
+    with run_context("train", enabled=False) as logger:
+        logger.log_params({"a": 1})
+        logger.log_metrics({"loss": 1.0}, step=1)
+    assert mlflow.search_runs(search_all_experiments=True).empty
