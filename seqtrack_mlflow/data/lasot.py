@@ -1,0 +1,282 @@
+"""LaSOT reader: sequences, boxes, visibility flags and the protocol II split.
+
+Layout (REFERENCE.md, "LaSOT"): `<root>/<class>/<class>-<k>/` holding `img/00000001.jpg ...`,
+`groundtruth.txt` (one `x,y,w,h` line per frame), `full_occlusion.txt` and `out_of_view.txt` (one line of
+0/1 flags) and `nlp.txt`. The frame count comes from the ground-truth lines, never from listing `img/`
+(monkey-17 has more images than boxes), and absence comes from the flags, never from the box (absent
+frames often keep a stale box).
+
+Bad files raise `LasotFormatError` with one line naming the file and the line, so a user can fix or
+re-download that one sequence instead of debugging a numpy traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+LASOT_CLASSES: tuple[str, ...] = (
+    "airplane", "basketball", "bear", "bicycle", "bird", "boat", "book", "bottle", "bus", "car", "cat",
+    "cattle", "chameleon", "coin", "crab", "crocodile", "cup", "deer", "dog", "drone", "electricfan",
+    "elephant", "flag", "fox", "frog", "gametarget", "gecko", "giraffe", "goldfish", "gorilla", "guitar",
+    "hand", "hat", "helmet", "hippo", "horse", "kangaroo", "kite", "leopard", "licenseplate", "lion",
+    "lizard", "microphone", "monkey", "motorcycle", "mouse", "person", "pig", "pool", "rabbit", "racing",
+    "robot", "rubicCube", "sepia", "shark", "sheep", "skateboard", "spider", "squirrel", "surfboard",
+    "swing", "tank", "tiger", "train", "truck", "turtle", "umbrella", "volleyball", "yoyo", "zebra",
+)  # fmt: skip
+
+# Protocol II test sequence numbers (REFERENCE.md); the other 16 of each class are the training split.
+TEST_SEQUENCE_NUMBERS: dict[str, tuple[int, ...]] = {
+    "airplane": (1, 9, 13, 15), "basketball": (1, 6, 7, 11), "bear": (2, 4, 6, 17),
+    "bicycle": (2, 7, 9, 18), "bird": (2, 3, 15, 17), "boat": (3, 4, 12, 17), "book": (3, 10, 11, 19),
+    "bottle": (1, 12, 14, 18), "bus": (2, 5, 17, 19), "car": (2, 6, 9, 17), "cat": (1, 3, 18, 20),
+    "cattle": (2, 7, 12, 13), "chameleon": (3, 6, 11, 20), "coin": (3, 6, 7, 18), "crab": (3, 6, 12, 18),
+    "crocodile": (3, 4, 10, 14), "cup": (1, 4, 7, 17), "deer": (4, 8, 10, 14), "dog": (1, 7, 15, 19),
+    "drone": (2, 7, 13, 15), "electricfan": (1, 10, 18, 20), "elephant": (1, 12, 16, 18),
+    "flag": (2, 3, 5, 9), "fox": (2, 3, 5, 20), "frog": (3, 4, 9, 20), "gametarget": (1, 2, 7, 13),
+    "gecko": (1, 5, 16, 19), "giraffe": (2, 10, 13, 15), "goldfish": (3, 7, 8, 10),
+    "gorilla": (4, 6, 9, 13), "guitar": (3, 8, 10, 16), "hand": (2, 3, 9, 16), "hat": (1, 2, 5, 18),
+    "helmet": (5, 11, 13, 19), "hippo": (1, 7, 9, 20), "horse": (1, 4, 12, 15),
+    "kangaroo": (2, 5, 11, 14), "kite": (4, 6, 10, 15), "leopard": (1, 7, 16, 20),
+    "licenseplate": (6, 12, 13, 15), "lion": (1, 5, 12, 20), "lizard": (1, 3, 6, 13),
+    "microphone": (2, 6, 14, 16), "monkey": (3, 4, 9, 17), "motorcycle": (1, 3, 9, 18),
+    "mouse": (1, 8, 9, 17), "person": (1, 5, 10, 12), "pig": (2, 10, 13, 18), "pool": (3, 7, 12, 15),
+    "rabbit": (10, 13, 17, 19), "racing": (10, 15, 16, 20), "robot": (1, 5, 8, 19),
+    "rubicCube": (1, 6, 14, 19), "sepia": (6, 8, 13, 16), "shark": (2, 3, 5, 6), "sheep": (3, 5, 7, 9),
+    "skateboard": (3, 8, 16, 19), "spider": (14, 16, 18, 20), "squirrel": (8, 11, 13, 19),
+    "surfboard": (4, 5, 8, 12), "swing": (10, 14, 17, 20), "tank": (6, 9, 14, 16), "tiger": (4, 6, 12, 18),
+    "train": (1, 7, 11, 20), "truck": (3, 6, 7, 16), "turtle": (5, 8, 9, 16), "umbrella": (2, 9, 17, 19),
+    "volleyball": (1, 13, 18, 19), "yoyo": (7, 15, 17, 19), "zebra": (10, 14, 16, 17),
+}  # fmt: skip
+
+SEQUENCES_PER_CLASS = 20
+FRAME_NAME = "{:08d}.jpg"
+
+_SEQ_NAME = re.compile(r"^(?P<cls>[A-Za-z]+)-(?P<num>\d+)$")
+# LaSOT files are comma separated; some tools write tabs or spaces, so any run of them separates values.
+_SEPARATORS = re.compile(r"[ \t,]+")
+_LINE_EDGE = re.compile(r" ?\n ?")
+_FOUR_COLUMNS = re.compile(r"(?:[^ \n]+ [^ \n]+ [^ \n]+ [^ \n]+\n)*")
+
+
+class LasotFormatError(ValueError):
+    """A LaSOT file or folder the reader cannot use: one line naming the file (and line) and the fix."""
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: numpy fields make generated __eq__ ambiguous
+class Sequence:
+    """One LaSOT sequence, fully loaded except for its images (read lazily via `frame_path`)."""
+
+    name: str
+    class_name: str
+    number: int
+    path: Path
+    split: str
+    boxes: np.ndarray
+    full_occlusion: np.ndarray
+    out_of_view: np.ndarray
+
+    @property
+    def visible(self) -> np.ndarray:
+        """LaSOT visibility: the target is in the frame, not fully occluded, and has a valid box."""
+        return ~self.full_occlusion & ~self.out_of_view & (self.boxes[:, 2] > 0) & (self.boxes[:, 3] > 0)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def frame_path(self, index: int) -> Path:
+        """0-based frame index -> the 1-based LaSOT image file."""
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"frame index {index} out of range for {self.name} ({self.num_frames} frames)")
+        return self.path / "img" / FRAME_NAME.format(index + 1)
+
+
+def split_of(class_name: str, number: int) -> str:
+    """Protocol II split of a sequence ("train" or "test")."""
+    if class_name not in TEST_SEQUENCE_NUMBERS:
+        raise LasotFormatError(
+            f"unknown LaSOT class {class_name!r}: protocol II defines splits only for the 70 LaSOT classes"
+        )
+    return "test" if number in TEST_SEQUENCE_NUMBERS[class_name] else "train"
+
+
+def parse_sequence_name(name: str) -> tuple[str, int]:
+    """`"airplane-1"` -> `("airplane", 1)`."""
+    match = _SEQ_NAME.match(name)
+    if match is None:
+        raise LasotFormatError(f"{name!r} is not a LaSOT sequence folder name: expected <class>-<number>")
+    return match["cls"], int(match["num"])
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise LasotFormatError(f"{path}: file is missing: restore or re-download this sequence") from None
+    except UnicodeDecodeError:
+        raise LasotFormatError(f"{path}: not a text file: restore or re-download this sequence") from None
+
+
+def _collapse(text: str) -> str:
+    """Whole-text normalisation (no per-line Python): `\n` line ends, one space between values,
+    no spaces at line edges, trailing blank lines dropped. Line numbers are preserved."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _LINE_EDGE.sub("\n", _SEPARATORS.sub(" ", text)).rstrip(" \n")
+    return text[1:] if text.startswith(" ") else text
+
+
+def _short(line: str) -> str:
+    return repr(line if len(line) <= 60 else line[:57] + "...")
+
+
+def parse_groundtruth(path: Path) -> np.ndarray:
+    """(N, 4) float64 boxes in one numpy conversion; a per-line rescan runs only to name a bad line."""
+    raw_text = _read_text(path)
+    text = _collapse(raw_text)
+    if not text:
+        raise LasotFormatError(f"{path}: no ground-truth lines (empty sequence): restore or remove it")
+    if _FOUR_COLUMNS.fullmatch(text + "\n"):
+        try:
+            boxes = np.array(text.split(), dtype=np.float64).reshape(-1, 4)
+        except ValueError:  # a non-numeric value somewhere: the scan below names its line
+            boxes = None
+        if boxes is not None and np.isfinite(boxes).all():
+            return boxes
+    raw_lines = raw_text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for number, line in enumerate(text.split("\n"), start=1):
+        values = line.split(" ") if line else []
+        raw = _short(raw_lines[number - 1])
+        if len(values) != 4:
+            raise LasotFormatError(
+                f"{path}:{number}: expected 4 comma-separated values x,y,w,h, found {len(values)} "
+                f"in {raw}: fix the line or re-download the sequence"
+            )
+        try:
+            finite = bool(np.isfinite(np.array(values, dtype=np.float64)).all())
+        except ValueError:
+            finite = False
+        if not finite:
+            raise LasotFormatError(
+                f"{path}:{number}: non-numeric value in {raw}: fix the line or re-download the sequence"
+            )
+    raise AssertionError(f"{path}: fast parse failed but every line parses")  # unreachable
+
+
+def parse_flags(path: Path, expected: int, groundtruth: Path) -> np.ndarray:
+    """(N,) bool flags from LaSOT's one-line comma-separated 0/1 file (several lines also accepted)."""
+    text = _collapse(_read_text(path))
+    flags = np.array(text.split(), dtype=str)
+    ok = np.isin(flags, ("0", "1"))
+    if not ok.all():
+        index = int(np.argmin(ok))
+        per_line = np.cumsum([len(line.split()) for line in text.split("\n")])
+        line = int(np.searchsorted(per_line, index, side="right")) + 1
+        raise LasotFormatError(
+            f"{path}:{line}: flag {index + 1} is {str(flags[index])[:20]!r}, expected 0 or 1: "
+            "fix the file or re-download the sequence"
+        )
+    if flags.size != expected:
+        raise LasotFormatError(
+            f"{path}: {flags.size} flags but {groundtruth.name} has {expected} lines: "
+            "the files need one entry per frame; re-download the sequence"
+        )
+    return flags == "1"
+
+
+def check_frames(seq_dir: Path, num_frames: int, groundtruth: Path) -> None:
+    """Every frame named by the ground truth exists (one directory listing, not one stat per frame)."""
+    img_dir = seq_dir / "img"
+    try:
+        present = set(os.listdir(img_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        raise LasotFormatError(
+            f"{img_dir}: image folder is missing: restore or re-download this sequence"
+        ) from None
+    for index in range(num_frames):
+        name = FRAME_NAME.format(index + 1)
+        if name not in present:
+            raise LasotFormatError(
+                f"{img_dir / name}: missing frame image for {groundtruth.name} line {index + 1} "
+                f"(of {num_frames}): restore or re-download this sequence"
+            )
+
+
+def read_sequence(seq_dir: Path, check_images: bool = True) -> Sequence:
+    """Load one sequence folder; `check_images=False` skips the image listing (index re-reads)."""
+    seq_dir = Path(seq_dir)
+    class_name, number = parse_sequence_name(seq_dir.name)
+    gt_path = seq_dir / "groundtruth.txt"
+    boxes = parse_groundtruth(gt_path)
+    n = boxes.shape[0]
+    occlusion = parse_flags(seq_dir / "full_occlusion.txt", n, gt_path)
+    out_of_view = parse_flags(seq_dir / "out_of_view.txt", n, gt_path)
+    if check_images:
+        check_frames(seq_dir, n, gt_path)
+    for array in (boxes, occlusion, out_of_view):
+        array.setflags(write=False)
+    return Sequence(
+        name=seq_dir.name,
+        class_name=class_name,
+        number=number,
+        path=seq_dir.resolve(),
+        split=split_of(class_name, number),
+        boxes=boxes,
+        full_occlusion=occlusion,
+        out_of_view=out_of_view,
+    )
+
+
+def available_classes(root: Path) -> list[str]:
+    """LaSOT class folders present under root (other entries, e.g. temp folders or split files, ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LasotFormatError(f"{root}: LaSOT root folder does not exist: give an existing folder")
+    known = set(LASOT_CLASSES)
+    return sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and entry.name in known)
+
+
+def class_sequence_dirs(root: Path, class_name: str) -> list[Path]:
+    """Sequence folders `<class>-<k>` of one class, sorted by k (numerically: 2 before 10)."""
+    class_dir = Path(root) / class_name
+    if not class_dir.is_dir():
+        raise LasotFormatError(
+            f"{class_dir}: class folder is missing: download or generate class {class_name!r}"
+        )
+    found: list[tuple[int, Path]] = []
+    for entry in os.scandir(class_dir):
+        match = _SEQ_NAME.match(entry.name)
+        if match and match["cls"] == class_name and entry.is_dir():
+            found.append((int(match["num"]), Path(entry.path)))
+    return [path for _, path in sorted(found)]
+
+
+def frame_size(seq: Sequence) -> tuple[int, int]:
+    """(width, height) of frame 1; PIL reads only the JPEG header here."""
+    path = seq.frame_path(0)
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except FileNotFoundError:
+        raise LasotFormatError(f"{path}: missing frame image: restore or re-download this sequence") from None
+    except OSError as exc:
+        raise LasotFormatError(f"{path}: unreadable image ({exc}): re-download this sequence") from None
+
+
+__all__ = [
+    "LASOT_CLASSES",
+    "LasotFormatError",
+    "Sequence",
+    "TEST_SEQUENCE_NUMBERS",
+    "available_classes",
+    "class_sequence_dirs",
+    "frame_size",
+    "parse_sequence_name",
+    "read_sequence",
+    "split_of",
+]

@@ -1,0 +1,265 @@
+"""Hub source against a real local HTTP server speaking the Hugging Face `resolve` protocol.
+
+The server implements what `hf_hub_download` uses: HEAD and GET of
+`/datasets/l-lt/LaSOT/resolve/<revision>/<file>` with X-Repo-Commit, ETag and Content-Length headers
+(Range requests honoured, X-Error-Code: EntryNotFound for missing files). No network is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import socket
+import stat
+import threading
+import time
+import zipfile
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import huggingface_hub.constants as hf_constants
+import numpy as np
+import pytest
+
+from seqtrack_mlflow.data.hub import fetch_lasot_classes, read_split_file, safe_extract
+from seqtrack_mlflow.data.lasot import read_sequence
+from seqtrack_mlflow.data.sources import COMPLETE_MARKER, DataSourceError
+from seqtrack_mlflow.data.synthetic import generate_lasot
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+PREFIX = "/datasets/l-lt/LaSOT/resolve/"
+
+
+class FakeHub:
+    """A thread-served Hugging Face file endpoint with a request log."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.requests: Counter[tuple[str, str]] = Counter()
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def _serve(self, with_body: bool) -> None:
+                if not self.path.startswith(PREFIX):
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "RepoNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                _revision, _, name = self.path[len(PREFIX) :].partition("/")
+                hub.requests[(self.command, name)] += 1
+                data = hub.files.get(name)
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("X-Repo-Commit", COMMIT)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start = 0
+                if with_body and self.headers.get("Range", "").startswith("bytes="):
+                    start = int(self.headers["Range"][6:].split("-")[0])
+                body = data[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("Content-Length", str(len(body)))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
+                self._serve(with_body=False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._serve(with_body=True)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def gets(self, name: str) -> int:
+        return self.requests[("GET", name)]
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def _zip_class(class_dir: Path) -> bytes:
+    """A class zip as on the hub: members `<class>-<k>/...`, no class folder."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for path in sorted(class_dir.rglob("*")):
+            archive.write(path, path.relative_to(class_dir).as_posix())
+    return buffer.getvalue()
+
+
+def _zip_members(members: list[tuple[str, bytes, int | None]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data, mode in members:
+            info = zipfile.ZipInfo(name)
+            if mode is not None:
+                info.external_attr = mode << 16
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def source_tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hubsrc")
+    generate_lasot(root, ["airplane", "bear"], sequences_per_class=2, frames=22, size=(64, 48), seed=2)
+    return root
+
+
+def _point_hub_at(monkeypatch, tmp_path: Path, url: str) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    # huggingface_hub reads HF_ENDPOINT at import into ENDPOINT and the URL template: patch both alike.
+    monkeypatch.setattr(hf_constants, "ENDPOINT", url)
+    template = url + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture
+def hub(source_tree, monkeypatch, tmp_path):
+    files = {f"{c}.zip": _zip_class(source_tree / c) for c in ("airplane", "bear")}
+    files["training_set.txt"] = "\ufeffairplane-2\r\nbear-1\r\n".encode()
+    files["testing_set.txt"] = "\ufeffairplane-1\nbear-2\n".encode()
+    server = FakeHub(files)
+    _point_hub_at(monkeypatch, tmp_path, server.url)
+    yield server
+    server.close()
+
+
+def test_fetch_extracts_a_readable_tree_once(hub, source_tree, tmp_path):
+    cache = tmp_path / "cache"
+    root = fetch_lasot_classes(["airplane"], cache)
+    assert root == cache / "lasot"
+    assert sorted(p.name for p in (root / "airplane").iterdir() if p.is_dir()) == ["airplane-1", "airplane-2"]
+    for name in ("airplane-1", "airplane-2"):
+        got = read_sequence(root / "airplane" / name)
+        want = read_sequence(source_tree / "airplane" / name)
+        np.testing.assert_array_equal(got.boxes, want.boxes)
+        np.testing.assert_array_equal(got.visible, want.visible)
+    assert read_sequence(root / "airplane" / "airplane-1").split == "test"
+    assert not (root / "bear").exists() and hub.gets("bear.zip") == 0  # only the selected class
+    assert read_split_file(root / "training_set.txt") == ["airplane-2", "bear-1"]  # BOM and CRLF gone
+    assert (root / "testing_set.txt").read_bytes().startswith(b"airplane-1\n")
+
+    marker = root / "airplane" / COMPLETE_MARKER
+    stamp = marker.stat().st_mtime_ns
+    before = sum(hub.requests.values())
+    assert fetch_lasot_classes(["airplane"], cache) == root
+    assert sum(hub.requests.values()) == before  # nothing downloaded, not even a HEAD
+    assert marker.stat().st_mtime_ns == stamp  # not re-extracted
+
+    fetch_lasot_classes(["airplane", "bear"], cache)
+    assert hub.gets("airplane.zip") == 1 and hub.gets("bear.zip") == 1
+    assert (root / "bear" / COMPLETE_MARKER).is_file()
+
+
+def test_interrupted_extraction_is_redone(hub, tmp_path):
+    cache = tmp_path / "cache"
+    partial = cache / "lasot" / "bear" / "bear-1"
+    partial.mkdir(parents=True)
+    (partial / "groundtruth.txt").write_text("1,2,3\n")  # half-written, no marker
+    root = fetch_lasot_classes(["bear"], cache)
+    assert (root / "bear" / COMPLETE_MARKER).is_file()
+    assert read_sequence(root / "bear" / "bear-1").num_frames == 22
+    assert not list((cache / "lasot.tmp").iterdir())  # temp folders cleaned up
+
+
+def test_cached_zip_is_reused_when_the_hub_is_unreachable(hub, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    root = fetch_lasot_classes(["airplane"], cache)
+    hub.close()
+    monkeypatch.setenv("HF_ENDPOINT", _closed_port_url())
+    shutil.rmtree(root / "airplane")  # the extracted copy is gone, the downloaded zip is still cached
+    assert fetch_lasot_classes(["airplane"], cache) == root
+    assert (root / "airplane" / COMPLETE_MARKER).is_file()
+
+
+def test_missing_class_file_is_named(hub, tmp_path):
+    hub.files.pop("bear.zip")
+    with pytest.raises(DataSourceError, match="bear.zip is not in the Hugging Face dataset"):
+        fetch_lasot_classes(["bear"], tmp_path / "cache")
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_unreachable_hub_gives_one_line_with_alternatives(monkeypatch, tmp_path):
+    url = _closed_port_url()
+    _point_hub_at(monkeypatch, tmp_path, url)
+    start = time.perf_counter()
+    with pytest.raises(DataSourceError) as info:
+        fetch_lasot_classes(["airplane"], tmp_path / "cache")
+    message = str(info.value)
+    assert time.perf_counter() - start < 10  # no minute-long retry back-off
+    assert "\n" not in message
+    assert "cannot reach the Hugging Face hub" in message and "'airplane'" in message
+    assert "source=local" in message and "source=synthetic" in message
+    assert not (tmp_path / "cache" / "lasot" / "airplane").exists()
+
+
+@pytest.mark.parametrize(
+    ("member", "mode", "reason"),
+    [
+        ("../evil.txt", None, "contains '..'"),
+        ("airplane-1/../../evil.txt", None, "contains '..'"),
+        ("/tmp/evil-absolute.txt", None, "is an absolute path"),
+        ("airplane-1/link", stat.S_IFLNK | 0o777, "is a symbolic link"),
+    ],
+)
+def test_safe_extract_refuses_escaping_members(tmp_path, member, mode, reason):
+    zip_path = tmp_path / "airplane.zip"
+    # A harmless member first: nothing at all may be written once a bad one is found.
+    zip_path.write_bytes(_zip_members([("airplane-1/ok.txt", b"ok", None), (member, b"../../outside", mode)]))
+    target = tmp_path / "out" / "target"
+    with pytest.raises(DataSourceError) as info:
+        safe_extract(zip_path, target)
+    message = str(info.value)
+    assert "\n" not in message and str(zip_path) in message and repr(member) in message and reason in message
+    assert not target.exists()
+    assert not (tmp_path / "out" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+    assert not Path("/tmp/evil-absolute.txt").exists()
+
+
+def test_malicious_hub_zip_is_refused_and_nothing_published(hub, tmp_path):
+    members = [("bear-1/groundtruth.txt", b"1,2,3,4\n", None), ("../evil.txt", b"x", None)]
+    hub.files["bear.zip"] = _zip_members(members)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataSourceError, match=r"member '\.\./evil\.txt' contains '\.\.'"):
+        fetch_lasot_classes(["bear"], cache)
+    assert not (cache / "lasot" / "bear").exists()
+    assert not list(cache.rglob("evil.txt"))
+
+
+def test_safe_extract_writes_regular_members(tmp_path):
+    zip_path = tmp_path / "a.zip"
+    zip_path.write_bytes(_zip_members([("cat-1/img/00000001.jpg", b"jpeg", None), ("cat-1/", b"", None)]))
+    safe_extract(zip_path, tmp_path / "t")
+    assert (tmp_path / "t" / "cat-1" / "img" / "00000001.jpg").read_bytes() == b"jpeg"
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    with pytest.raises(DataSourceError, match="not a readable zip"):
+        safe_extract(tmp_path / "bad.zip", tmp_path / "t2")
