@@ -69,15 +69,18 @@ def open_frame(path: str | Path, window: CropWindow | None = None) -> tuple[Imag
     """
     img = Image.open(path)
     full_w, full_h = img.size
+    scale = 1
     if window is not None and img.format == "JPEG":
         shrink = window.side / window.out_size  # image pixels per output pixel
-        scale = 1
         while scale < 8 and shrink >= 2 * scale:
             scale *= 2
         if scale > 1:
             img.draft("RGB", (math.ceil(full_w / scale), math.ceil(full_h / scale)))
+            # DCT scaling maps decoded pixel i to full-resolution pixels [i*k, (i+1)*k) for the
+            # factor k the decoder picked, whatever the rounding of the decoded size.
+            scale = round(full_w / img.size[0]) if img.size[0] else 1
     img = img.convert("RGB")
-    return img, img.size[0] / full_w
+    return img, 1.0 / scale
 
 
 def crop_image(img: Image.Image, window: CropWindow, decode_scale: float = 1.0) -> np.ndarray:

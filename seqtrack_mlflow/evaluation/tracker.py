@@ -1,0 +1,251 @@
+"""SeqTrack inference: one-pass tracking with window penalty and template update (REFERENCE.md, "Inference").
+
+Per frame: crop the search region around the previous box, encode [search, templates], greedily
+decode the 4 box tokens (cx, cy, w, h), map them back to the image, clip with a 10 px margin, and every
+`update_interval` frames replace template 2 with a crop around the new box when the confidence is high.
+
+Box mapping back to the image. The official tracker computes, in image pixels,
+    c = tokens / (bins - 1) * S / r + (c_prev - 0.5 * S / r)
+with S the search size and r = S / side the resize factor. Since side = S / r, the shift is the crop's
+top-left corner before rounding, c_prev - side / 2. We compute `tokens_to_box` (tokens / (bins - 1) * S,
+the same dequantisation) and then `processing.box_from_crop`, v -> v / r + x0 with
+x0 = round(c_prev - side / 2) the corner of the crop actually cut (`processing.crop_window`). That is the
+exact inverse of `box_to_crop` (u -> (u - x0) * r), which produced the training targets, and differs
+from the official shift only by the rounding of x0 (at most half an image pixel, towards the truth).
+The S vs S - 1 normalisation mismatch between training and inference tokens is the official one, kept
+on purpose in `model/tokens.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image
+
+from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, from_dict, validate_model
+from seqtrack_mlflow.data.processing import (
+    CropWindow,
+    box_from_crop,
+    crop_image,
+    crop_window,
+    normalize,
+    open_frame,
+)
+from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model
+from seqtrack_mlflow.model.tokens import hann_window, tokens_to_box
+
+if TYPE_CHECKING:
+    from seqtrack_mlflow.data.lasot import Sequence
+
+CLIP_MARGIN = 10.0  # official clip_box margin (pixels)
+SCORE_SCALE = 10.0  # official confidence: sum of the 4 chosen probabilities * 10
+
+ImageInput = np.ndarray | str | Path
+
+
+class TrackerError(ValueError):
+    """Unusable tracker input (image, box, settings or checkpoint): one line naming it and the fix."""
+
+
+def clip_box(box_xywh: np.ndarray, width: float, height: float, margin: float = CLIP_MARGIN) -> np.ndarray:
+    """Official `clip_box`: keep at least `margin` pixels of the box inside the image.
+
+    x1 in [0, W - margin], x2 in [margin, W] (same for y), then w, h >= margin. The result always has a
+    positive size, so the next search crop is well defined even after a wild prediction.
+    """
+    b = np.asarray(box_xywh, dtype=np.float64)
+    x1 = np.minimum(np.maximum(b[..., 0], 0.0), width - margin)
+    y1 = np.minimum(np.maximum(b[..., 1], 0.0), height - margin)
+    x2 = np.minimum(np.maximum(b[..., 0] + b[..., 2], margin), width)
+    y2 = np.minimum(np.maximum(b[..., 1] + b[..., 3], margin), height)
+    w = np.maximum(x2 - x1, margin)
+    h = np.maximum(y2 - y1, margin)
+    return np.stack([x1, y1, w, h], axis=-1)
+
+
+def tokens_to_image_box(tokens: torch.Tensor, window: CropWindow, bins: int) -> np.ndarray:
+    """(..., 4) (cx, cy, w, h) tokens of a search crop -> x, y, w, h in full-image pixels."""
+    crop_box = tokens_to_box(torch.as_tensor(tokens), window.out_size, bins)
+    return box_from_crop(crop_box.detach().cpu().double().numpy(), window)
+
+
+class _Frame:
+    """One frame, decoded lazily per crop: JPEG paths at reduced scale when the crop shrinks them."""
+
+    def __init__(self, image: ImageInput) -> None:
+        self._path: Path | None = None
+        self._pil: Image.Image | None = None
+        if isinstance(image, (str, Path)):
+            self._path = Path(image)
+            try:
+                with Image.open(self._path) as probe:  # header only: full-resolution size
+                    self.size = probe.size
+            except (FileNotFoundError, OSError) as exc:
+                raise TrackerError(
+                    f"{self._path}: cannot read frame ({exc}): give an existing image"
+                ) from None
+        else:
+            arr = np.asarray(image)
+            if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+                raise TrackerError(
+                    f"image array has shape {arr.shape} and dtype {arr.dtype}: pass an HxWx3 uint8 RGB array"
+                )
+            self._pil = Image.fromarray(np.ascontiguousarray(arr))
+            self.size = self._pil.size
+
+    def crop(self, window: CropWindow) -> np.ndarray:
+        if self._pil is not None:
+            return crop_image(self._pil, window)
+        img, scale = open_frame(self._path, window)
+        return crop_image(img, window, scale)
+
+
+class SeqTrackTracker:
+    """Stateful single-object tracker around a SeqTrack model (batch of one, as in the benchmark)."""
+
+    def __init__(
+        self,
+        model: SeqTrack,
+        cfg: TrackerConfig,
+        device: torch.device | str = "cpu",
+        use_cache: bool = True,
+    ) -> None:
+        if cfg.update_interval < 1:
+            raise TrackerError(f"update_interval={cfg.update_interval} is invalid: use 1 or more frames")
+        if cfg.search_factor <= 0 or cfg.template_factor <= 0:
+            raise TrackerError(
+                f"search_factor={cfg.search_factor}, template_factor={cfg.template_factor}: "
+                "both must be positive"
+            )
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.cfg = cfg
+        self.use_cache = use_cache
+        self.window = hann_window(model.cfg.bins).to(self.device) if cfg.window_penalty else None
+        self.templates: torch.Tensor | None = None  # (1, num_templates, 3, T, T)
+        self.state: np.ndarray | None = None  # previous box, x, y, w, h (image pixels)
+        self.frame_id = 0  # frames tracked since initialize
+        self.updates: list[int] = []  # frame ids at which template 2 was replaced
+        self.last_score = 0.0
+
+    @classmethod
+    def from_checkpoint(
+        cls, ckpt: Mapping, cfg: TrackerConfig, device: torch.device | str = "cpu"
+    ) -> SeqTrackTracker:
+        """Rebuild the model from a training checkpoint (`torch.load(path, weights_only=True)`)."""
+        try:
+            model_values = dict(ckpt["config"]["model"])
+            state = ckpt["model_state_dict"]
+        except (KeyError, TypeError):
+            raise TrackerError(
+                "checkpoint lacks config.model or model_state_dict: pass an epoch_N.ckpt written by training"
+            ) from None
+        try:
+            model_cfg = from_dict(ModelConfig, {**model_values, "pretrained": "none"})
+            validate_model(model_cfg)
+        except (TypeError, ConfigError) as exc:
+            raise TrackerError(
+                f"checkpoint model config is unusable ({exc}): use a checkpoint from training"
+            ) from None
+        model = build_model(model_cfg)
+        # Checkpoints written from a DDP- or compile-wrapped model carry a prefix on every key.
+        state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else first[0]
+            raise TrackerError(
+                f"checkpoint weights do not fit its model config ({detail[:200]}): "
+                "use an unmodified checkpoint from training"
+            ) from None
+        return cls(model, cfg, device)
+
+    def _to_tensor(self, crop: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(normalize(crop)).unsqueeze(0).to(self.device)
+
+    def _template(self, frame: _Frame, box: np.ndarray) -> torch.Tensor:
+        """(1, 1, 3, T, T) template crop around `box`."""
+        mc = self.model.cfg
+        window = crop_window(box, self.cfg.template_factor, mc.template_size)
+        return self._to_tensor(frame.crop(window)).unsqueeze(1)
+
+    @torch.inference_mode()
+    def initialize(self, image: ImageInput, box_xywh) -> None:
+        """Start a sequence: every template slot holds the crop around the first box ([z, z])."""
+        box = np.asarray(box_xywh, dtype=np.float64).reshape(-1)
+        if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
+            raise TrackerError(f"initial box {box.tolist()} is invalid: give x, y, w, h with w > 0 and h > 0")
+        frame = _Frame(image)
+        z = self._template(frame, box)
+        self.templates = z.expand(-1, self.model.cfg.num_templates, -1, -1, -1).clone()
+        self.state = box
+        self.frame_id = 0
+        self.updates = []
+        self.last_score = 0.0
+
+    @torch.inference_mode()
+    def track(self, image: ImageInput) -> tuple[np.ndarray, float]:
+        """Track one frame; returns the box (x, y, w, h, image pixels) and the confidence score."""
+        if self.templates is None or self.state is None:
+            raise TrackerError("track() called before initialize(): initialise on the first frame's box")
+        mc = self.model.cfg
+        self.frame_id += 1
+        frame = _Frame(image)
+        window = crop_window(self.state, self.cfg.search_factor, mc.search_size)
+        search = self._to_tensor(frame.crop(window))
+        memory = self.model.encode(self.templates, search)
+        tokens, probs = self.model.decode_greedy(memory, self.window, use_cache=self.use_cache)
+        width, height = frame.size
+        self.state = clip_box(tokens_to_image_box(tokens[0], window, mc.bins), width, height)
+        score = float(probs[0].sum()) * SCORE_SCALE
+        self.last_score = score
+        if (
+            mc.num_templates > 1
+            and self.frame_id % self.cfg.update_interval == 0
+            and score > self.cfg.update_threshold
+        ):
+            # Keep the initial template; the newest goes last, the oldest online one drops out
+            # (with two templates: template 2 is replaced).
+            z = self._template(frame, self.state)
+            self.templates = torch.cat([self.templates[:, :1], self.templates[:, 2:], z], dim=1)
+            self.updates.append(self.frame_id)
+        return self.state.copy(), score
+
+
+def track_sequence(tracker: SeqTrackTracker, seq: Sequence, max_frames: int = 0) -> tuple[np.ndarray, float]:
+    """One-pass evaluation of a sequence: init on frame 1's ground truth, track the rest.
+
+    Returns (N, 4) boxes with row 0 = the ground truth (N = all frames, or `max_frames` when > 0) and
+    frames per second over the tracked frames (frame decoding included, initialisation excluded).
+    """
+    n = seq.num_frames if max_frames <= 0 else min(max_frames, seq.num_frames)
+    init_box = np.asarray(seq.boxes[0], dtype=np.float64)
+    if not (np.isfinite(init_box).all() and init_box[2] > 0 and init_box[3] > 0):
+        raise TrackerError(
+            f"{seq.name}: frame 1 box {init_box.tolist()} has no area: fix line 1 of its groundtruth.txt"
+        )
+    boxes = np.zeros((n, 4), dtype=np.float64)
+    boxes[0] = init_box
+    tracker.initialize(seq.frame_path(0), init_box)
+    start = time.perf_counter()
+    for index in range(1, n):
+        boxes[index], _ = tracker.track(seq.frame_path(index))
+    elapsed = time.perf_counter() - start
+    fps = (n - 1) / elapsed if n > 1 and elapsed > 0 else 0.0
+    return boxes, fps
+
+
+__all__ = [
+    "CLIP_MARGIN",
+    "SeqTrackTracker",
+    "TrackerError",
+    "clip_box",
+    "tokens_to_image_box",
+    "track_sequence",
+]

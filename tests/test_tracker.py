@@ -1,0 +1,212 @@
+"""SeqTrack inference: box mapping, clipping, template update and window penalty on a real tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from seqtrack_mlflow.config import TrackerConfig, preset, replace, to_dict
+from seqtrack_mlflow.data.lasot import read_sequence
+from seqtrack_mlflow.data.processing import box_to_crop, crop_window
+from seqtrack_mlflow.evaluation.tracker import (
+    SeqTrackTracker,
+    TrackerError,
+    clip_box,
+    tokens_to_image_box,
+    track_sequence,
+)
+
+WIDTH, HEIGHT, FRAMES = 160, 120, 7
+
+
+def _crop_tokens(crop_xywh: np.ndarray, size: int, bins: int) -> torch.Tensor:
+    """Unquantised (cx, cy, w, h) tokens in the inference convention (token / (bins-1) * size)."""
+    cxcywh = np.concatenate([crop_xywh[:2] + crop_xywh[2:] / 2, crop_xywh[2:]])
+    return torch.tensor(cxcywh / size * (bins - 1), dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- pure geometry
+
+
+def test_clip_box_keeps_margin_inside_image():
+    boxes = np.array(
+        [
+            [20.0, 15.0, 30.0, 40.0],  # inside: unchanged
+            [-50.0, 20.0, 30.0, 30.0],  # left of the image
+            [150.0, 20.0, 30.0, 30.0],  # right of the image
+            [-10.0, -10.0, 200.0, 200.0],  # covers the image
+            [40.0, 110.0, 5.0, 2.0],  # tiny, at the bottom
+        ]
+    )
+    out = clip_box(boxes, 100, 80, margin=10)
+    np.testing.assert_allclose(out[0], boxes[0])
+    np.testing.assert_allclose(out[1], [0.0, 20.0, 10.0, 30.0])
+    np.testing.assert_allclose(out[2], [90.0, 20.0, 10.0, 30.0])
+    np.testing.assert_allclose(out[3], [0.0, 0.0, 100.0, 80.0])
+    np.testing.assert_allclose(out[4], [40.0, 70.0, 10.0, 10.0])
+    assert (out[:, 2:] >= 10).all()
+    assert (out[:, 0] >= 0).all() and (out[:, 0] + out[:, 2] <= 100).all()
+    assert (out[:, 1] >= 0).all() and (out[:, 1] + out[:, 3] <= 80).all()
+
+
+def test_crop_centre_maps_back_to_previous_centre():
+    bins, size = 4000, 64
+    prev = np.array([100.0, 80.0, 40.0, 40.0])  # centre (120, 100); crop corner (40, 20) is integral
+    window = crop_window(prev, 4.0, size)
+    centre_tokens = torch.tensor([(bins - 1) / 2, (bins - 1) / 2, 400.0, 400.0])
+    box = tokens_to_image_box(centre_tokens, window, bins)
+    np.testing.assert_allclose(box[:2] + box[2:] / 2, [120.0, 100.0], atol=1e-4)
+    # A whole-token prediction lands within one token step of it.
+    step = window.side / (bins - 1)
+    box_int = tokens_to_image_box(torch.tensor([1999, 1999, 400, 400]), window, bins)
+    np.testing.assert_allclose(box_int[:2] + box_int[2:] / 2, [120.0, 100.0], atol=step)
+
+
+def test_back_mapping_inverts_box_to_crop():
+    bins, size = 4000, 64
+    for prev in ([100.3, 80.7, 37.0, 41.0], [-5.0, 3.2, 12.5, 60.0]):
+        window = crop_window(np.array(prev), 4.0, size)
+        target = np.array([95.2, 70.9, 30.0, 45.5])
+        tokens = _crop_tokens(box_to_crop(target, window), size, bins)
+        np.testing.assert_allclose(tokens_to_image_box(tokens, window, bins), target, atol=1e-4)
+
+
+def test_back_mapping_matches_official_formula_up_to_crop_rounding():
+    bins, size = 4000, 64
+    prev = np.array([100.3, 80.7, 37.0, 41.0])
+    window = crop_window(prev, 4.0, size)
+    tokens = torch.tensor([1500, 2400, 900, 1200])
+    ours = tokens_to_image_box(tokens, window, bins)
+    # official: tokens / (bins-1) * S / r + (prev_centre - 0.5 * S / r), then centre -> corner
+    r = window.resize_factor
+    cxcywh = tokens.double().numpy() / (bins - 1) * size / r
+    prev_centre = prev[:2] + prev[2:] / 2
+    centre = cxcywh[:2] + prev_centre - 0.5 * size / r
+    official = np.concatenate([centre - cxcywh[2:] / 2, cxcywh[2:]])
+    np.testing.assert_allclose(ours[2:], official[2:], atol=1e-6)
+    assert np.abs(ours[:2] - official[:2]).max() <= 0.5 + 1e-6
+
+
+# ---------------------------------------------------------------- real tiny model
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    """A LaSOT-layout sequence: a textured square moving over a noisy background."""
+    seq_dir = tmp_path_factory.mktemp("lasot") / "airplane" / "airplane-3"
+    (seq_dir / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 120, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    patch = rng.integers(150, 256, size=(24, 24, 3), dtype=np.uint8)
+    boxes = []
+    for i in range(FRAMES):
+        x, y = 40 + 4 * i, 30 + 2 * i
+        frame = background.copy()
+        frame[y : y + 24, x : x + 24] = patch
+        Image.fromarray(frame).save(seq_dir / "img" / f"{i + 1:08d}.jpg", quality=92)
+        boxes.append(f"{x},{y},24,24")
+    (seq_dir / "groundtruth.txt").write_text("\n".join(boxes) + "\n")
+    (seq_dir / "full_occlusion.txt").write_text(",".join("0" * FRAMES))
+    (seq_dir / "out_of_view.txt").write_text(",".join("0" * FRAMES))
+    (seq_dir / "nlp.txt").write_text("a bright square\n")
+    return read_sequence(seq_dir)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from seqtrack_mlflow.model.seqtrack import build_model
+
+    # The tiny preset's structure, with 64-px crops and a 2-block encoder so the ~50 frames tracked
+    # below take seconds on 2 shared CPU cores.
+    torch.manual_seed(0)
+    cfg = replace(preset("tiny")[0], template_size=64, search_size=64, encoder_depth=2)
+    return build_model(cfg).eval()
+
+
+def _cfg(**overrides) -> TrackerConfig:
+    return TrackerConfig(**{"update_interval": 450, **overrides})
+
+
+def test_track_sequence_boxes_inside_image(model, sequence):
+    tracker = SeqTrackTracker(model, _cfg())
+    boxes, fps = track_sequence(tracker, sequence)
+    assert boxes.shape == (FRAMES, 4)
+    np.testing.assert_array_equal(boxes[0], sequence.boxes[0])
+    tracked = boxes[1:]
+    assert np.isfinite(tracked).all()
+    assert (tracked[:, 2:] >= 10).all()
+    assert (tracked[:, 0] >= 0).all() and (tracked[:, 0] + tracked[:, 2] <= WIDTH + 1e-9).all()
+    assert (tracked[:, 1] >= 0).all() and (tracked[:, 1] + tracked[:, 3] <= HEIGHT + 1e-9).all()
+    assert fps > 0
+    assert 0 < tracker.last_score <= 40  # 4 probabilities * 10
+    again, _ = track_sequence(tracker, sequence)  # re-initialising resets all state
+    np.testing.assert_array_equal(again, boxes)
+    short, _ = track_sequence(tracker, sequence, max_frames=3)
+    np.testing.assert_array_equal(short, boxes[:3])
+
+
+def test_path_and_array_inputs_agree(model, sequence):
+    tracker = SeqTrackTracker(model, _cfg())
+    frames = [np.asarray(Image.open(sequence.frame_path(i)).convert("RGB")) for i in range(3)]
+    tracker.initialize(frames[0], sequence.boxes[0])
+    from_arrays = [tracker.track(f)[0] for f in frames[1:]]
+    tracker.initialize(sequence.frame_path(0), sequence.boxes[0])
+    from_paths = [tracker.track(sequence.frame_path(i))[0] for i in (1, 2)]
+    np.testing.assert_allclose(from_arrays, from_paths)
+
+
+def test_template_update_exactly_at_interval(model, sequence):
+    tracker = SeqTrackTracker(model, _cfg(update_interval=3, update_threshold=0.0))
+    tracker.initialize(sequence.frame_path(0), sequence.boxes[0])
+    initial = tracker.templates.clone()
+    size = model.cfg.template_size
+    assert initial.shape == (1, 2, 3, size, size)
+    torch.testing.assert_close(initial[:, 0], initial[:, 1])  # [z, z]
+    history = []
+    for i in range(1, FRAMES):
+        tracker.track(sequence.frame_path(i))
+        history.append(tracker.templates.clone())
+    assert tracker.updates == [3, 6]
+    for frame_id, templates in enumerate(history, start=1):
+        torch.testing.assert_close(templates[:, 0], initial[:, 0])  # the first template never changes
+        changed = not torch.equal(templates[:, 1], initial[:, 1])
+        assert changed == (frame_id >= 3), frame_id
+    assert not torch.equal(history[5][:, 1], history[4][:, 1])  # replaced again at frame 6
+
+    never = SeqTrackTracker(model, _cfg(update_interval=1, update_threshold=1e9))
+    track_sequence(never, sequence)
+    assert never.updates == []
+    torch.testing.assert_close(never.templates[:, 1], initial[:, 1])
+
+
+def test_window_penalty_changes_predictions(model, sequence):
+    with_window, _ = track_sequence(SeqTrackTracker(model, _cfg(window_penalty=True)), sequence)
+    without, _ = track_sequence(SeqTrackTracker(model, _cfg(window_penalty=False)), sequence)
+    assert not np.allclose(with_window[1:], without[1:])
+
+
+def test_from_checkpoint_rebuilds_the_same_tracker(model, sequence):
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}  # DDP-style prefix is accepted
+    ckpt = {"config": {"model": to_dict(model.cfg)}, "model_state_dict": state}
+    restored = SeqTrackTracker.from_checkpoint(ckpt, _cfg(), "cpu")
+    assert restored.model.cfg.pretrained == "none"
+    expected, _ = track_sequence(SeqTrackTracker(model, _cfg()), sequence, max_frames=3)
+    got, _ = track_sequence(restored, sequence, max_frames=3)
+    np.testing.assert_allclose(got, expected)
+    with pytest.raises(TrackerError, match="model_state_dict"):
+        SeqTrackTracker.from_checkpoint({"config": {"model": {}}}, _cfg())
+
+
+def test_user_errors_are_one_line(model, sequence):
+    tracker = SeqTrackTracker(model, _cfg())
+    with pytest.raises(TrackerError, match="before initialize"):
+        tracker.track(sequence.frame_path(1))
+    with pytest.raises(TrackerError, match="w > 0"):
+        tracker.initialize(sequence.frame_path(0), [10, 10, 0, 5])
+    with pytest.raises(TrackerError, match="HxWx3 uint8") as info:
+        tracker.initialize(np.zeros((10, 10), np.float32), [1, 1, 5, 5])
+    assert "\n" not in str(info.value)
+    with pytest.raises(TrackerError, match="update_interval"):
+        SeqTrackTracker(model, _cfg(update_interval=0))
