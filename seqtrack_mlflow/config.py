@@ -147,8 +147,10 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         dict(batch_size=8),
     ),
     # A CPU-sized SeqTrack: the same structure (ViT encoder over [search, t1, t2], 2-layer causal
-    # decoder over 4000-bin box tokens) with a 4-block, 128-wide encoder and 128-px crops at the
+    # decoder writing (cx, cy, w, h) tokens) with a 4-block, 128-wide encoder and 128-px crops at the
     # official patch size 16 (8x8 grids, 192 encoder tokens), so a run takes minutes on 2 cores.
+    # 128 bins (one per crop pixel) instead of 4000: with a few thousand training samples each of
+    # 4000 classes would see a handful of positives, too few to learn to localise.
     "tiny": (
         dict(
             encoder_dim=128,
@@ -157,6 +159,7 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             template_size=128,
             search_size=128,
             patch_size=16,
+            bins=128,
             pretrained="none",
         ),
         dict(

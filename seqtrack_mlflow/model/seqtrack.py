@@ -1,0 +1,147 @@
+"""SeqTrack: ViT encoder + causal decoder over box tokens, its loss, training IoU and optimiser groups.
+
+Structure and initialisation follow the official model (REFERENCE.md, "SeqTrack"); parameter counts
+match the official presets. Deliberate departures, all in inference decoding (`decode_greedy`):
+- probabilities are a softmax over the `bins` coordinate logits (REFERENCE.md); the official code
+  takes the softmax over the whole vocabulary and then keeps the coordinate entries. The argmax is
+  the same; the probabilities differ by the (small) mass a trained model puts on START/END;
+- the returned probability of a chosen token is taken BEFORE the Hann-window multiplication, so the
+  score (sum of the four) measures the model's confidence, not the distance to the crop centre. The
+  official code returns the windowed value; near the centre the two agree (the window is ~1 there);
+- `use_cache=True` keeps per-layer self-attention K/V and computes the memory K/V once, instead of
+  re-running the prefix at every step (`use_cache=False`, the official way; same result).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ModelConfig, validate_model
+from .decoder import MLP, BoxDecoder, MemoryBridge
+from .encoder import ViTEncoder
+from .pretrained import PretrainedError, PretrainedReport, load_pretrained
+from .tokens import cxcywh_to_xyxy
+
+SPECIAL_TOKEN_WEIGHT = 0.01  # official CE weight of END and START
+NUM_COORDS = 4  # (cx, cy, w, h)
+
+
+class SeqTrack(nn.Module):
+    """templates + search crop -> logits over the box-token vocabulary (teacher forcing) or a box."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        validate_model(cfg)
+        self.cfg = cfg
+        self.encoder = ViTEncoder(cfg)
+        self.bridge = MemoryBridge(cfg.encoder_dim, cfg.decoder_dim, cfg.search_grid**2)
+        self.decoder = BoxDecoder(
+            cfg.vocab_size, cfg.decoder_dim, cfg.decoder_heads, cfg.decoder_ffn, cfg.decoder_layers,
+            cfg.decoder_dropout, max_len=NUM_COORDS + 1,
+        )
+        # Outside the decoder, so default nn.Linear init (not xavier), as in the official model.
+        self.head = MLP(cfg.decoder_dim, cfg.decoder_dim, cfg.vocab_size, num_layers=3)
+        self.pretrained_report: PretrainedReport | None = None
+
+    def encode(self, templates: Tensor, search: Tensor) -> Tensor:
+        """templates (B, nt, 3, T, T), search (B, 3, S, S) -> decoder memory (B, Ns, decoder_dim)."""
+        return self.bridge(self.encoder(templates, search))
+
+    def decode(self, memory: Tensor, input_tokens: Tensor) -> Tensor:
+        """Teacher-forced decoder pass: (B, L) tokens -> (B, L, vocab) logits."""
+        return self.head(self.decoder(input_tokens, memory, self.bridge.pos))
+
+    def forward(self, templates: Tensor, search: Tensor, input_tokens: Tensor) -> Tensor:
+        """input_tokens (B, 5) = [START, cx, cy, w, h] -> logits (B, 5, vocab)."""
+        return self.decode(self.encode(templates, search), input_tokens)
+
+    @torch.no_grad()
+    def decode_greedy(self, memory: Tensor, window: Tensor | None = None, use_cache: bool = True
+                      ) -> tuple[Tensor, Tensor]:
+        """Four greedy steps from START -> tokens (B, 4) in [0, bins) and their probabilities (B, 4).
+
+        `window` (bins,), e.g. `hann_window(bins)`, multiplies the cx and cy probabilities before the
+        argmax (window penalty); the returned probabilities are the un-windowed ones (module docstring).
+        """
+        bins = self.cfg.bins
+        batch = memory.shape[0]
+        seq = torch.full((batch, NUM_COORDS + 1), self.cfg.start_token, device=memory.device)
+        probs = memory.new_empty(batch, NUM_COORDS, dtype=torch.float32)
+        if window is not None:
+            window = window.to(device=memory.device, dtype=torch.float32).reshape(-1)[:bins]
+        if use_cache:
+            memory_kv = self.decoder.memory_kv(memory, self.bridge.pos)
+            cache = self.decoder.new_cache(batch, memory)
+        for step in range(NUM_COORDS):
+            if use_cache:
+                hidden = self.decoder.step(seq[:, step : step + 1], step, memory_kv, cache)[:, -1]
+            else:
+                hidden = self.decoder(seq[:, : step + 1], memory, self.bridge.pos)[:, -1]
+            p = self.head(hidden)[:, :bins].float().softmax(-1)
+            ranked = p * window if (window is not None and step < 2) else p
+            token = ranked.argmax(-1, keepdim=True)
+            probs[:, step] = p.gather(1, token).squeeze(1)
+            seq[:, step + 1] = token.squeeze(1)
+        return seq[:, 1:], probs
+
+    def param_groups(self, lr: float, encoder_lr_mult: float, weight_decay: float) -> list[dict]:
+        """AdamW groups: encoder at lr * encoder_lr_mult (official 0.1), the rest at lr; both decayed."""
+        encoder = [p for p in self.encoder.parameters() if p.requires_grad]
+        encoder_ids = {id(p) for p in encoder}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_ids]
+        return [
+            {"params": rest, "lr": lr, "weight_decay": weight_decay, "name": "decoder"},
+            {"params": encoder, "lr": lr * encoder_lr_mult, "weight_decay": weight_decay, "name": "encoder"},
+        ]
+
+
+def build_model(cfg: ModelConfig) -> SeqTrack:
+    """A SeqTrack for `cfg`, its encoder initialised from `cfg.pretrained` unless that is "none"."""
+    model = SeqTrack(cfg)
+    spec = (cfg.pretrained or "none").strip()
+    if spec.lower() not in ("none", ""):
+        model.pretrained_report = load_pretrained(model.encoder, spec, cfg)
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def sequence_loss(logits: Tensor, target: Tensor, bins: int) -> Tensor:
+    """Cross-entropy over the vocabulary, weight 0.01 on END and START (official), weighted mean."""
+    vocab = logits.shape[-1]
+    weight = torch.ones(vocab, device=logits.device, dtype=logits.dtype)
+    weight[bins:] = SPECIAL_TOKEN_WEIGHT
+    return F.cross_entropy(logits.reshape(-1, vocab), target.reshape(-1), weight=weight)
+
+
+@torch.no_grad()
+def logging_iou(logits: Tensor, target: Tensor, bins: int) -> Tensor:
+    """Mean IoU of the top-1 coordinate tokens (first four positions, read as cx, cy, w, h)."""
+    pred = logits[:, :NUM_COORDS, :bins].argmax(-1).float()
+    box_iou = _box_iou(cxcywh_to_xyxy(pred), cxcywh_to_xyxy(target[:, :NUM_COORDS].float()))
+    return box_iou.mean()
+
+
+def _box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Element-wise IoU of (..., 4) corner boxes; empty unions count as 0."""
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    union = area_a + area_b - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
+__all__ = [
+    "PretrainedError",
+    "SeqTrack",
+    "build_model",
+    "count_parameters",
+    "logging_iou",
+    "sequence_loss",
+]
