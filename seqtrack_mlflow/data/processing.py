@@ -75,11 +75,14 @@ def open_frame(path: str | Path, window: CropWindow | None = None) -> tuple[Imag
         while scale < 8 and shrink >= 2 * scale:
             scale *= 2
         if scale > 1:
-            img.draft("RGB", (math.ceil(full_w / scale), math.ceil(full_h / scale)))
+            # Floor, so a width that is not a multiple of 8 still gets the largest reduction.
+            img.draft("RGB", (max(1, full_w // scale), max(1, full_h // scale)))
             # DCT scaling maps decoded pixel i to full-resolution pixels [i*k, (i+1)*k) for the
             # factor k the decoder picked, whatever the rounding of the decoded size.
             scale = round(full_w / img.size[0]) if img.size[0] else 1
-    img = img.convert("RGB")
+    img.load()
+    if img.mode != "RGB":  # convert() copies the frame even when it is RGB already
+        img = img.convert("RGB")
     return img, 1.0 / scale
 
 

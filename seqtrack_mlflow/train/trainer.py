@@ -94,6 +94,12 @@ class Trainer:
         tc = settings.train
         if tc.amp and ctx.device.type != "cuda":
             raise ConfigError("amp=true needs a CUDA device: use -P amp=false on the CPU")
+        if tc.samples_per_epoch % ctx.world_size:
+            # Equal shares give every rank the same number of steps, so DDP's collectives match.
+            raise ConfigError(
+                f"samples_per_epoch={tc.samples_per_epoch} is not divisible by the {ctx.world_size} "
+                "processes: choose a multiple of the process count"
+            )
         self.settings, self.ctx, self.logger = settings, ctx, logger
         self.out_dir = out_dir
         self.dataset_info = dataset_info
