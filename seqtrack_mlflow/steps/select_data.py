@@ -4,6 +4,7 @@ and record them in MLflow (params, tags, artifacts, and the index as a dataset i
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,11 @@ def log_selection(selection: Selection, logger: RunLogger, out_dir: Path, *, sav
         selection.index.save_to_disk(str(index_dir))
         mlflow.log_artifacts(str(index_dir), artifact_path="index", run_id=logger.run_id)
     name = f"lasot-{selection.source}-{'-'.join(selection.classes)}"
-    dataset = mlflow.data.from_huggingface(selection.index, name=name)
+    with warnings.catch_warnings():
+        # MLflow's schema inference warns about integer columns (the index has no missing values)
+        # and pandas deprecations inside MLflow: noise for a user.
+        warnings.simplefilter("ignore")
+        dataset = mlflow.data.from_huggingface(selection.index, name=name)
     mlflow.log_input(dataset, context="training")
 
 
