@@ -4,13 +4,28 @@ from seqtrack_mlflow.config import ConfigError, DataConfig, ModelConfig, build_s
 
 
 def test_official_presets_match_reference_table() -> None:
-    expect = {"b256": (768, 12, 256, 16), "b384": (768, 12, 384, 8), "l256": (1024, 24, 256, 8), "l384": (1024, 24, 384, 8)}
+    expect = {
+        "b256": (768, 12, 256, 16),
+        "b384": (768, 12, 384, 8),
+        "l256": (1024, 24, 256, 8),
+        "l384": (1024, 24, 384, 8),
+    }
     for name, (dim, depth, size, batch) in expect.items():
         model, train = preset(name)
-        assert (model.encoder_dim, model.encoder_depth, model.search_size, train.batch_size) == (dim, depth, size, batch)
+        assert (model.encoder_dim, model.encoder_depth, model.search_size, train.batch_size) == (
+            dim,
+            depth,
+            size,
+            batch,
+        )
         assert model.template_size == model.search_size and model.patch_size == 16 and model.bins == 4000
         assert model.num_tokens == 3 * (size // 16) ** 2  # 768 or 1728 as in the official configs
-        assert (train.lr, train.encoder_lr_mult, train.weight_decay, train.lr_drop_epoch) == (1e-4, 0.1, 1e-4, 400)
+        assert (train.lr, train.encoder_lr_mult, train.weight_decay, train.lr_drop_epoch) == (
+            1e-4,
+            0.1,
+            1e-4,
+            400,
+        )
         assert (train.epochs, train.samples_per_epoch, train.grad_clip) == (500, 60000, 0.1)
 
 

@@ -20,8 +20,17 @@ _FIX = "use -P pretrained=none to train from scratch, or -P pretrained=/path/to/
 
 def _cfg(**over) -> ModelConfig:
     base = dict(
-        encoder_dim=WIDTH, encoder_depth=DEPTH, encoder_heads=2, patch_size=8, search_size=112,
-        template_size=32, decoder_dim=32, decoder_heads=2, decoder_ffn=64, decoder_layers=1, bins=50,
+        encoder_dim=WIDTH,
+        encoder_depth=DEPTH,
+        encoder_heads=2,
+        patch_size=8,
+        search_size=112,
+        template_size=32,
+        decoder_dim=32,
+        decoder_heads=2,
+        decoder_ffn=64,
+        decoder_layers=1,
+        bins=50,
     )
     return ModelConfig(**{**base, **over})
 

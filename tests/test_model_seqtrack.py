@@ -28,8 +28,17 @@ def _one_thread():
 
 # Small but complete: every structural piece of SeqTrack, cheap on 2 CPU cores.
 SMALL = ModelConfig(
-    encoder_dim=32, encoder_depth=2, encoder_heads=2, template_size=32, search_size=48, patch_size=8,
-    decoder_dim=32, decoder_heads=4, decoder_ffn=64, decoder_layers=2, bins=200,
+    encoder_dim=32,
+    encoder_depth=2,
+    encoder_heads=2,
+    template_size=32,
+    search_size=48,
+    patch_size=8,
+    decoder_dim=32,
+    decoder_heads=4,
+    decoder_ffn=64,
+    decoder_layers=2,
+    bins=200,
 )
 
 
@@ -59,8 +68,17 @@ def test_presets_match_official_parameter_counts(name: str, official: float) -> 
 @pytest.mark.parametrize("patch", [16, 8, 4, 2, 1])
 def test_patch_size_is_real(patch: int) -> None:
     cfg = ModelConfig(
-        encoder_dim=16, encoder_depth=1, encoder_heads=2, template_size=16, search_size=32, patch_size=patch,
-        decoder_dim=16, decoder_heads=2, decoder_ffn=32, decoder_layers=1, bins=30,
+        encoder_dim=16,
+        encoder_depth=1,
+        encoder_heads=2,
+        template_size=16,
+        search_size=32,
+        patch_size=patch,
+        decoder_dim=16,
+        decoder_heads=2,
+        decoder_ffn=32,
+        decoder_layers=1,
+        bins=30,
     )
     torch.manual_seed(0)
     model = SeqTrack(cfg).eval()

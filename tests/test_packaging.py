@@ -1,8 +1,8 @@
 """The project files users and CI rely on agree with each other."""
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +30,22 @@ def test_mlproject_entry_points_match_cli_options() -> None:
             assert f"--{param} {{{param}}}" in spec["command"], (name, param)
         assert (ROOT / "entry_points" / f"{name}.py").is_file()
     train_params = project["entry_points"]["train"]["parameters"]
-    for required in ("seed", "epochs", "patch_size", "preset", "batch_size", "lr", "samples_per_epoch", "log_every",
-                     "source", "lasot_root", "classes", "pretrained", "resume", "device", "amp", "workers"):
+    for required in (
+        "seed",
+        "epochs",
+        "patch_size",
+        "preset",
+        "batch_size",
+        "lr",
+        "samples_per_epoch",
+        "log_every",
+        "source",
+        "lasot_root",
+        "classes",
+        "pretrained",
+        "resume",
+        "device",
+        "amp",
+        "workers",
+    ):
         assert required in train_params

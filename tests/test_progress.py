@@ -9,8 +9,17 @@ def test_format_hms_keeps_hours_unbounded() -> None:
 
 def test_report_lines_match_design_format() -> None:
     r = Report(
-        epoch=2, epoch_samples=150, epoch_total=600, window_samples=50, window_seconds=12.0,
-        since_start_seconds=3725.0, epoch_seconds=36.0, global_step=750, loss=1.23456, iou=0.5, log_every=50,
+        epoch=2,
+        epoch_samples=150,
+        epoch_total=600,
+        window_samples=50,
+        window_seconds=12.0,
+        since_start_seconds=3725.0,
+        epoch_seconds=36.0,
+        global_step=750,
+        loss=1.23456,
+        iou=0.5,
+        log_every=50,
     )
     assert report_lines(r) == [
         "Epoch 2 : 150 / 600",

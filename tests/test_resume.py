@@ -19,15 +19,24 @@ pytestmark = pytest.mark.slow
 def small_settings(epochs: int):
     data = DataConfig(source="synthetic", synthetic_sequences=4, synthetic_frames=30)
     model = {"search_size": 32, "template_size": 32}
-    train = {"epochs": epochs, "samples_per_epoch": 20, "batch_size": 10, "seed": 8, "system_metrics": False,
-             "log_every": 10, "device": "cpu"}
+    train = {
+        "epochs": epochs,
+        "samples_per_epoch": 20,
+        "batch_size": 10,
+        "seed": 8,
+        "system_metrics": False,
+        "log_every": 10,
+        "device": "cpu",
+    }
     return build_settings("tiny", model, train, data)
 
 
 def test_resume_from_run_id_matches_uninterrupted_run(tmp_path: Path, mlflow_uri: str) -> None:
     full = run_train(small_settings(4), output_dir=tmp_path / "full")
     first = run_train(small_settings(2), output_dir=tmp_path / "part")
-    resumed = run_train(small_settings(4), resume=first.run_id, epochs_given=True, output_dir=tmp_path / "part")
+    resumed = run_train(
+        small_settings(4), resume=first.run_id, epochs_given=True, output_dir=tmp_path / "part"
+    )
 
     assert resumed.run_id == first.run_id  # the same MLflow run goes on
     a = torch.load(full.outcome.checkpoint, weights_only=True)["model_state_dict"]
@@ -55,7 +64,10 @@ def test_resume_from_checkpoint_file_starts_a_new_run(tmp_path: Path, mlflow_uri
 
 def test_missing_resume_target_fails_before_any_work(tmp_path: Path, mlflow_uri: str) -> None:
     with pytest.raises(CheckpointError, match="not found"):
-        run_train(dataclasses.replace(small_settings(1)), resume="runs:/" + "a" * 32 + "/checkpoints/epoch_1.ckpt",
-                  output_dir=tmp_path)
+        run_train(
+            dataclasses.replace(small_settings(1)),
+            resume="runs:/" + "a" * 32 + "/checkpoints/epoch_1.ckpt",
+            output_dir=tmp_path,
+        )
     assert not (tmp_path / "outputs").exists()
     assert MlflowClient().search_runs(experiment_ids=["0"]) == []

@@ -65,12 +65,15 @@ def test_metric_histories_and_steps(train_run) -> None:
 
 def test_training_log_lines(train_run, tmp_path: Path) -> None:
     run, _, proc = train_run
-    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="training_log.txt",
-                                               dst_path=str(tmp_path))
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="training_log.txt", dst_path=str(tmp_path)
+    )
     lines = Path(path).read_text().splitlines()
     assert lines[0] == "Epoch 1 : 50 / 100"
     assert lines[1].startswith("time for last 50 samples : 0:00:") and lines[1].endswith(" hours")
-    assert lines[2].startswith("time since beginning : ") and lines[3].startswith("time left to finish epoch : ")
+    assert lines[2].startswith("time since beginning : ") and lines[3].startswith(
+        "time left to finish epoch : "
+    )
     assert lines[4].startswith("loss : ") and lines[5].startswith("IoU : ")
     assert sum(line.startswith("Epoch 2 : ") for line in lines) == 2
     assert "Epoch 1 : 100 / 100" in proc.stdout  # the console shows the same report
@@ -80,15 +83,35 @@ def test_checkpoints_download_with_cli_and_load_weights_only(train_run, tmp_path
     run, tmp, _ = train_run
     for epoch in (1, 2):
         subprocess.run(
-            [sys.executable, "-m", "mlflow", "artifacts", "download", "-r", run.info.run_id,
-             "-a", f"checkpoints/epoch_{epoch}.ckpt", "-d", str(tmp_path)],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "artifacts",
+                "download",
+                "-r",
+                run.info.run_id,
+                "-a",
+                f"checkpoints/epoch_{epoch}.ckpt",
+                "-d",
+                str(tmp_path),
+            ],
+            check=True,
+            capture_output=True,
         )
         ckpt = torch.load(tmp_path / f"epoch_{epoch}.ckpt", weights_only=True)
         assert ckpt["epoch"] == epoch and ckpt["seed"] == 8 and ckpt["patch_size"] == 16
         assert ckpt["mlflow_run_id"] == run.info.run_id
-        for key in ("model_state_dict", "optimizer_state_dict", "scheduler_state_dict", "rng_state", "config",
-                    "loss", "dataset_info", "timestamp"):
+        for key in (
+            "model_state_dict",
+            "optimizer_state_dict",
+            "scheduler_state_dict",
+            "rng_state",
+            "config",
+            "loss",
+            "dataset_info",
+            "timestamp",
+        ):
             assert key in ckpt, key
         assert "T" in ckpt["timestamp"] and ckpt["dataset_info"]["source"] == "synthetic"
 
@@ -96,10 +119,18 @@ def test_checkpoints_download_with_cli_and_load_weights_only(train_run, tmp_path
 def test_dataset_summary_and_other_artifacts(train_run, tmp_path: Path) -> None:
     run, _, _ = train_run
     names = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
-    assert {"dataset_summary.md", "dataset_summary.json", "config.json", "requirements.txt",
-            "training_curves.png", "training_log.txt", "checkpoints"} <= names
-    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="dataset_summary.json",
-                                               dst_path=str(tmp_path))
+    assert {
+        "dataset_summary.md",
+        "dataset_summary.json",
+        "config.json",
+        "requirements.txt",
+        "training_curves.png",
+        "training_log.txt",
+        "checkpoints",
+    } <= names
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="dataset_summary.json", dst_path=str(tmp_path)
+    )
     summary = json.loads(Path(path).read_text())
     assert summary["source"] == "synthetic" and summary["seed"] == 8
     assert summary["classes"] == ["airplane", "guitar"]

@@ -122,8 +122,9 @@ class DecoderLayer(nn.Module):
 class BoxDecoder(nn.Module):
     """Token embedding -> N decoder layers -> final LayerNorm; hidden states (B, L, dim)."""
 
-    def __init__(self, vocab_size: int, dim: int, heads: int, ffn: int, layers: int, dropout: float,
-                 max_len: int = 5) -> None:
+    def __init__(
+        self, vocab_size: int, dim: int, heads: int, ffn: int, layers: int, dropout: float, max_len: int = 5
+    ) -> None:
         super().__init__()
         self.dim, self.heads, self.max_len = dim, heads, max_len
         self.word_embeddings = nn.Embedding(vocab_size, dim)
@@ -158,8 +159,13 @@ class BoxDecoder(nn.Module):
         shape = (batch, self.heads, self.max_len, self.dim // self.heads)
         return [(like.new_empty(shape), like.new_empty(shape)) for _ in self.layers]
 
-    def step(self, token: Tensor, position: int, memory_kv: list[tuple[Tensor, Tensor]],
-             cache: list[tuple[Tensor, Tensor]]) -> Tensor:
+    def step(
+        self,
+        token: Tensor,
+        position: int,
+        memory_kv: list[tuple[Tensor, Tensor]],
+        cache: list[tuple[Tensor, Tensor]],
+    ) -> Tensor:
         """One incremental step: token (B, 1) at `position` -> hidden state (B, 1, dim)."""
         x = self.embed(token)
         query_pos = self.query_pos.weight[position : position + 1]

@@ -136,8 +136,9 @@ def _resize_pos(grid: Tensor, side: int) -> Tensor:
     return grid.flatten(2).transpose(1, 2)
 
 
-def adapt_state_dict(sd: dict[str, Tensor], encoder: nn.Module, cfg: ModelConfig, spec: str,
-                     report: PretrainedReport) -> dict[str, Tensor]:
+def adapt_state_dict(
+    sd: dict[str, Tensor], encoder: nn.Module, cfg: ModelConfig, spec: str, report: PretrainedReport
+) -> dict[str, Tensor]:
     """Turn a timm-ViT state dict into one for `ViTEncoder` (pure: `sd` is not modified)."""
     sd = dict(_strip_prefix(sd))
     for key in ("cls_token", "dist_token", "reg_token", "mask_token"):
@@ -168,8 +169,11 @@ def adapt_state_dict(sd: dict[str, Tensor], encoder: nn.Module, cfg: ModelConfig
         sd["pos_embed_template"] = _resize_pos(grid, cfg.template_grid)
         report.pos_grid = (side, cfg.search_grid, cfg.template_grid)
     own = encoder.state_dict()
-    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in sd.items()
-           if k in own and v.shape != own[k].shape]
+    bad = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in sd.items()
+        if k in own and v.shape != own[k].shape
+    ]
     if bad:
         raise PretrainedError(
             f"pretrained weights {spec!r} do not fit the encoder ({len(bad)} shape mismatches, "
@@ -193,13 +197,26 @@ def load_pretrained(encoder: nn.Module, spec: str, cfg: ModelConfig) -> Pretrain
     if report.loaded == 0:
         raise PretrainedError(f"pretrained weights {spec!r} share no parameter with the encoder: {_FIX}")
     if report.missing:
-        log.warning("pretrained %s: %d encoder tensors keep their fresh init (e.g. %s)",
-                    spec, len(report.missing), ", ".join(report.missing[:3]))
+        log.warning(
+            "pretrained %s: %d encoder tensors keep their fresh init (e.g. %s)",
+            spec,
+            len(report.missing),
+            ", ".join(report.missing[:3]),
+        )
     if report.unexpected:
-        log.warning("pretrained %s: %d tensors ignored (e.g. %s)",
-                    spec, len(report.unexpected), ", ".join(report.unexpected[:3]))
-    log.info("pretrained %s: %d tensors loaded, patch %s, pos grid %s", spec, report.loaded,
-             report.patch_resampled, report.pos_grid)
+        log.warning(
+            "pretrained %s: %d tensors ignored (e.g. %s)",
+            spec,
+            len(report.unexpected),
+            ", ".join(report.unexpected[:3]),
+        )
+    log.info(
+        "pretrained %s: %d tensors loaded, patch %s, pos grid %s",
+        spec,
+        report.loaded,
+        report.patch_resampled,
+        report.pos_grid,
+    )
     return report
 
 

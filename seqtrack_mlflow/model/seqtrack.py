@@ -38,8 +38,13 @@ class SeqTrack(nn.Module):
         self.encoder = ViTEncoder(cfg)
         self.bridge = MemoryBridge(cfg.encoder_dim, cfg.decoder_dim, cfg.search_grid**2)
         self.decoder = BoxDecoder(
-            cfg.vocab_size, cfg.decoder_dim, cfg.decoder_heads, cfg.decoder_ffn, cfg.decoder_layers,
-            cfg.decoder_dropout, max_len=NUM_COORDS + 1,
+            cfg.vocab_size,
+            cfg.decoder_dim,
+            cfg.decoder_heads,
+            cfg.decoder_ffn,
+            cfg.decoder_layers,
+            cfg.decoder_dropout,
+            max_len=NUM_COORDS + 1,
         )
         # Outside the decoder, so default nn.Linear init (not xavier), as in the official model.
         self.head = MLP(cfg.decoder_dim, cfg.decoder_dim, cfg.vocab_size, num_layers=3)
@@ -58,8 +63,9 @@ class SeqTrack(nn.Module):
         return self.decode(self.encode(templates, search), input_tokens)
 
     @torch.no_grad()
-    def decode_greedy(self, memory: Tensor, window: Tensor | None = None, use_cache: bool = True
-                      ) -> tuple[Tensor, Tensor]:
+    def decode_greedy(
+        self, memory: Tensor, window: Tensor | None = None, use_cache: bool = True
+    ) -> tuple[Tensor, Tensor]:
         """Four greedy steps from START -> tokens (B, 4) in [0, bins) and their probabilities (B, 4).
 
         `window` (bins,), e.g. `hann_window(bins)`, multiplies the cx and cy probabilities before the

@@ -49,6 +49,7 @@ def run_train(
 ) -> TrainResult:
     ctx = distributed.setup(settings.train.device)
     try:
+        distributed.check_shares(settings.train.samples_per_epoch, ctx.world_size)
         state, continue_run = None, None
         if resume:
             path, continue_run = checkpoints.resolve_checkpoint(

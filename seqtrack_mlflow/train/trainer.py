@@ -27,7 +27,7 @@ from seqtrack_mlflow.data.sampling import TrainingSamples, make_loader
 from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model, logging_iou, sequence_loss
 from seqtrack_mlflow.model.tokens import box_to_tokens, teacher_forcing
 from seqtrack_mlflow.tracking import RunLogger
-from seqtrack_mlflow.train import checkpoints
+from seqtrack_mlflow.train import checkpoints, distributed
 from seqtrack_mlflow.train.distributed import DistContext, all_sum, rank_share
 from seqtrack_mlflow.train.progress import Report, due_reports, report_lines, report_metrics
 
@@ -94,12 +94,7 @@ class Trainer:
         tc = settings.train
         if tc.amp and ctx.device.type != "cuda":
             raise ConfigError("amp=true needs a CUDA device: use -P amp=false on the CPU")
-        if tc.samples_per_epoch % ctx.world_size:
-            # Equal shares give every rank the same number of steps, so DDP's collectives match.
-            raise ConfigError(
-                f"samples_per_epoch={tc.samples_per_epoch} is not divisible by the {ctx.world_size} "
-                "processes: choose a multiple of the process count"
-            )
+        distributed.check_shares(tc.samples_per_epoch, ctx.world_size)
         self.settings, self.ctx, self.logger = settings, ctx, logger
         self.out_dir = out_dir
         self.dataset_info = dataset_info
