@@ -16,6 +16,12 @@ def test_conda_env_mirrors_pyproject_dependencies() -> None:
     assert any(str(d).startswith("mlflow>=3.17,<4") for d in deps)
 
 
+def same_value(declared: object, cli_default: object) -> bool:
+    if isinstance(cli_default, (int, float)) and not isinstance(cli_default, bool):
+        return float(declared) == float(cli_default)
+    return str(declared).lower() == str(cli_default).lower()
+
+
 def test_mlproject_entry_points_match_cli_options() -> None:
     from seqtrack_mlflow.cli import main
 
@@ -26,8 +32,11 @@ def test_mlproject_entry_points_match_cli_options() -> None:
         command = main.get_command(None, name.replace("_", "-"))
         cli_options = {p.name for p in command.params}
         assert set(spec["parameters"]) <= cli_options, name
-        for param in spec["parameters"]:
+        defaults = {p.name: p.default for p in command.params}
+        for param, declared in spec["parameters"].items():
             assert f"--{param} {{{param}}}" in spec["command"], (name, param)
+            if "default" in declared:  # `mlflow run` and `seqtrack-mlflow` must mean the same run
+                assert same_value(declared["default"], defaults[param]), (name, param)
         assert (ROOT / "entry_points" / f"{name}.py").is_file()
     train_params = project["entry_points"]["train"]["parameters"]
     for required in (

@@ -1,0 +1,113 @@
+"""The main pipeline end to end through a real `mlflow server` (SQLite backend, served artifacts)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import FAST_TRAIN, mlflow_run
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    port = free_port()
+    home = tmp_path / "server"
+    home.mkdir()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--artifacts-destination",
+         str(home / "artifacts"), "--workers", "1"],
+        cwd=home, env=env, stdout=subprocess.DEVNULL, stderr=open(home / "server.log", "w"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("mlflow server did not start: " + (home / "server.log").read_text()[-2000:])
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    mlflow.set_tracking_uri(server)
+    env = {"MLFLOW_TRACKING_URI": server}
+    params = {**FAST_TRAIN, "epochs": "1", "max_frames": "15", "output_dir": str(tmp_path / "outputs")}
+    proc = mlflow_run("main", params, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    client = MlflowClient()
+    runs = client.search_runs(experiment_ids=["0"])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = {r.data.tags["mlflow.runName"]: r for r in runs if r.data.tags.get("mlflow.parentRunId")
+                == parent.info.run_id}
+    assert set(children) == {"select_data", "train", "evaluate"}
+    for key, value in {"seed": "8", "patch_size": "16", "preset": "tiny", "classes": "airplane,random",
+                       "epochs": "1"}.items():
+        assert parent.data.params[key] == value
+    assert parent.data.params["selected_classes"] == "airplane,guitar"
+    for metric in ("auc", "precision", "norm_precision"):
+        assert 0.0 <= parent.data.metrics[metric] <= 100.0
+        assert parent.data.metrics[metric] == children["evaluate"].data.metrics[metric]
+    assert children["evaluate"].data.params["seed"] == children["train"].data.params["seed"] == "8"
+    assert "auc_airplane" in children["evaluate"].data.metrics
+    evaluated = {a.path for a in client.list_artifacts(children["evaluate"].info.run_id)}
+    assert {"per_sequence.csv", "success_plot.png", "precision_plot.png", "results"} <= evaluated
+    results = client.list_artifacts(children["evaluate"].info.run_id, "results")
+    assert results and all(a.path.endswith(".txt") for a in results)
+    assert {"index", "dataset_summary.md", "dataset_summary.json"} <= {
+        a.path for a in client.list_artifacts(children["select_data"].info.run_id)
+    }
+
+    # A user pulls the checkpoint from the server and evaluates it from its runs:/ URI.
+    train_id = children["train"].info.run_id
+    dl = tmp_path / "download"
+    subprocess.run([sys.executable, "-m", "mlflow", "artifacts", "download", "-r", train_id, "-a",
+                    "checkpoints/epoch_1.ckpt", "-d", str(dl)], check=True, capture_output=True,
+                   env={**os.environ, **env})
+    ckpt = torch.load(dl / "epoch_1.ckpt", weights_only=True)
+    assert ckpt["mlflow_run_id"] == train_id and ckpt["epoch"] == 1
+
+    uri = f"runs:/{train_id}/checkpoints/epoch_1.ckpt"
+    proc = mlflow_run("evaluate", {"checkpoint": uri, "max_frames": "10",
+                                   "output_dir": str(tmp_path / "eval")}, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evals = client.search_runs(experiment_ids=["0"], filter_string="tags.`mlflow.runName` = 'evaluate'")
+    standalone = [r for r in evals if "mlflow.parentRunId" not in r.data.tags]
+    assert len(standalone) == 1
+    assert standalone[0].data.tags["seqtrack.train_run_id"] == train_id
+    assert "auc" in standalone[0].data.metrics
