@@ -112,6 +112,7 @@ def _track_all(
 ) -> tuple[dict[str, float], list[dict[str, Any]], dict[str, list[dict]]]:
     rows: list[dict[str, Any]] = []
     by_class: dict[str, list[dict]] = {}
+    baseline: list[dict] = []
     frames = seconds = 0.0
     for seq in sequences:
         boxes, fps = track_sequence(tracker, seq, cfg.max_frames)
@@ -120,6 +121,9 @@ def _track_all(
         curve = sequence_curves(boxes, seq.boxes[:n], seq.visible[:n])
         one = summarize([curve])
         by_class.setdefault(seq.class_name, []).append(curve)
+        # Reference point: a "tracker" that keeps the first box, scored on the same frames.
+        first_box = np.repeat(seq.boxes[:1], n, axis=0)
+        baseline.append(sequence_curves(first_box, seq.boxes[:n], seq.visible[:n]))
         rows.append(
             {
                 "sequence": seq.name,
@@ -138,6 +142,8 @@ def _track_all(
     overall = summarize(all_curves)
     metrics = {k: float(overall[k]) for k in ("auc", "precision", "norm_precision")}
     metrics["fps"] = frames / seconds if seconds > 0 else 0.0
+    first_box = summarize(baseline)
+    metrics.update({f"first_box_{k}": float(first_box[k]) for k in ("auc", "precision", "norm_precision")})
     for cls, cs in by_class.items():
         s = summarize(cs)
         metrics.update({f"{k}_{cls}": float(s[k]) for k in ("auc", "precision", "norm_precision")})

@@ -100,8 +100,9 @@ class Trainer:
         self.dataset_info = dataset_info
         seed_everything(tc.seed)
         self.model: SeqTrack = build_model(settings.model).to(ctx.device)
+        # fused: one kernel for all parameters (torch picks the per-parameter loop on the CPU otherwise).
         self.optimizer = torch.optim.AdamW(
-            self.model.param_groups(tc.lr, tc.encoder_lr_mult, tc.weight_decay), lr=tc.lr
+            self.model.param_groups(tc.lr, tc.encoder_lr_mult, tc.weight_decay), lr=tc.lr, fused=True
         )
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, tc.lr_drop_epoch, tc.lr_gamma)
         self.dataset = TrainingSamples(
