@@ -42,8 +42,12 @@ def evaluation_data(
     settings: TrainSettings, state: dict[str, Any], override: DataConfig | None
 ) -> DataConfig:
     """The training run's data source and its resolved classes, unless the user names others."""
-    trained_classes = ",".join(state.get("dataset_info", {}).get("classes", [])) or settings.data.classes
-    base = dataclasses.replace(settings.data, classes=trained_classes)
+    info = state.get("dataset_info", {})
+    trained_classes = ",".join(info.get("classes", [])) or settings.data.classes
+    # The source the training run resolved ("auto" became local or hub there).
+    base = dataclasses.replace(
+        settings.data, classes=trained_classes, source=info.get("source", settings.data.source)
+    )
     if override is None:
         return base
     changes = {f.name: getattr(override, f.name) for f in dataclasses.fields(DataConfig)}

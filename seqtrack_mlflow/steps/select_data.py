@@ -80,7 +80,7 @@ def log_selection(selection: Selection, logger: RunLogger, out_dir: Path, *, sav
         # and pandas deprecations inside MLflow: noise for a user.
         warnings.simplefilter("ignore")
         dataset = mlflow.data.from_huggingface(selection.index, name=name)
-    mlflow.log_input(dataset, context="training")
+        mlflow.log_input(dataset, context="training")
 
 
 def run_select_data(data: DataConfig, seed: int, out_dir: Path, logger: RunLogger) -> Selection:
