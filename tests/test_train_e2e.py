@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def train_run(tmp_path_factory: pytest.TempPathFactory, _migrated_db: Path):
-    import os
     import shutil
 
     tmp = tmp_path_factory.mktemp("train-e2e")
@@ -98,6 +98,8 @@ def test_checkpoints_download_with_cli_and_load_weights_only(train_run, tmp_path
             ],
             check=True,
             capture_output=True,
+            # The module's store (each test's own isolated store is empty).
+            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"},
         )
         ckpt = torch.load(tmp_path / f"epoch_{epoch}.ckpt", weights_only=True)
         assert ckpt["epoch"] == epoch and ckpt["seed"] == 8 and ckpt["patch_size"] == 16
