@@ -34,10 +34,11 @@ from common import (
     verdict,
 )
 
-from seqtrack_mlflow.config import ModelConfig, preset
+from seqtrack_mlflow.config import ModelConfig, TrainConfig, preset
 from seqtrack_mlflow.model.flops import training_flops
 from seqtrack_mlflow.model.seqtrack import build_model, logging_iou, sequence_loss
 from seqtrack_mlflow.model.tokens import box_to_tokens, teacher_forcing
+from seqtrack_mlflow.train.trainer import make_optimizer
 
 TARGET_MFU = 0.70  # b256 fp32 training on the CPU vs the measured fp32 matmul throughput
 CPU_STEP_BUDGET = 10.0  # s of matmul work per step: the CPU batch shrinks below the default beyond it
@@ -52,17 +53,11 @@ def model_config(preset_name: str, patch: int, crop: int) -> ModelConfig:
     return dataclasses.replace(cfg, patch_size=patch, template_size=crop, search_size=crop, pretrained="none")
 
 
-def make_step(cfg: ModelConfig, batch: int, mode: str, device: torch.device, grad_clip: float = 0.1,
-              fused_adamw: bool = False):
-    """Model, optimiser and fixed inputs; returns a closure running one training step, which returns
-    (loss, logging IoU) as a device tensor.
-
-    `fused_adamw=False` is the trainer's optimiser (torch's default implementation: a per-parameter
-    loop on the CPU, foreach on CUDA); True uses the single-kernel fused AdamW for comparison.
-    """
+def make_step(cfg: ModelConfig, batch: int, mode: str, device: torch.device, grad_clip: float = 0.1):
+    """Model, the trainer's optimiser and fixed inputs; returns a closure running one training step,
+    which returns (loss, logging IoU) as a device tensor."""
     model = build_model(cfg).to(device).train()
-    extra = {"fused": True} if fused_adamw else {}
-    optimizer = torch.optim.AdamW(model.param_groups(1e-4, 0.1, 1e-4), lr=1e-4, **extra)
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-4, encoder_lr_mult=0.1, weight_decay=1e-4))
     net = torch.compile(model) if "compile" in mode else model
     gen = torch.Generator().manual_seed(0)
     t, s = cfg.template_size, cfg.search_size
@@ -113,8 +108,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "(default fp32 on CPU; fp32,bf16,bf16+compile on GPU)")
     p.add_argument("--max-step-seconds", type=float, default=0.0,
                    help="skip cases estimated slower than this per step (default 15 on CPU, no limit on GPU)")
-    p.add_argument("--fused-adamw", action="store_true",
-                   help="AdamW(fused=True) instead of the trainer's default implementation")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--quick", action="store_true",
                    help="patch 16 only, 1-2 small steps: checks that the script runs")
@@ -168,8 +161,7 @@ def main(argv: list[str] | None = None) -> None:
             "matmul = a large torch.matmul in the mode's dtype, measured on this device right after each "
             "case (at start: " + ", ".join(f"{m} {fmt(v / 1e9)} GFLOP/s" for m, v in peaks.items()) + ")",
             f"warm-up steps excluded: {warmup}; s/step is the median of the timed steps",
-            "optimiser: " + ("AdamW(fused=True)" if args.fused_adamw else "AdamW, torch's default "
-                             "implementation (as the trainer)"),
+            "optimiser: the trainer's (AdamW, fused)",
         ],
     )
     headers = ["preset", "patch", "crop", "tokens", "batch", "mode", "s/step", "samples/s",
@@ -190,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append(head + [f"skipped (>{estimate:.0f} s)", "-", fmt(flops / 1e9), "-", "-", "-"])
                     continue
                 try:
-                    step = make_step(cfg, batch, mode, device, fused_adamw=args.fused_adamw)
+                    step = make_step(cfg, batch, mode, device)
                     times = time_calls(step, steps_for(name, estimate), warmup, device)
                 except torch.OutOfMemoryError:
                     rows.append(head + ["out of memory", "-", fmt(flops / 1e9), "-", "-", "-"])

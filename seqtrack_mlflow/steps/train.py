@@ -57,7 +57,6 @@ def run_train(
             )
             state = checkpoints.load_checkpoint(path)
             settings = resumed_settings(state, settings, epochs_given)
-            continue_run = continue_run or None
         env_run = os.environ.get("MLFLOW_RUN_ID")
         with run_context(
             "train",
