@@ -15,7 +15,7 @@ from seqtrack_mlflow.config import DataConfig, TrackerConfig, TrainSettings
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.plots import plot_precision, plot_success
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequence
-from seqtrack_mlflow.steps.select_data import log_selection, select
+from seqtrack_mlflow.steps.select_data import log_selection, preflight, select
 from seqtrack_mlflow.tracking import RunLogger, git_commit, run_context
 from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.distributed import pick_device
@@ -78,6 +78,7 @@ def run_evaluate(
     state = checkpoints.load_checkpoint(path)
     settings = TrainSettings.from_dict(state["config"])
     data = evaluation_data(settings, state, data_override)
+    preflight(data)
     with run_context("evaluate", nested=nested, system_metrics=False) as logger:
         out_dir = output_dir / (logger.run_id or "offline")
         selection = select(data, settings.train.seed, out_dir)

@@ -18,7 +18,7 @@ from seqtrack_mlflow.data.selection import (
     summarize,
     write_summary,
 )
-from seqtrack_mlflow.data.sources import candidate_classes, prepare_root, resolve_source
+from seqtrack_mlflow.data.sources import candidate_classes, local_root, prepare_root, resolve_source
 from seqtrack_mlflow.tracking import RunLogger
 
 
@@ -43,6 +43,12 @@ class Selection:
             "classes": list(self.classes),
             "summary": self.summary,
         }
+
+
+def preflight(data: DataConfig) -> None:
+    """Refuse a bad source or a missing LaSOT root before a run starts or anything is written."""
+    if resolve_source(data) == "local":
+        local_root(data)
 
 
 def select(data: DataConfig, seed: int, out_dir: Path | None) -> Selection:

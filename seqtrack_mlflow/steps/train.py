@@ -11,7 +11,7 @@ from typing import Any
 import torch.distributed as dist
 
 from seqtrack_mlflow.config import ConfigError, TrainSettings
-from seqtrack_mlflow.steps.select_data import Selection, log_selection, select
+from seqtrack_mlflow.steps.select_data import Selection, log_selection, preflight, select
 from seqtrack_mlflow.tracking import RunLogger, git_commit, run_context
 from seqtrack_mlflow.train import checkpoints, distributed
 from seqtrack_mlflow.train.artifacts import environment_requirements, plot_training_curves
@@ -50,6 +50,8 @@ def run_train(
     ctx = distributed.setup(settings.train.device)
     try:
         distributed.check_shares(settings.train.samples_per_epoch, ctx.world_size)
+        if settings.train.amp and ctx.device.type != "cuda":
+            raise ConfigError("amp=true needs a CUDA device: use -P amp=false on the CPU")
         state, continue_run = None, None
         if resume:
             path, continue_run = checkpoints.resolve_checkpoint(
@@ -57,6 +59,7 @@ def run_train(
             )
             state = checkpoints.load_checkpoint(path)
             settings = resumed_settings(state, settings, epochs_given)
+        preflight(settings.data)
         env_run = os.environ.get("MLFLOW_RUN_ID")
         with run_context(
             "train",

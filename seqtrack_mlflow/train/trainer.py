@@ -21,7 +21,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from seqtrack_mlflow.config import ConfigError, TrainConfig, TrainSettings
+from seqtrack_mlflow.config import TrainConfig, TrainSettings
 from seqtrack_mlflow.data.lasot import Sequence
 from seqtrack_mlflow.data.sampling import TrainingSamples, make_loader
 from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model, logging_iou, sequence_loss
@@ -99,8 +99,6 @@ class Trainer:
         dataset_info: dict[str, Any],
     ):
         tc = settings.train
-        if tc.amp and ctx.device.type != "cuda":
-            raise ConfigError("amp=true needs a CUDA device: use -P amp=false on the CPU")
         distributed.check_shares(tc.samples_per_epoch, ctx.world_size)
         self.settings, self.ctx, self.logger = settings, ctx, logger
         self.out_dir = out_dir
