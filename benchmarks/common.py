@@ -24,6 +24,19 @@ def add_threads_arg(parser: argparse.ArgumentParser) -> None:
                         help="torch intra-op threads (default: torch's choice, usually the core count)")
 
 
+def add_run_args(parser: argparse.ArgumentParser, quick_help: str) -> None:
+    """--device, --quick and --threads, shared by the scripts that run a model."""
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    add_threads_arg(parser)
+
+
+def start(args: argparse.Namespace) -> torch.device:
+    """Apply --threads and resolve --device."""
+    apply_threads(args.threads)
+    return resolve_device(args.device)
+
+
 def apply_threads(threads: int) -> None:
     """Fewer threads than cores avoids stalls at every parallel region when other processes compete."""
     if threads > 0:
@@ -162,6 +175,7 @@ def fmt(value: float, digits: int = 1) -> str:
 
 
 __all__ = [
+    "add_run_args",
     "add_threads_arg",
     "apply_threads",
     "fmt",
@@ -171,6 +185,7 @@ __all__ = [
     "median",
     "print_header",
     "resolve_device",
+    "start",
     "sync",
     "time_calls",
     "verdict",

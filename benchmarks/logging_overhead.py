@@ -24,12 +24,11 @@ from pathlib import Path
 import mlflow
 import torch
 from common import (
-    add_threads_arg,
-    apply_threads,
+    add_run_args,
     markdown_table,
     median,
     print_header,
-    resolve_device,
+    start,
     sync,
     verdict,
 )
@@ -67,16 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--via", choices=("runlogger", "client"), default="runlogger",
                    help="runlogger: RunLogger.log_metrics, the trainer's path (default); client: "
                    "MlflowClient.log_batch(synchronous=False) directly, for comparison")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--quick", action="store_true", help="100 samples per variant: a check that it runs")
-    add_threads_arg(p)
+    add_run_args(p, "100 samples per variant: a check that it runs")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    apply_threads(args.threads)
-    device = resolve_device(args.device)
+    device = start(args)
     model_cfg, train_cfg = preset(PRESET)
     log_every = args.log_every or train_cfg.log_every
     batch = args.batch or train_cfg.batch_size

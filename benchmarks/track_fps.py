@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import (
-    add_threads_arg,
-    apply_threads,
+    add_run_args,
     markdown_table,
     median,
     print_header,
-    resolve_device,
+    start,
     sync,
     verdict,
 )
@@ -94,16 +93,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="frames tracked per run (default CPU: tiny 30, b256 6; GPU 100; quick 8 / 3)")
     p.add_argument("--rounds", type=int, default=0, help="alternating runs per decoder (default 2; quick 1)")
     p.add_argument("--reps", type=int, default=0, help="decode_greedy calls per mode (default 100; quick 20)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--quick", action="store_true", help="few frames and reps: a check that it runs")
-    add_threads_arg(p)
+    add_run_args(p, "few frames and reps: a check that it runs")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    apply_threads(args.threads)
-    device = resolve_device(args.device)
+    device = start(args)
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     rounds = args.rounds or (1 if args.quick else 2)
     reps = args.reps or (20 if args.quick else 100)

@@ -22,14 +22,13 @@ import math
 
 import torch
 from common import (
-    add_threads_arg,
-    apply_threads,
+    add_run_args,
     fmt,
     markdown_table,
     matmul_flops,
     median,
     print_header,
-    resolve_device,
+    start,
     time_calls,
     verdict,
 )
@@ -108,17 +107,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "(default fp32 on CPU; fp32,bf16,bf16+compile on GPU)")
     p.add_argument("--max-step-seconds", type=float, default=0.0,
                    help="skip cases estimated slower than this per step (default 15 on CPU, no limit on GPU)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--quick", action="store_true",
-                   help="patch 16 only, 1-2 small steps: checks that the script runs")
-    add_threads_arg(p)
+    add_run_args(p, "patch 16 only, 1-2 small steps: checks that the script runs")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    apply_threads(args.threads)
-    device = resolve_device(args.device)
+    device = start(args)
     gpu = device.type == "cuda"
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     patches = [16] if args.quick else [int(p) for p in args.patch_sizes.split(",") if p.strip()]

@@ -43,3 +43,44 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300):
         timeout=timeout,
         check=False,
     )
+
+
+def download_artifact(run_id: str, artifact: str, dst: Path, tracking_uri: str) -> Path:
+    """`mlflow artifacts download -r RUN -a PATH -d DIR` as a user types it; returns DIR/<basename>."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "artifacts",
+            "download",
+            "-r",
+            run_id,
+            "-a",
+            artifact,
+            "-d",
+            str(dst),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+    )
+    return dst / Path(artifact).name
+
+
+def torchrun(nproc: int, port: int, *cli_args: str, timeout: int = 300):
+    """`torchrun --nproc_per_node N -m seqtrack_mlflow.cli ...` with one thread per process."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_port",
+        str(port),
+        "-m",
+        "seqtrack_mlflow.cli",
+        *cli_args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import torchrun
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -16,44 +14,12 @@ pytestmark = pytest.mark.slow
 
 def test_torchrun_two_processes(tmp_path: Path, mlflow_uri: str) -> None:
     out = tmp_path / "outputs"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29517",
-        "-m",
-        "seqtrack_mlflow.cli",
-        "train",
-        "--seed",
-        "8",
-        "--source",
-        "synthetic",
-        "--device",
-        "cpu",
-        "--search_size",
-        "32",
-        "--template_size",
-        "32",
-        "--epochs",
-        "1",
-        "--samples_per_epoch",
-        "40",
-        "--batch_size",
-        "5",
-        "--log_every",
-        "10",
-        "--system_metrics",
-        "false",
-        "--synthetic_frames",
-        "30",
-        "--output_dir",
-        str(out),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = torchrun(
+        2, 29517, "train", "--seed", "8", "--source", "synthetic", "--device", "cpu", "--search_size", "32",
+        "--template_size", "32", "--epochs", "1", "--samples_per_epoch", "40", "--batch_size", "5",
+        "--log_every", "10", "--system_metrics", "false", "--synthetic_frames", "30",
+        "--output_dir", str(out),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     runs = MlflowClient().search_runs(experiment_ids=["0"])
@@ -74,38 +40,11 @@ def test_torchrun_two_processes(tmp_path: Path, mlflow_uri: str) -> None:
     assert not any(k.startswith("module.") for k in ckpt["model_state_dict"])  # unwrapped from DDP
 
 
-def test_uneven_shares_are_refused(tmp_path: Path, mlflow_uri: str) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29518",
-        "-m",
-        "seqtrack_mlflow.cli",
-        "train",
-        "--source",
-        "synthetic",
-        "--device",
-        "cpu",
-        "--epochs",
-        "1",
-        "--samples_per_epoch",
-        "41",
-        "--system_metrics",
-        "false",
-        "--output_dir",
-        str(tmp_path / "o"),
-    ]
-    proc = subprocess.run(
-        cmd,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def test_uneven_shares_are_refused_before_any_work(tmp_path: Path, mlflow_uri: str) -> None:
+    proc = torchrun(
+        2, 29518, "train", "--source", "synthetic", "--device", "cpu", "--epochs", "1",
+        "--samples_per_epoch", "41", "--system_metrics", "false", "--output_dir", str(tmp_path / "o"),
+    )  # fmt: skip
     assert proc.returncode != 0
     assert "samples_per_epoch=41 is not divisible by the 2 processes" in proc.stderr
+    assert not (tmp_path / "o").exists() and MlflowClient().search_runs(experiment_ids=["0"]) == []

@@ -22,8 +22,17 @@ from seqtrack_mlflow.model.seqtrack import SeqTrack
 from seqtrack_mlflow.model.tokens import teacher_forcing
 
 SMALL = ModelConfig(
-    encoder_dim=64, encoder_depth=2, encoder_heads=4, patch_size=8, template_size=32, search_size=48,
-    decoder_dim=32, decoder_heads=4, decoder_ffn=64, bins=50, pretrained="none",
+    encoder_dim=64,
+    encoder_depth=2,
+    encoder_heads=4,
+    patch_size=8,
+    template_size=32,
+    search_size=48,
+    decoder_dim=32,
+    decoder_heads=4,
+    decoder_ffn=64,
+    bins=50,
+    pretrained="none",
 )
 
 

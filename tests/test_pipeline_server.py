@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import mlflow_run
+from helpers import download_artifact, mlflow_run
 
 pytestmark = pytest.mark.slow
 
@@ -131,26 +131,8 @@ def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: 
 
     # A user pulls the checkpoint from the server and evaluates it from its runs:/ URI.
     train_id = children["train"].info.run_id
-    dl = tmp_path / "download"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "artifacts",
-            "download",
-            "-r",
-            train_id,
-            "-a",
-            "checkpoints/epoch_5.ckpt",
-            "-d",
-            str(dl),
-        ],
-        check=True,
-        capture_output=True,
-        env={**os.environ, **env},
-    )
-    ckpt = torch.load(dl / "epoch_5.ckpt", weights_only=True)
+    path = download_artifact(train_id, "checkpoints/epoch_5.ckpt", tmp_path / "download", server)
+    ckpt = torch.load(path, weights_only=True)
     assert ckpt["mlflow_run_id"] == train_id and ckpt["epoch"] == 5
 
     uri = f"runs:/{train_id}/checkpoints/epoch_5.ckpt"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
-from helpers import FAST_TRAIN, mlflow_run
+from helpers import FAST_TRAIN, download_artifact, mlflow_run
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -82,26 +80,10 @@ def test_training_log_lines(train_run, tmp_path: Path) -> None:
 def test_checkpoints_download_with_cli_and_load_weights_only(train_run, tmp_path: Path) -> None:
     run, tmp, _ = train_run
     for epoch in (1, 2):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "artifacts",
-                "download",
-                "-r",
-                run.info.run_id,
-                "-a",
-                f"checkpoints/epoch_{epoch}.ckpt",
-                "-d",
-                str(tmp_path),
-            ],
-            check=True,
-            capture_output=True,
-            # The module's store (each test's own isolated store is empty).
-            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"},
-        )
-        ckpt = torch.load(tmp_path / f"epoch_{epoch}.ckpt", weights_only=True)
+        # The module's store (each test's own isolated store is empty).
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        path = download_artifact(run.info.run_id, f"checkpoints/epoch_{epoch}.ckpt", tmp_path, uri)
+        ckpt = torch.load(path, weights_only=True)
         assert ckpt["epoch"] == epoch and ckpt["seed"] == 8 and ckpt["patch_size"] == 16
         assert ckpt["mlflow_run_id"] == run.info.run_id
         for key in (
