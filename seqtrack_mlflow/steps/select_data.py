@@ -78,7 +78,7 @@ def log_selection(selection: Selection, logger: RunLogger, out_dir: Path, *, sav
         logger.log_artifact(path)
     if save_index:
         index_dir = out_dir / "index"
-        selection.index.save_to_disk(str(index_dir))
+        _save_quietly(selection.index, index_dir)
         mlflow.log_artifacts(str(index_dir), artifact_path="index", run_id=logger.run_id)
     name = f"lasot-{selection.source}-{'-'.join(selection.classes)}"
     with warnings.catch_warnings():
@@ -87,6 +87,19 @@ def log_selection(selection: Selection, logger: RunLogger, out_dir: Path, *, sav
         warnings.simplefilter("ignore")
         dataset = mlflow.data.from_huggingface(selection.index, name=name)
         mlflow.log_input(dataset, context="training")
+
+
+def _save_quietly(index: Any, path: Path) -> None:
+    """save_to_disk without its progress bar (eight rows do not need one in the training log)."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        index.save_to_disk(str(path))
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
 
 
 def run_select_data(data: DataConfig, seed: int, out_dir: Path, logger: RunLogger) -> Selection:
