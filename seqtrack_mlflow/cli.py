@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from seqtrack_mlflow.config import PRESETS, DataConfig, TrackerConfig, build_settings
+from seqtrack_mlflow.config import PRESETS, ConfigError, DataConfig, TrackerConfig, build_settings
 
 PRESET_NOTE = "0 = the preset's value"
 
@@ -88,7 +88,6 @@ TRACKER_OPTIONS = [
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from seqtrack_mlflow.config import ConfigError
     from seqtrack_mlflow.data.lasot import LasotFormatError
     from seqtrack_mlflow.data.sources import DataSourceError
     from seqtrack_mlflow.model.seqtrack import PretrainedError
@@ -158,11 +157,6 @@ def _settings(kw: dict[str, Any]):
         )
     }
     train["seed"] = kw["seed"]
-    for name in ("epochs", "samples_per_epoch", "batch_size", "template_size", "search_size", "workers"):
-        if kw[name] < 0:
-            from seqtrack_mlflow.config import ConfigError
-
-            raise ConfigError(f"{name}={kw[name]} is invalid: use a positive number (0 = the preset's value)")
     return build_settings(kw["preset"], model, train, _data_config(kw))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from seqtrack_mlflow.config import DataConfig, TrackerConfig, TrainSettings
+from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, TrainSettings
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.plots import plot_precision, plot_success
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequence
@@ -67,8 +67,6 @@ def run_evaluate(
     nested: bool = False,
     train_run_id: str | None = None,
 ) -> EvalResult:
-    from seqtrack_mlflow.config import ConfigError
-
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} is not known: use one of {', '.join(SPLITS)}")
     if tracker_cfg.max_frames < 0:

@@ -72,8 +72,3 @@ def check_shares(samples_per_epoch: int, world_size: int) -> None:
             f"samples_per_epoch={samples_per_epoch} is not divisible by the {world_size} processes: "
             "choose a multiple of the process count"
         )
-
-
-def rank_share(total: int, rank: int, world_size: int) -> int:
-    """How many of `total` indices rank takes with the strided split rank::world_size."""
-    return len(range(rank, total, world_size))

@@ -28,7 +28,7 @@ from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model, logging_iou, s
 from seqtrack_mlflow.model.tokens import box_to_tokens, teacher_forcing
 from seqtrack_mlflow.tracking import RunLogger
 from seqtrack_mlflow.train import checkpoints, distributed
-from seqtrack_mlflow.train.distributed import DistContext, all_sum, rank_share
+from seqtrack_mlflow.train.distributed import DistContext, all_sum
 from seqtrack_mlflow.train.progress import Report, due_reports, report_lines, report_metrics
 
 
@@ -188,7 +188,7 @@ class Trainer:
         tc, mc, ctx = self.settings.train, self.settings.model, self.ctx
         self.dataset.set_epoch(epoch)
         loader = make_loader(self.dataset, tc.batch_size, tc.workers, ctx.rank, ctx.world_size)
-        shares = [rank_share(tc.samples_per_epoch, r, ctx.world_size) for r in range(ctx.world_size)]
+        share = tc.samples_per_epoch // ctx.world_size  # equal on every rank (check_shares)
         self.net.train()
         epoch_start = time.perf_counter()
         window_start, window_done = epoch_start, 0
@@ -227,7 +227,7 @@ class Trainer:
             window[:2] += stats
             window[2] += n
             before = done
-            done = sum(min(step * tc.batch_size, s) for s in shares)
+            done = ctx.world_size * min(step * tc.batch_size, share)
             bar.update(done - before)
             if due_reports(before, done, tc.log_every):
                 summed = all_sum(window, ctx).tolist()
