@@ -138,7 +138,7 @@ def test_templates_centred_search_jittered_box_matches_pixels(sequence, flip_pro
         assert (
             sample["templates"].dtype == sample["search"].dtype == sample["search_box"].dtype == torch.float32
         )
-        assert ds.draw(i).flip == bool(flip_prob)
+        assert ds.draw(i).flip.tolist() == [bool(flip_prob)] * 3
         for template in sample["templates"]:  # no template jitter: target centred
             x0, y0, x1, y1 = red_bbox(pixels(template))
             assert abs((x0 + x1) / 2 - t / 2) <= 1.0 and abs((y0 + y1) / 2 - t / 2) <= 1.0
@@ -153,15 +153,41 @@ def test_templates_centred_search_jittered_box_matches_pixels(sequence, flip_pro
     assert np.std(np.array(sizes)[:, 0]) > 1.0  # nor at a fixed scale
 
 
-def test_flip_mirrors_crops_and_box(sequence) -> None:
+@pytest.mark.parametrize("flip", [(True, True, True), (True, False, False), (False, True, True)])
+def test_flip_mirrors_each_crop_and_the_box_with_its_crop(sequence, flip: tuple[bool, ...]) -> None:
     ds = TrainingSamples([sequence], MODEL, SamplingConfig(), 5, 4)
-    draw = dataclasses.replace(ds.draw(0), flip=False, gray=False)
+    draw = dataclasses.replace(ds.draw(0), flip=np.zeros(3, dtype=bool), gray=False)
     plain = render_sample(sequence, draw, MODEL, ds.sampling)
-    flipped = render_sample(sequence, dataclasses.replace(draw, flip=True), MODEL, ds.sampling)
-    np.testing.assert_allclose(flipped["search"], plain["search"][..., ::-1], atol=1e-6)
-    np.testing.assert_allclose(flipped["templates"], plain["templates"][..., ::-1], atol=1e-6)
+    flipped = render_sample(sequence, dataclasses.replace(draw, flip=np.array(flip)), MODEL, ds.sampling)
+    for i, template_flipped in enumerate(flip[:-1]):
+        want = plain["templates"][i][..., ::-1] if template_flipped else plain["templates"][i]
+        np.testing.assert_allclose(flipped["templates"][i], want, atol=1e-6)
+    want = plain["search"][..., ::-1] if flip[-1] else plain["search"]
+    np.testing.assert_allclose(flipped["search"], want, atol=1e-6)
     x, y, w, h = plain["search_box"]
-    np.testing.assert_allclose(flipped["search_box"], [MODEL.search_size - x - w, y, w, h], atol=1e-5)
+    want_box = [MODEL.search_size - x - w, y, w, h] if flip[-1] else [x, y, w, h]
+    np.testing.assert_allclose(flipped["search_box"], want_box, atol=1e-5)
+    # The box is where the target is in the (possibly mirrored) search pixels.
+    s = MODEL.search_size
+    expected = np.clip(xyxy(flipped["search_box"]), 0, s)
+    scale = flipped["search_box"][2] / sequence.boxes[draw.frames[-1]][2]
+    found = red_bbox(pixels(torch.from_numpy(flipped["search"].copy())))
+    np.testing.assert_allclose(found, expected, atol=0.6 + 0.35 * scale)
+
+
+def test_flip_is_drawn_per_crop_and_grayscale_per_sample(sequence) -> None:
+    """Official: each crop is flipped with probability 0.5 on its own; one grayscale roll per sample."""
+    ds = TrainingSamples([sequence], MODEL, SamplingConfig(), 13, 2000)
+    draws = [ds.draw(i) for i in range(len(ds))]
+    flips = np.array([d.flip for d in draws])
+    assert flips.shape == (2000, 3) and flips.dtype == bool
+    assert 0.45 <= (flips[:, 0] != flips[:, -1]).mean() <= 0.55  # template 1 vs search
+    assert 0.45 <= (flips[:, 0] != flips[:, 1]).mean() <= 0.55  # template 1 vs template 2
+    assert np.all(np.abs(flips.mean(0) - 0.5) < 0.05)
+    gray = np.array([d.gray for d in draws])
+    assert gray.shape == (2000,) and 0.03 <= gray.mean() <= 0.07  # official p = 0.05, joint
+    again = TrainingSamples([sequence], MODEL, SamplingConfig(), 13, 2000)
+    assert all(np.array_equal(again.draw(i).flip, flips[i]) for i in (0, 999, 1999))
 
 
 def test_grayscale_and_brightness(sequence) -> None:
@@ -182,17 +208,16 @@ def test_grayscale_and_brightness(sequence) -> None:
 
 
 @pytest.mark.parametrize("gray", [False, True])
-@pytest.mark.parametrize("flip", [False, True])
-def test_augment_matches_plain_normalize(gray: bool, flip: bool) -> None:
+@pytest.mark.parametrize("flip", [(False, False), (True, False), (False, True), (True, True)])
+def test_augment_matches_plain_normalize(gray: bool, flip: tuple[bool, bool]) -> None:
     crops = np.random.default_rng(0).integers(0, 256, (2, 8, 12, 3), dtype=np.uint8)
     brightness = np.array([0.8, 1.2])
     ref = crops.astype(np.float32)
     if gray:
         ref = np.repeat((ref @ GRAY_WEIGHTS)[..., None], 3, axis=-1)
-    if flip:
-        ref = ref[:, :, ::-1]
+    ref = np.stack([r[:, ::-1] if f else r for r, f in zip(ref, flip, strict=True)])
     ref = normalize(np.clip(ref * brightness[:, None, None, None].astype(np.float32), 0, 255))
-    out = augment(crops, brightness, gray, flip)
+    out = augment(crops, brightness, gray, np.array(flip))
     assert out.shape == (2, 3, 8, 12) and out.dtype == np.float32 and out.flags.c_contiguous
     np.testing.assert_allclose(out, ref, atol=1e-5)
 

@@ -45,7 +45,12 @@ def crop_window(box_xywh: np.ndarray | tuple[float, ...], factor: float, out_siz
 
 
 def box_to_crop(box_xywh: np.ndarray, window: CropWindow) -> np.ndarray:
-    """Map an image box (x, y, w, h) into the crop's pixel coordinates."""
+    """Map an image box (x, y, w, h) into the crop's continuous pixel coordinates.
+
+    Continuous as the crop's resampling: crop pixel i covers [i, i + 1), so the crop's centre
+    x0 + side / 2 lands at out_size / 2. `model.tokens.box_to_tokens` turns this into the official
+    label about the crop centre.
+    """
     box = np.asarray(box_xywh, dtype=np.float64)
     r = window.resize_factor
     xy = (box[..., :2] - np.array([window.x0, window.y0])) * r

@@ -1,14 +1,18 @@
 """Training samples: frame triples from LaSOT sequences -> template/search crops + the target box.
 
-Follows the official SeqTrack sampler ("order" frame mode) and processing (REFERENCE.md, "Sampling
-and processing"). Deliberate departures, each equivalent or cheaper:
+Follows the official SeqTrack sampler ("order" frame mode) and processing (pytracking-style, with the
+official joint and per-crop transforms). Deliberate departures, each equivalent or cheaper:
 
-- Flip and grayscale are applied to the small crops instead of the full frames. Grayscale is per pixel,
-  so it commutes with crop + bilinear resize. Flipping a frame and cropping window [x0, x0 + side) equals
-  cropping the mirrored window [W - x0 - side, W - x0) and flipping the crop; because the search jitter
-  is symmetric, drawing the window in the unflipped frame and mirroring crop + box gives the same
-  distribution (only the round-half-even tie of x0 can differ). So frame widths are never needed and a
-  1280x720 frame is never transformed.
+- Flip and grayscale are applied to the small crops instead of the full frames. Grayscale (one joint
+  roll per sample, as the official joint transform) is per pixel, so it commutes with crop + bilinear
+  resize. The official pipeline flips twice: the joint transform flips all full frames together, then
+  each crop's own transform flips that crop again, each with probability 0.5 and its own roll. A crop's
+  net flip is the XOR of the two, so with a fair per-crop roll every crop ends up flipped with
+  probability 0.5 independently of the others; here each crop (and its box) gets one independent roll
+  with `flip_prob`. Flipping a frame and cropping window [x0, x0 + side) equals cropping the mirrored
+  window [W - x0 - side, W - x0) and flipping the crop; because the search jitter is symmetric, drawing
+  the window in the unflipped frame gives the same distribution (only the round-half-even tie of x0 can
+  differ). So frame widths are never needed and a 1280x720 frame is never transformed.
 - Unusable sequences are filtered once, up front, instead of rejection-sampled per draw; a sequence is
   then drawn uniformly among the usable ones (the official draws uniformly within a dataset too).
 - Official pytracking retries a sample whose processing marks it invalid. Here the check is pure
@@ -68,8 +72,8 @@ class SampleDraw:
     sequence: int  # index into TrainingSamples.sequences (the usable ones)
     frames: np.ndarray  # (num_templates + 1,) frame indices: templates first, search frame last
     search_box: np.ndarray  # (4,) jittered x, y, w, h (image pixels) the search crop is centred on
-    flip: bool
-    gray: bool
+    flip: np.ndarray  # (num_templates + 1,) bool, one independent roll per crop, same order as frames
+    gray: bool  # one roll for the whole sample
     brightness: np.ndarray  # (num_templates + 1,) per-crop brightness factor, same order as frames
 
 
@@ -135,7 +139,7 @@ def draw_sample(
         seq = sequences[seq_index]
         frames = choose_frames(seq.visible, rng, sampling.max_interval, count=num_templates + 1)
         gray = bool(rng.random() < sampling.grayscale_prob)
-        flip = bool(rng.random() < sampling.flip_prob)
+        flip = rng.random(num_templates + 1) < sampling.flip_prob
         gt = seq.boxes[frames[-1]]
         search_box = jitter_box(gt, rng, sampling.center_jitter, sampling.scale_jitter)
         b = sampling.brightness_jitter
@@ -158,18 +162,20 @@ def _load(path: Path, window: CropWindow, reduced_decode: bool) -> np.ndarray:
     return crop_image(img, window, scale)
 
 
-def augment(crops: np.ndarray, brightness: np.ndarray, gray: bool, flip: bool) -> np.ndarray:
-    """(n, H, W, 3) uint8 crops -> (n, 3, H, W) float32: grayscale, flip, brightness, ImageNet norm.
+def augment(crops: np.ndarray, brightness: np.ndarray, gray: bool, flip: np.ndarray) -> np.ndarray:
+    """(n, H, W, 3) uint8 crops -> (n, 3, H, W) float32: grayscale, per-crop flip, brightness, ImageNet norm.
 
     Equals `processing.normalize(clip(gray/flip(crops) * brightness, 0, 255))` up to float rounding, but
     works channel-first in place (one copy instead of six): about 2x faster, a sizeable share of a sample.
+    `flip` (n,) mirrors crop i horizontally where flip[i] is true.
     """
-    x = crops.transpose(0, 3, 1, 2).astype(np.float32, order="C")  # (n, 3, H, W)
+    n, height, width, _ = crops.shape
+    x = np.empty((n, 3, height, width), dtype=np.float32)
+    for i, crop in enumerate(crops):  # flip folded into the one uint8 -> float32 copy
+        x[i] = (crop[:, ::-1] if flip[i] else crop).transpose(2, 0, 1)
     if gray:
         x = np.repeat(np.tensordot(x, GRAY_WEIGHTS, axes=([1], [0]))[:, None], 3, axis=1)
-    if flip:
-        x = x[..., ::-1]
-    x = np.ascontiguousarray(x * brightness.astype(np.float32)[:, None, None, None])
+    x *= brightness.astype(np.float32)[:, None, None, None]
     np.clip(x, 0.0, 255.0, out=x)
     x *= _NORM_SCALE
     x -= _NORM_SHIFT
@@ -196,10 +202,10 @@ def render_sample(
         if key not in cache:
             cache[key] = _load(seq.frame_path(frame), window, reduced_decode)
         crops.append(cache[key])
-    templates = augment(np.stack(crops[:-1]), draw.brightness[:-1], draw.gray, draw.flip)
-    search = augment(crops[-1][None], draw.brightness[-1:], draw.gray, draw.flip)[0]
+    templates = augment(np.stack(crops[:-1]), draw.brightness[:-1], draw.gray, draw.flip[:-1])
+    search = augment(crops[-1][None], draw.brightness[-1:], draw.gray, draw.flip[-1:])[0]
     box = box_to_crop(boxes[-1], windows[-1])
-    if draw.flip:
+    if draw.flip[-1]:  # the box follows its crop: continuous x -> S - x
         box[0] = s_size - box[0] - box[2]
     return {"templates": templates, "search": search, "search_box": box.astype(np.float32)}
 

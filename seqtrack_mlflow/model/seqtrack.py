@@ -1,15 +1,10 @@
 """SeqTrack: ViT encoder + causal decoder over box tokens, its loss, training IoU and optimiser groups.
 
-Structure and initialisation follow the official model (REFERENCE.md, "SeqTrack"); parameter counts
-match the official presets. Deliberate departures, all in inference decoding (`decode_greedy`):
-- probabilities are a softmax over the `bins` coordinate logits (REFERENCE.md); the official code
-  takes the softmax over the whole vocabulary and then keeps the coordinate entries. The argmax is
-  the same; the probabilities differ by the (small) mass a trained model puts on START/END;
-- the returned probability of a chosen token is taken BEFORE the Hann-window multiplication, so the
-  score (sum of the four) measures the model's confidence, not the distance to the crop centre. The
-  official code returns the windowed value; near the centre the two agree (the window is ~1 there);
-- `use_cache=True` keeps per-layer self-attention K/V and computes the memory K/V once, instead of
-  re-running the prefix at every step (`use_cache=False`, the official way; same result).
+Structure and initialisation follow the official model; parameter counts match the official presets.
+Inference decoding (`decode_greedy`) picks tokens and scores them as the official tracker
+(`tokens.choose_token`); its one departure: `use_cache=True` keeps per-layer self-attention K/V and
+computes the memory K/V once, instead of re-running the prefix at every step (`use_cache=False`, the
+official way; same result).
 """
 
 from __future__ import annotations
@@ -22,7 +17,7 @@ from ..config import ModelConfig, validate_model
 from .decoder import MLP, BoxDecoder, MemoryBridge
 from .encoder import ViTEncoder
 from .pretrained import PretrainedError, PretrainedReport, load_pretrained
-from .tokens import cxcywh_to_xyxy
+from .tokens import choose_token, cxcywh_to_xyxy
 
 SPECIAL_TOKEN_WEIGHT = 0.01  # official CE weight of END and START
 NUM_COORDS = 4  # (cx, cy, w, h)
@@ -66,15 +61,17 @@ class SeqTrack(nn.Module):
     def decode_greedy(
         self, memory: Tensor, window: Tensor | None = None, use_cache: bool = True
     ) -> tuple[Tensor, Tensor]:
-        """Four greedy steps from START -> tokens (B, 4) in [0, bins) and their probabilities (B, 4).
+        """Four greedy steps from START -> tokens (B, 4) in [0, bins) and their confidences (B, 4).
 
         `window` (bins,), e.g. `hann_window(bins)`, multiplies the cx and cy probabilities before the
-        argmax (window penalty); the returned probabilities are the un-windowed ones (module docstring).
+        argmax (window penalty). A confidence is the official one (`tokens.choose_token`): the chosen
+        token's probability under a softmax over the whole vocabulary, windowed for cx and cy; ten
+        times their sum is the official template-update score.
         """
         bins = self.cfg.bins
         batch = memory.shape[0]
         seq = torch.full((batch, NUM_COORDS + 1), self.cfg.start_token, device=memory.device)
-        probs = memory.new_empty(batch, NUM_COORDS, dtype=torch.float32)
+        confidences = memory.new_empty(batch, NUM_COORDS, dtype=torch.float32)
         if window is not None:
             window = window.to(device=memory.device, dtype=torch.float32).reshape(-1)[:bins]
         if use_cache:
@@ -85,12 +82,10 @@ class SeqTrack(nn.Module):
                 hidden = self.decoder.step(seq[:, step : step + 1], step, memory_kv, cache)[:, -1]
             else:
                 hidden = self.decoder(seq[:, : step + 1], memory, self.bridge.pos)[:, -1]
-            p = self.head(hidden)[:, :bins].float().softmax(-1)
-            ranked = p * window if (window is not None and step < 2) else p
-            token = ranked.argmax(-1, keepdim=True)
-            probs[:, step] = p.gather(1, token).squeeze(1)
-            seq[:, step + 1] = token.squeeze(1)
-        return seq[:, 1:], probs
+            token, confidence = choose_token(self.head(hidden), bins, window if step < 2 else None)
+            seq[:, step + 1] = token
+            confidences[:, step] = confidence
+        return seq[:, 1:], confidences
 
     def param_groups(self, lr: float, encoder_lr_mult: float, weight_decay: float) -> list[dict]:
         """AdamW groups: encoder at lr * encoder_lr_mult (official 0.1), the rest at lr; both decayed."""
