@@ -1,7 +1,8 @@
 """`seqtrack-mlflow`: the click CLI behind every MLproject entry point (same option names).
 
-Options use MLproject's snake_case names (`--patch_size`); the kebab-case spelling works too.
-A user mistake ends in one line on stderr and exit status 2, never a traceback.
+The options of each step are generated from the settings declarations in `config.py`. They use
+MLproject's snake_case names (`--patch_size`); the kebab-case spelling works too. A user mistake ends in
+one line on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,99 +15,64 @@ from typing import Any
 
 import click
 
-from seqtrack_mlflow.config import PRESETS, ConfigError, DataConfig, TrackerConfig, build_settings
+from seqtrack_mlflow.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    Setting,
+    TrackerConfig,
+    build_settings,
+    given_for,
+    step_settings,
+)
 
-PRESET_NOTE = "0 = the preset's value"
+_CLICK_TYPES = {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}
 
 
-def _opt(name: str, **kwargs: Any) -> Callable:
-    """An option spelled both --snake_case (as MLproject passes it) and --kebab-case."""
-    names = [f"--{name}"]
-    if "_" in name:
-        names.append(f"--{name.replace('_', '-')}")
-    return click.option(*names, name, show_default=True, **kwargs)
+def _option(s: Setting, step: str) -> Callable:
+    """One generated option, spelled both --snake_case (as MLproject passes it) and --kebab-case."""
+    names = [f"--{s.name}"] + ([f"--{s.name.replace('_', '-')}"] if "_" in s.name else [])
+    default = s.default_in(step)
+    unset = s.unset_meaning(step) if default is None else ""
+    return click.option(
+        *names,
+        s.name,
+        type=click.Choice(s.choices) if s.choices else _CLICK_TYPES[s.type],
+        default=default,
+        required=(s.name == "checkpoint" and step == "evaluate"),
+        show_default=default is not None,
+        help=s.help + (f" [unset: {unset}]" if unset else ""),
+    )
 
 
-def _apply(options: list[Callable]) -> Callable:
+def step_options(step: str) -> Callable:
+    """Decorate a command with every option its step takes, in declaration order."""
+
     def wrap(fn: Callable) -> Callable:
-        for option in reversed(options):
-            fn = option(fn)
+        for s in reversed(step_settings(step)):
+            fn = _option(s, step)(fn)
         return fn
 
     return wrap
 
 
-DATA_OPTIONS = [
-    _opt(
-        "source",
-        default="auto",
-        type=click.Choice(["auto", "local", "hub", "synthetic"]),
-        help="LaSOT source: auto = local when a root is given, else the Hugging Face hub",
-    ),
-    _opt("lasot_root", default="", help="LaSOT root folder for source=local (or env LASOT_ROOT)"),
-    _opt("classes", default="airplane,random", help="comma-separated classes; 'random' = one seeded draw"),
-    _opt(
-        "cache_dir",
-        default="",
-        help="where hub downloads and synthetic data go (default ~/.cache/seqtrack-mlflow)",
-    ),
-    _opt("synthetic_sequences", default=4, type=int, help="sequences per class for source=synthetic"),
-    _opt("synthetic_frames", default=60, type=int, help="frames per sequence for source=synthetic"),
-    _opt("synthetic_size", default="320x240", help="frame size WxH for source=synthetic"),
-]
-SEED_OPTION = _opt("seed", default=0, type=int, help="seeds the class draw, sampling, init and dropout")
-
-TRAIN_OPTIONS = [
-    _opt("preset", default="tiny", type=click.Choice(sorted(PRESETS)), help="model/training preset"),
-    _opt("epochs", default=0, type=int, help=f"epochs ({PRESET_NOTE})"),
-    _opt("samples_per_epoch", default=0, type=int, help=f"samples per epoch ({PRESET_NOTE})"),
-    _opt("batch_size", default=0, type=int, help=f"batch size per process ({PRESET_NOTE})"),
-    _opt("lr", default=0.0, type=float, help=f"base learning rate; encoder at 0.1x ({PRESET_NOTE})"),
-    _opt("patch_size", default=16, type=int, help="ViT patch size; must divide the crop sizes"),
-    _opt("template_size", default=0, type=int, help=f"template crop size ({PRESET_NOTE})"),
-    _opt("search_size", default=0, type=int, help=f"search crop size ({PRESET_NOTE})"),
-    _opt("pretrained", default="", help="encoder init: timm name, weights file, or none ('' = preset's)"),
-    _opt("log_every", default=50, type=int, help="samples between reports"),
-    _opt("device", default="auto", help="auto, cpu, cuda or cuda:N"),
-    _opt("amp", default=False, type=click.BOOL, help="bf16 autocast (CUDA only)"),
-    _opt("workers", default=0, type=int, help="DataLoader worker processes"),
-    _opt(
-        "system_metrics", default=True, type=click.BOOL, help="log MLflow system metrics (CPU, memory, GPU)"
-    ),
-    _opt("output_dir", default="outputs", type=click.Path(path_type=Path), help="local run folders"),
-]
-
-TRACKER_OPTIONS = [
-    _opt(
-        "split", default="test", type=click.Choice(["test", "train", "all"]), help="which sequences to track"
-    ),
-    _opt("max_frames", default=0, type=int, help="frames per sequence (0 = all)"),
-    _opt("window_penalty", default=True, type=click.BOOL, help="Hann window on the cx, cy tokens"),
-    _opt("update_interval", default=450, type=int, help="template update interval (frames)"),
-    _opt("update_threshold", default=0.6, type=float, help="template update confidence threshold"),
-]
-
-
 def _user_errors() -> tuple[type[BaseException], ...]:
     from seqtrack_mlflow.data.lasot import LasotFormatError
+    from seqtrack_mlflow.data.selection import SelectionError
     from seqtrack_mlflow.data.sources import DataSourceError
     from seqtrack_mlflow.model.seqtrack import PretrainedError
+    from seqtrack_mlflow.tracking import TrackingError
     from seqtrack_mlflow.train.checkpoints import CheckpointError
 
-    errors: list[type[BaseException]] = [
+    return (
         ConfigError,
         LasotFormatError,
         DataSourceError,
         PretrainedError,
         CheckpointError,
-    ]
-    try:
-        from seqtrack_mlflow.data.selection import SelectionError
-
-        errors.append(SelectionError)
-    except ImportError:
-        pass
-    return tuple(errors)
+        SelectionError,
+        TrackingError,
+    )
 
 
 def user_facing(fn: Callable) -> Callable:
@@ -123,49 +89,23 @@ def user_facing(fn: Callable) -> Callable:
     return wrapper
 
 
-def _data_config(kw: dict[str, Any]) -> DataConfig:
-    return DataConfig(
-        source=kw["source"],
-        lasot_root=kw["lasot_root"],
-        classes=kw["classes"],
-        cache_dir=kw["cache_dir"],
-        synthetic_sequences=kw["synthetic_sequences"],
-        synthetic_frames=kw["synthetic_frames"],
-        synthetic_size=kw["synthetic_size"],
-    )
+def run_config(kw: dict[str, Any]) -> RunConfig:
+    return RunConfig(**given_for(RunConfig, kw))
 
 
-def _settings(kw: dict[str, Any]):
-    model = {
-        "patch_size": kw["patch_size"],
-        "template_size": kw["template_size"],
-        "search_size": kw["search_size"],
-        "pretrained": kw["pretrained"],
-    }
-    train = {
-        k: kw[k]
-        for k in (
-            "epochs",
-            "samples_per_epoch",
-            "batch_size",
-            "lr",
-            "log_every",
-            "device",
-            "amp",
-            "workers",
-            "system_metrics",
-        )
-    }
-    train["seed"] = kw["seed"]
-    return build_settings(kw["preset"], model, train, _data_config(kw))
+def data_config(kw: dict[str, Any]) -> DataConfig:
+    return DataConfig(**given_for(DataConfig, kw))
 
 
-def _tracker_config(kw: dict[str, Any]) -> TrackerConfig:
-    return TrackerConfig(
-        window_penalty=kw["window_penalty"],
-        update_interval=kw["update_interval"],
-        update_threshold=kw["update_threshold"],
-        max_frames=kw["max_frames"],
+def tracker_config(kw: dict[str, Any]) -> TrackerConfig:
+    return TrackerConfig(**given_for(TrackerConfig, kw))
+
+
+def train_settings(kw: dict[str, Any]):
+    from seqtrack_mlflow.config import ModelConfig, TrainConfig
+
+    return build_settings(
+        kw["preset"], given_for(ModelConfig, kw), given_for(TrainConfig, kw), data_config(kw)
     )
 
 
@@ -175,78 +115,65 @@ def main() -> None:
 
 
 @main.command("select-data")
-@SEED_OPTION
-@_apply(DATA_OPTIONS)
-@_opt("output_dir", default="outputs", type=click.Path(path_type=Path))
+@step_options("select_data")
 @user_facing
 def select_data_cmd(**kw: Any) -> None:
     """Resolve the classes and record the index and dataset summary in an MLflow run."""
     from seqtrack_mlflow.steps.select_data import run_select_data
-    from seqtrack_mlflow.tracking import run_context
 
-    with run_context("select_data") as logger:
-        selection = run_select_data(
-            _data_config(kw), kw["seed"], kw["output_dir"] / (logger.run_id or "x"), logger
-        )
+    result = run_select_data(data_config(kw), kw["seed"], Path(kw["output_dir"]))
+    selection = result.selection
     click.echo(
         f"selected {', '.join(selection.classes)} from {selection.source}: {selection.summary['totals']}"
+        f"  (MLflow run {result.run_id})"
     )
 
 
 @main.command("train")
-@SEED_OPTION
-@_apply(TRAIN_OPTIONS)
-@_apply(DATA_OPTIONS)
-@_opt("resume", default="", help="checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, or a train run id")
+@step_options("train")
 @user_facing
 def train_cmd(**kw: Any) -> None:
     """Train SeqTrack; `torchrun --nproc_per_node N -m seqtrack_mlflow.cli train ...` for DDP."""
     from seqtrack_mlflow.steps.train import run_train
 
-    settings = _settings(kw)
+    run = run_config(kw)
     result = run_train(
-        settings, resume=kw["resume"], epochs_given=kw["epochs"] > 0, output_dir=kw["output_dir"]
+        train_settings(kw),
+        resume=run.resume,
+        data_run=run.data,
+        given={k: v for k, v in kw.items() if v is not None},
+        output_dir=Path(run.output_dir),
     )
     if result.outcome.checkpoint:
         click.echo(f"checkpoint: {result.outcome.checkpoint}  (MLflow run {result.run_id})")
 
 
 @main.command("evaluate")
-@_opt(
-    "checkpoint",
-    required=True,
-    help="checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, or a train run id",
-)
-@_apply(TRACKER_OPTIONS)
-@_apply(DATA_OPTIONS)
-@_opt("device", default="auto", help="auto, cpu, cuda or cuda:N")
-@_opt("output_dir", default="outputs", type=click.Path(path_type=Path))
+@step_options("evaluate")
 @user_facing
 def evaluate_cmd(**kw: Any) -> None:
-    """Track the test split with a trained checkpoint and compute the LaSOT metrics."""
+    """Track the test split with a checkpoint and compute the LaSOT metrics."""
     from seqtrack_mlflow.steps.evaluate import run_evaluate
 
+    run = run_config(kw)
     run_evaluate(
-        kw["checkpoint"],
-        _tracker_config(kw),
-        split=kw["split"],
-        data_override=_data_config(kw),
+        run.checkpoint or "",
+        tracker_config(kw),
+        data_override=given_for(DataConfig, kw),
+        data_run=run.data,
         device=kw["device"],
-        output_dir=kw["output_dir"],
+        output_dir=Path(run.output_dir),
     )
 
 
 @main.command("main")
-@SEED_OPTION
-@_apply(TRAIN_OPTIONS)
-@_apply(DATA_OPTIONS)
-@_apply(TRACKER_OPTIONS)
+@step_options("main")
 @user_facing
 def main_cmd(**kw: Any) -> None:
     """The whole pipeline: select_data -> train -> evaluate under one parent MLflow run."""
     from seqtrack_mlflow.steps.pipeline import run_pipeline
 
-    result = run_pipeline(_settings(kw), _tracker_config(kw), split=kw["split"], output_dir=kw["output_dir"])
+    result = run_pipeline(train_settings(kw), tracker_config(kw), output_dir=Path(kw["output_dir"]))
     click.echo(
         f"parent run {result.run_id}: "
         + ", ".join(
@@ -257,13 +184,29 @@ def main_cmd(**kw: Any) -> None:
     )
 
 
+@main.command("mlproject")
+def mlproject_cmd() -> None:
+    """Print the MLproject file generated from the settings (`seqtrack-mlflow mlproject > MLproject`)."""
+    from seqtrack_mlflow.project_files import mlproject_text
+
+    click.echo(mlproject_text(), nl=False)
+
+
+@main.command("conda-env")
+def conda_env_cmd() -> None:
+    """Print conda.yaml generated from pyproject.toml (`seqtrack-mlflow conda-env > conda.yaml`)."""
+    from seqtrack_mlflow.project_files import conda_env_text
+
+    click.echo(conda_env_text(), nl=False)
+
+
 @main.command("synth-lasot")
 @click.argument("root", type=click.Path(path_type=Path))
-@_opt("classes", default="airplane,bird", help="comma-separated LaSOT class names")
-@_opt("sequences", default=4, type=int, help="sequences per class")
-@_opt("frames", default=60, type=int, help="frames per sequence")
-@_opt("size", default="320x240", help="frame size WxH (1280x720 is LaSOT's usual size)")
-@SEED_OPTION
+@click.option("--classes", default="airplane,bird", show_default=True, help="comma-separated LaSOT classes")
+@click.option("--sequences", default=4, show_default=True, type=int, help="sequences per class")
+@click.option("--frames", default=60, show_default=True, type=int, help="frames per sequence")
+@click.option("--size", default="320x240", show_default=True, help="frame size WxH (LaSOT: mostly 1280x720)")
+@click.option("--seed", default=0, show_default=True, type=int, help="generator seed")
 @user_facing
 def synth_cmd(root: Path, classes: str, sequences: int, frames: int, size: str, seed: int) -> None:
     """Write a synthetic LaSOT-format tree (JPEG frames + annotation files) under ROOT."""

@@ -1,4 +1,13 @@
-"""Settings as frozen dataclasses: model, data, training, tracking, and the presets.
+"""Settings: the one declaration of every setting, the presets, and validation.
+
+Each setting is a field of a frozen dataclass declared with `setting(...)`: its type (the annotation),
+default, help text, which entry points take it, and what "unset" means there. The click options
+(`cli.py`) and `MLproject` (`seqtrack-mlflow mlproject > MLproject`) are generated from these fields, so
+a new setting is one declaration here plus its use.
+
+"Unset" is `None`, never a magic 0: in `main` and `train` an unset model or training setting takes the
+preset's value (`preset=True`); in the steps listed in `inherit` an unset setting takes the value of the
+run it builds on (the `select_data` run for data settings, the training run in `evaluate`).
 
 Settings travel explicitly through the code (no global config object). `validate_*` functions raise
 `ConfigError` with a one-line message that names the setting and the fix; the CLI prints it and exits 2.
@@ -7,35 +16,72 @@ Settings travel explicitly through the code (no global config object). `validate
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+STEPS = ("main", "select_data", "train", "evaluate")
+PRESET_STEPS = ("main", "train")  # the steps that take a preset
+_TRAINING = ("main", "train")
+_DATA = ("main", "select_data", "train", "evaluate")
+_EVAL = ("main", "evaluate")
 
 
 class ConfigError(ValueError):
     """A user-facing settings mistake: one line naming the setting and the fix."""
 
 
+def setting(
+    default: Any,
+    help: str,  # noqa: A002 - the click/argparse name
+    *,
+    steps: tuple[str, ...] = (),
+    preset: bool = False,
+    inherit: tuple[str, ...] = (),
+    choices: tuple[str, ...] = (),
+    unset: str = "",
+) -> Any:
+    """A settings field. `steps`: the entry points that take it as an option (empty: internal, set by
+    presets only). `unset`: what `None` means for a field whose own default is None."""
+    return dataclasses.field(
+        default=default,
+        metadata={
+            "help": help,
+            "steps": steps,
+            "preset": preset,
+            "inherit": inherit,
+            "choices": choices,
+            "unset": unset,
+        },
+    )
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """SeqTrack architecture. Defaults are the official B256 configuration (REFERENCE.md)."""
+    """SeqTrack architecture. Defaults are the official B256 configuration."""
 
-    encoder_dim: int = 768
-    encoder_depth: int = 12
-    encoder_heads: int = 12
-    mlp_ratio: float = 4.0
-    patch_size: int = 16
-    template_size: int = 256
-    search_size: int = 256
-    num_templates: int = 2
-    decoder_dim: int = 256
-    decoder_heads: int = 8
-    decoder_layers: int = 2
-    decoder_ffn: int = 1024
-    decoder_dropout: float = 0.1
-    bins: int = 4000
-    # Encoder initialisation: a timm model name (e.g. "vit_base_patch16_224.mae"), a local weights
-    # file (.pth/.pt/.bin/.safetensors), or "none" (train from scratch).
-    pretrained: str = "none"
+    encoder_dim: int = setting(768, "ViT width")
+    encoder_depth: int = setting(12, "ViT blocks")
+    encoder_heads: int = setting(12, "ViT attention heads")
+    mlp_ratio: float = setting(4.0, "ViT MLP width / width")
+    patch_size: int = setting(16, "ViT patch size; must divide the crop sizes", steps=_TRAINING, preset=True)
+    template_size: int = setting(256, "template crop size (pixels)", steps=_TRAINING, preset=True)
+    search_size: int = setting(256, "search crop size (pixels)", steps=_TRAINING, preset=True)
+    num_templates: int = setting(2, "templates per sample")
+    decoder_dim: int = setting(256, "decoder width")
+    decoder_heads: int = setting(8, "decoder attention heads")
+    decoder_layers: int = setting(2, "decoder layers")
+    decoder_ffn: int = setting(1024, "decoder feed-forward width")
+    decoder_dropout: float = setting(0.1, "decoder dropout")
+    bins: int = setting(4000, "coordinate bins (vocabulary = bins + END + START)")
+    pretrained: str = setting(
+        "none",
+        "encoder init: a timm model name, a local weights file (official SeqTrack files included), "
+        "or none (from scratch)",
+        steps=_TRAINING,
+        preset=True,
+    )
 
     @property
     def end_token(self) -> int:
@@ -65,70 +111,205 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How training samples are drawn and cropped (REFERENCE.md, "Sampling and processing")."""
+    """How training samples are drawn and cropped (the official sampler and processing)."""
 
-    template_factor: float = 4.0
-    search_factor: float = 4.0
-    center_jitter: float = 3.5
-    scale_jitter: float = 0.5
-    max_interval: int = 400
-    min_frames: int = 20
-    min_visible: int = 7  # "more than 6 visible frames"
-    grayscale_prob: float = 0.05
-    flip_prob: float = 0.5
-    brightness_jitter: float = 0.2
+    template_factor: float = setting(4.0, "template crop side / target size")
+    search_factor: float = setting(4.0, "search crop side / target size")
+    center_jitter: float = setting(3.5, "search centre jitter")
+    scale_jitter: float = setting(0.5, "search scale jitter")
+    max_interval: int = setting(400, "max frame gap between templates and search")
+    min_frames: int = setting(20, "frames a training sequence needs")
+    min_visible: int = setting(7, "visible frames a training sequence needs (official: more than 6)")
+    grayscale_prob: float = setting(0.05, "grayscale probability (joint for the sample)")
+    flip_prob: float = setting(0.5, "horizontal flip probability, drawn per crop")
+    brightness_jitter: float = setting(0.2, "brightness factor range (1 +- this)")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where LaSOT comes from and which classes are used."""
 
-    source: str = "auto"  # auto | local | hub | synthetic
-    lasot_root: str = ""
-    classes: str = "airplane,random"
-    cache_dir: str = ""  # hub / synthetic tree location; "" = the default cache folder
-    synthetic_sequences: int = 4  # per class, for source=synthetic
-    synthetic_frames: int = 60
-    synthetic_size: str = "320x240"
+    source: str = setting(
+        "auto",
+        "LaSOT source: auto = local when a root is given, else the Hugging Face hub",
+        steps=_DATA,
+        inherit=("train", "evaluate"),
+        choices=("auto", "local", "hub", "synthetic"),
+    )
+    lasot_root: str | None = setting(
+        None,
+        "LaSOT root folder for source=local",
+        steps=_DATA,
+        inherit=("train", "evaluate"),
+        unset="$LASOT_ROOT",
+    )
+    classes: str = setting(
+        "airplane,random",
+        "comma-separated classes; 'random' = one class drawn with the seed",
+        steps=_DATA,
+        inherit=("train", "evaluate"),
+    )
+    cache_dir: str | None = setting(
+        None,
+        "where hub downloads and synthetic data go",
+        steps=_DATA,
+        inherit=("train", "evaluate"),
+        unset="$SEQTRACK_CACHE or ~/.cache/seqtrack-mlflow",
+    )
+    synthetic_sequences: int = setting(
+        4, "sequences per class for source=synthetic", steps=_DATA, inherit=("train", "evaluate")
+    )
+    synthetic_frames: int = setting(
+        60, "frames per sequence for source=synthetic", steps=_DATA, inherit=("train", "evaluate")
+    )
+    synthetic_size: str = setting(
+        "320x240", "frame size WxH for source=synthetic", steps=_DATA, inherit=("train", "evaluate")
+    )
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and bookkeeping (official values where REFERENCE.md gives them)."""
+    """Optimisation and bookkeeping (official values by default)."""
 
-    epochs: int = 500
-    samples_per_epoch: int = 60000
-    batch_size: int = 16
-    lr: float = 1e-4
-    encoder_lr_mult: float = 0.1
-    weight_decay: float = 1e-4
-    lr_drop_epoch: int = 400
-    lr_gamma: float = 0.1
-    grad_clip: float = 0.1
-    amp: bool = False
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    workers: int = 0
-    log_every: int = 50
-    seed: int = 0
-    system_metrics: bool = True
+    seed: int = setting(
+        0, "seeds the class draw, sampling, init and dropout", steps=("main", "select_data", "train")
+    )
+    epochs: int = setting(500, "epochs", steps=_TRAINING, preset=True)
+    samples_per_epoch: int = setting(60000, "samples per epoch (all processes)", steps=_TRAINING, preset=True)
+    batch_size: int = setting(16, "batch size per process", steps=_TRAINING, preset=True)
+    lr: float = setting(1e-4, "base learning rate (AdamW)", steps=_TRAINING, preset=True)
+    encoder_lr_mult: float = setting(0.1, "encoder learning rate / base rate", steps=_TRAINING, preset=True)
+    weight_decay: float = setting(1e-4, "AdamW weight decay", steps=_TRAINING, preset=True)
+    lr_drop_epoch: int = setting(400, "StepLR step (epochs)", steps=_TRAINING, preset=True)
+    lr_gamma: float = setting(0.1, "StepLR factor", steps=_TRAINING, preset=True)
+    grad_clip: float = setting(0.1, "gradient norm clip (0 = off)", steps=_TRAINING, preset=True)
+    amp: bool = setting(False, "bf16 autocast (CUDA only)", steps=_TRAINING, preset=True)
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N", steps=STEPS[:1] + STEPS[2:], preset=True)
+    workers: int = setting(0, "DataLoader worker processes", steps=_TRAINING, preset=True)
+    log_every: int = setting(50, "samples between reports", steps=_TRAINING, preset=True)
+    system_metrics: bool = setting(
+        True, "log MLflow system metrics (CPU, memory, GPU)", steps=_TRAINING, preset=True
+    )
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """Inference settings (REFERENCE.md, "Inference")."""
+    """Inference and evaluation settings (the official tracker's LaSOT values by default)."""
 
-    search_factor: float = 4.0
-    template_factor: float = 4.0
-    window_penalty: bool = True
-    update_interval: int = 450
-    update_threshold: float = 0.6
-    max_frames: int = 0  # 0 = whole sequence
+    eval_search_factor: float = setting(4.0, "tracker search crop side / target size")
+    eval_template_factor: float = setting(4.0, "tracker template crop side / target size")
+    window_penalty: bool = setting(True, "Hann window on the cx, cy tokens", steps=_EVAL)
+    update_interval: int = setting(450, "template update interval (frames)", steps=_EVAL)
+    update_threshold: float = setting(0.6, "template update confidence threshold", steps=_EVAL)
+    max_frames: int | None = setting(None, "frames tracked per sequence", steps=_EVAL, unset="all")
+    split: str = setting("test", "which sequences to track", steps=_EVAL, choices=("test", "train", "all"))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a step runs on and where it writes: the preset, inputs from other runs, the output folder."""
+
+    preset: str = setting("tiny", "model/training preset", steps=_TRAINING)  # choices: PRESETS, below
+    output_dir: str = setting("outputs", "local run folders", steps=STEPS)
+    data: str | None = setting(
+        None,
+        "the select_data run (id or runs:/ URI) whose index to use",
+        steps=("train", "evaluate"),
+        unset="select the data in this run",
+    )
+    resume: str | None = setting(
+        None,
+        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, or a train run id",
+        steps=("train",),
+        unset="start from scratch",
+    )
+    checkpoint: str | None = setting(
+        None,
+        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, a train run id, or an official "
+        "SeqTrack release file",
+        steps=("evaluate",),
+        unset="required",
+    )
+
+
+SETTINGS_CLASSES: tuple[type, ...] = (
+    RunConfig,
+    TrainConfig,
+    ModelConfig,
+    SamplingConfig,
+    DataConfig,
+    TrackerConfig,
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting, as the CLI and MLproject generators see it."""
+
+    name: str
+    owner: type
+    type: type  # int, float, bool or str
+    default: Any
+    help: str
+    steps: tuple[str, ...]
+    preset: bool
+    inherit: tuple[str, ...]
+    choices: tuple[str, ...]
+    unset: str
+
+    def default_in(self, step: str) -> Any:
+        """The option's default in `step`: None where unset means the preset's or an earlier run's value."""
+        if (self.preset and step in PRESET_STEPS) or step in self.inherit:
+            return None
+        return self.default
+
+    def unset_meaning(self, step: str) -> str:
+        if self.preset and step in PRESET_STEPS:
+            return "the preset's value"
+        if step in self.inherit:
+            return (
+                "the training run's value"
+                if step == "evaluate"
+                else "the data run's value, else " + (self.unset or repr(self.default))
+            )
+        return self.unset
+
+
+def _plain_type(annotation: Any) -> type:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def declared_settings() -> Iterator[Setting]:
+    """Every settings field of every settings class, in declaration order."""
+    for cls in SETTINGS_CLASSES:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            choices = tuple(sorted(PRESETS)) if (cls, f.name) == (RunConfig, "preset") else meta["choices"]
+            yield Setting(
+                f.name,
+                cls,
+                _plain_type(hints[f.name]),
+                f.default,
+                meta["help"],
+                meta["steps"],
+                meta["preset"],
+                meta["inherit"],
+                choices,
+                meta["unset"],
+            )
+
+
+def step_settings(step: str) -> list[Setting]:
+    """The settings `step` takes as options."""
+    return [s for s in declared_settings() if step in s.steps]
 
 
 _VIT_B = dict(encoder_dim=768, encoder_depth=12, encoder_heads=12)
 _VIT_L = dict(encoder_dim=1024, encoder_depth=24, encoder_heads=16)
 
-# name -> (model overrides, train overrides)
+# name -> (model overrides, train overrides). A preset may set any model or training setting.
 PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "b256": (
         dict(_VIT_B, template_size=256, search_size=256, pretrained="vit_base_patch16_224.mae"),
@@ -185,8 +366,13 @@ def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
 
 
 def replace(cfg: Any, **overrides: Any) -> Any:
-    """dataclasses.replace that ignores None values (= "keep the preset's value")."""
+    """dataclasses.replace that ignores None values (= "unset": keep the value `cfg` has)."""
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def given_for(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The values of `cls`'s fields that are set (not None) in a flat name -> value mapping."""
+    return {f.name: values[f.name] for f in dataclasses.fields(cls) if values.get(f.name) is not None}
 
 
 @dataclass(frozen=True)
@@ -219,7 +405,7 @@ class TrainSettings:
         )
 
     def params(self) -> dict[str, Any]:
-        """Every setting under one flat name (the CLI / MLproject option name where there is one)."""
+        """Every setting under its own flat name, plus the derived encoder token count."""
         flat: dict[str, Any] = {"preset": self.preset, "num_tokens": self.model.num_tokens}
         for part in (self.model, self.train, self.sampling, self.data):
             flat.update(to_dict(part))
@@ -233,16 +419,13 @@ def build_settings(
     data: DataConfig,
     sampling: SamplingConfig | None = None,
 ) -> TrainSettings:
-    """A preset with overrides applied (None, 0 and "" mean "the preset's value"), validated."""
+    """A preset with the given settings applied (None = the preset's value), validated.
 
-    def given(values: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: v for k, v in values.items() if v not in (None, "") and not (v == 0 and type(v) is not bool)
-        }
-
+    An explicit value always wins, 0 included: `patch_size=0` is refused, never read as "unset".
+    """
     model, train = preset(preset_name)
-    model = dataclasses.replace(model, **given(model_overrides))
-    train = dataclasses.replace(train, **given(train_overrides))
+    model = replace(model, **model_overrides)
+    train = replace(train, **train_overrides)
     validate_model(model)
     validate_train(train)
     return TrainSettings(preset_name, model, train, sampling or SamplingConfig(), data)
@@ -251,11 +434,11 @@ def build_settings(
 def validate_model(cfg: ModelConfig) -> None:
     """Check the geometric constraints before any work starts."""
     if cfg.patch_size < 1:
-        raise ConfigError(f"patch_size must be >= 1, got {cfg.patch_size}")
+        raise ConfigError(f"patch_size={cfg.patch_size} is invalid: use a positive divisor of the crop sizes")
     for name in ("template_size", "search_size"):
         size = getattr(cfg, name)
         if size < 1:
-            raise ConfigError(f"{name} must be >= 1, got {size}")
+            raise ConfigError(f"{name}={size} is invalid: use a positive number of pixels")
         if size % cfg.patch_size:
             divisors = [p for p in range(1, size + 1) if size % p == 0 and p <= 32]
             raise ConfigError(
@@ -276,9 +459,25 @@ def validate_train(cfg: TrainConfig) -> None:
         ("samples_per_epoch", cfg.samples_per_epoch >= 1, "a positive number"),
         ("batch_size", cfg.batch_size >= 1, "a positive number"),
         ("lr", cfg.lr > 0, "a positive learning rate"),
+        ("encoder_lr_mult", cfg.encoder_lr_mult >= 0, "0 (frozen encoder) or a positive factor"),
+        ("weight_decay", cfg.weight_decay >= 0, "0 or more"),
+        ("lr_drop_epoch", cfg.lr_drop_epoch >= 1, "a positive number of epochs"),
+        ("lr_gamma", cfg.lr_gamma > 0, "a positive factor"),
         ("log_every", cfg.log_every >= 1, "a positive number of samples"),
         ("workers", cfg.workers >= 0, "0 or more"),
         ("grad_clip", cfg.grad_clip >= 0, "0 (off) or a positive norm"),
+    ]
+    for name, ok, want in checks:
+        if not ok:
+            raise ConfigError(f"{name}={getattr(cfg, name)} is invalid: use {want}")
+
+
+def validate_tracker(cfg: TrackerConfig) -> None:
+    checks = [
+        ("update_interval", cfg.update_interval >= 1, "1 or more frames"),
+        ("max_frames", cfg.max_frames is None or cfg.max_frames >= 1, "1 or more (unset = all frames)"),
+        ("eval_search_factor", cfg.eval_search_factor > 0, "a positive factor"),
+        ("eval_template_factor", cfg.eval_template_factor > 0, "a positive factor"),
     ]
     for name, ok, want in checks:
         if not ok:
@@ -292,6 +491,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def from_dict(cls: type, values: dict[str, Any]) -> Any:
     """Rebuild a settings dataclass, ignoring keys it does not know (older/newer checkpoints)."""
     names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: (None if v == "" and k in ("lasot_root", "cache_dir") else v) for k, v in values.items()}
     return cls(**{k: v for k, v in values.items() if k in names})
 
 
@@ -300,15 +500,21 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "PRESETS",
+    "RunConfig",
     "SamplingConfig",
+    "Setting",
     "TrackerConfig",
     "TrainConfig",
     "TrainSettings",
     "build_settings",
+    "declared_settings",
     "from_dict",
+    "given_for",
     "preset",
     "replace",
+    "step_settings",
     "to_dict",
     "validate_model",
+    "validate_tracker",
     "validate_train",
 ]

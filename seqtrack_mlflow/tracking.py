@@ -1,16 +1,24 @@
-"""MLflow helpers: run context, rank-0-only logging, params that never clash, asynchronous metrics.
+"""Every MLflow call of the project: runs, params, metrics, artifacts, dataset inputs, downloads.
+
+The rest of the package never imports mlflow; it talks to a `RunLogger` (a no-op where a process must
+not log: DDP ranks other than 0) and to the download helpers here.
 
 `mlflow run` logs every `-P` value as a string before our script starts, and MLflow refuses to log a
 key twice with another string form (`1e-4` vs `0.0001`). `RunLogger.log_params` therefore logs only
-the keys the run does not have yet.
+the keys the run does not hold yet, and a value that really differs (a resumed run given a new
+`epochs`) under `resumed.<key>`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
+import shutil
 import subprocess
+import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,12 +27,14 @@ import mlflow
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from seqtrack_mlflow.train.checkpoints import CHECKPOINT_DIR, CheckpointError, latest_epoch_file
+
 PARAM_VALUE_LIMIT = 6000  # MLflow's param value length limit
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def flatten(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """{'lr': 1e-4} -> {'train.lr': 1e-4}; an empty prefix keeps the names."""
-    return {f"{prefix}.{k}" if prefix else k: v for k, v in values.items()}
+class TrackingError(RuntimeError):
+    """A run or artifact the user named cannot be found in the tracking store: one line naming both."""
 
 
 def git_commit(path: Path | None = None) -> str:
@@ -43,8 +53,13 @@ def git_commit(path: Path | None = None) -> str:
         return "unknown"
 
 
+def store_uri() -> str:
+    """The tracking store this process talks to (for messages that must name it)."""
+    return mlflow.get_tracking_uri()
+
+
 class RunLogger:
-    """Logs to the active MLflow run, or does nothing (DDP ranks other than 0, or no run)."""
+    """Logs to one MLflow run, or does nothing (DDP ranks other than 0, or no run)."""
 
     def __init__(self, run_id: str | None):
         self.run_id = run_id
@@ -54,24 +69,17 @@ class RunLogger:
     def enabled(self) -> bool:
         return self.run_id is not None
 
-    def existing_params(self) -> dict[str, str]:
-        if not self._client:
-            return {}
-        return dict(self._client.get_run(self.run_id).data.params)
-
     def log_params(self, params: Mapping[str, Any]) -> dict[str, str]:
-        """Log the keys the run does not hold yet.
-
-        Where the run already holds a key with a value that means something else (a `-P epochs=0`
-        "preset default" placeholder logged by `mlflow run`), the effective value goes to
-        `effective.<key>`, so every setting's real value is on the run. Returns those keys.
-        """
+        """Log the keys the run does not hold yet; returns {key: held value} for keys held with another
+        value (a resumed run), whose new values go to `resumed.<key>`."""
         if not self._client:
             return {}
-        existing = self.existing_params()
-        new = {k: _param_str(v) for k, v in params.items() if k not in existing}
-        differing = {k: existing[k] for k, v in params.items() if k in existing and not _same(existing[k], v)}
-        new.update({f"effective.{k}": _param_str(params[k]) for k in differing})
+        existing = dict(self._client.get_run(self.run_id).data.params)
+        new = {k: param_str(v) for k, v in params.items() if k not in existing}
+        differing = {
+            k: existing[k] for k, v in params.items() if k in existing and not same_param(existing[k], v)
+        }
+        new.update({f"resumed.{k}": param_str(params[k]) for k in differing})
         new = {k: v for k, v in new.items() if k not in existing}
         if new:
             mlflow.log_params(new, run_id=self.run_id)
@@ -95,20 +103,38 @@ class RunLogger:
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if self._client:
-            mlflow.log_artifact(str(path), artifact_path=artifact_path, run_id=self.run_id)
+            self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+
+    def log_artifacts(self, folder: Path, artifact_path: str) -> None:
+        if self._client:
+            self._client.log_artifacts(self.run_id, str(folder), artifact_path=artifact_path)
 
     def log_dict(self, values: dict, artifact_file: str) -> None:
         if self._client:
-            mlflow.log_dict(values, artifact_file, run_id=self.run_id)
+            self._client.log_dict(self.run_id, values, artifact_file)
+
+    def log_dataset(self, index: Any, name: str, context: str) -> None:
+        """Record a `datasets.Dataset` as this run's input (the lineage the UI shows). Lineage is worth a
+        warning, not a failed run: a store error here is reported and training goes on."""
+        if not self._client:
+            return
+        with warnings.catch_warnings():
+            # MLflow's schema inference warns about integer columns (the index has no missing values)
+            # and pandas deprecations inside MLflow: noise for a user.
+            warnings.simplefilter("ignore")
+            try:
+                mlflow.log_input(mlflow.data.from_huggingface(index, name=name), context=context)
+            except Exception as exc:  # noqa: BLE001 - any store error
+                print(f"warning: the dataset input {name} was not recorded: {str(exc).splitlines()[0]}")
 
     def flush(self) -> None:
         if self._client:
             mlflow.flush_async_logging()
 
 
-def _same(logged: str, value: Any) -> bool:
+def same_param(logged: str, value: Any) -> bool:
     """`1e-4` and 0.0001, `true` and True, `8` and 8 are the same setting."""
-    if logged == _param_str(value):
+    if logged == param_str(value):
         return True
     if isinstance(value, bool):
         return logged.strip().lower() == str(value).lower()
@@ -120,7 +146,9 @@ def _same(logged: str, value: Any) -> bool:
     return False
 
 
-def _param_str(value: Any) -> str:
+def param_str(value: Any) -> str:
+    if value is None:
+        return "none"
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:PARAM_VALUE_LIMIT]
 
@@ -154,6 +182,16 @@ def run_context(
             logger.flush()
 
 
+def active_run_id() -> str | None:
+    """The run this process was started in (`mlflow run` sets MLFLOW_RUN_ID), if any."""
+    run = mlflow.active_run()
+    if run is not None:
+        return run.info.run_id
+    import os
+
+    return os.environ.get("MLFLOW_RUN_ID")
+
+
 def _require_psutil() -> None:
     try:
         import psutil  # noqa: F401
@@ -161,3 +199,100 @@ def _require_psutil() -> None:
         raise RuntimeError(
             "system metrics need psutil: pip install psutil, or pass -P system_metrics=false"
         ) from exc
+
+
+# -- downloads -------------------------------------------------------------------------------------
+
+
+def download(artifact_uri: str, dst: Path) -> Path:
+    """Download into a private temporary folder beside `dst`, then move it into place: a reader never
+    sees a half-written file, and two processes never write the same one."""
+    dst.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dst))
+    try:
+        got = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(tmp)))
+        final = dst / got.name
+        if final.exists():
+            shutil.rmtree(final) if final.is_dir() else final.unlink()
+        got.replace(final)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def split_runs_uri(uri: str) -> tuple[str, str]:
+    """`runs:/<id>/<path>` -> (id, path)."""
+    run_id, _, path = uri[len("runs:/") :].partition("/")
+    return run_id, path
+
+
+def resolve_checkpoint(target: str, download_dir: Path) -> tuple[Path, str | None]:
+    """A local path, `runs:/<id>/<path>` URI, or a train run id -> (local file, run id if known)."""
+    path = Path(target).expanduser()
+    if path.is_file():
+        return path, None
+    if target.startswith("runs:/"):
+        return _download_checkpoint(target, download_dir, target), split_runs_uri(target)[0]
+    if RUN_ID.match(target):
+        try:
+            names = [a.path for a in MlflowClient().list_artifacts(target, CHECKPOINT_DIR)]
+        except Exception as exc:  # noqa: BLE001 - any store error means "no such run here"
+            raise CheckpointError(
+                _not_found(target, f"no run {target} in the tracking store {store_uri()}")
+            ) from exc
+        latest = latest_epoch_file(names)
+        if latest is None:
+            raise CheckpointError(_not_found(target, f"run {target} has no {CHECKPOINT_DIR}/epoch_N.ckpt"))
+        return _download_checkpoint(f"runs:/{target}/{latest}", download_dir, target), target
+    raise CheckpointError(_not_found(target, "no such file, runs:/ URI or run id"))
+
+
+def checkpoint_uri(run_id: str, name: str) -> str:
+    return f"runs:/{run_id}/{CHECKPOINT_DIR}/{name}"
+
+
+def _download_checkpoint(uri: str, download_dir: Path, target: str) -> Path:
+    try:
+        return download(uri, download_dir)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a missing artifact
+        raise CheckpointError(_not_found(target, str(exc).splitlines()[0])) from exc
+
+
+def _not_found(target: str, why: str) -> str:
+    return (
+        f"checkpoint {target!r} not found ({why}): give a checkpoint file, "
+        "runs:/<run_id>/checkpoints/epoch_N.ckpt, or the id of a train run"
+    )
+
+
+def fetch_artifact(run_id: str, artifact_path: str, dst: Path) -> Path | None:
+    """One artifact of a run, or None where the run has none by that name."""
+    try:
+        return download(f"runs:/{run_id}/{artifact_path}", dst)
+    except Exception:  # noqa: BLE001 - an older run without the file
+        return None
+
+
+def download_selection(data_run: str, dst: Path) -> tuple[str, Path, Path]:
+    """The index folder and dataset_summary.json of a select_data run (id or runs:/ URI).
+
+    Returns (run id, index folder, summary file)."""
+    run_id = split_runs_uri(data_run)[0] if data_run.startswith("runs:/") else data_run
+    if not RUN_ID.match(run_id):
+        raise TrackingError(
+            f"data={data_run!r} is not a run id or runs:/ URI: give the id of a select_data run"
+        )
+    try:
+        MlflowClient().get_run(run_id)
+    except Exception:  # noqa: BLE001 - any store error means "no such run here"
+        raise TrackingError(
+            f"no select_data run {run_id} in the tracking store {store_uri()}: "
+            "set MLFLOW_TRACKING_URI to the store that holds it"
+        ) from None
+    index = fetch_artifact(run_id, "index", dst)
+    summary = fetch_artifact(run_id, "dataset_summary.json", dst)
+    if index is None or summary is None:
+        raise TrackingError(
+            f"run {run_id} has no index/ and dataset_summary.json artifacts: give the id of a select_data run"
+        )
+    return run_id, index, summary

@@ -41,8 +41,8 @@ def test_patch_size_must_divide_crops() -> None:
     assert s.model.num_tokens == 3 * 16 * 16
 
 
-def test_zero_means_preset_value_and_bad_values_are_refused() -> None:
-    s = build_settings("tiny", {"search_size": 0}, {"epochs": 0, "lr": 0.0, "seed": 8}, DataConfig())
+def test_unset_means_preset_value_and_bad_values_are_refused() -> None:
+    s = build_settings("tiny", {"search_size": None}, {"epochs": None, "lr": None, "seed": 8}, DataConfig())
     tiny_model, tiny_train = preset("tiny")
     assert s.model.search_size == tiny_model.search_size and s.train.epochs == tiny_train.epochs
     assert s.train.seed == 8
@@ -50,6 +50,58 @@ def test_zero_means_preset_value_and_bad_values_are_refused() -> None:
         build_settings("tiny", {}, {"epochs": -2}, DataConfig())
     with pytest.raises(ConfigError, match="unknown preset 'b128'.*tiny"):
         build_settings("b128", {}, {}, DataConfig())
+
+
+@pytest.mark.parametrize(
+    ("model", "train", "message"),
+    [
+        ({"patch_size": 0}, {}, "patch_size=0 is invalid"),
+        ({}, {"log_every": 0}, "log_every=0 is invalid"),
+        ({}, {"epochs": 0}, "epochs=0 is invalid"),
+        ({"search_size": 0}, {}, "search_size=0 is invalid"),
+        ({}, {"lr": 0.0}, "lr=0.0 is invalid"),
+    ],
+)
+def test_an_explicit_zero_is_refused_not_read_as_unset(model, train, message) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        build_settings("tiny", model, train, DataConfig())
+    assert "\n" not in str(err.value)
+
+
+def test_a_preset_may_set_any_setting_and_an_explicit_value_wins(monkeypatch) -> None:
+    from seqtrack_mlflow import config
+
+    model, train = config.PRESETS["tiny"]
+    monkeypatch.setitem(
+        config.PRESETS, "tiny8", ({**model, "patch_size": 8}, {**train, "log_every": 20, "device": "cpu"})
+    )
+    s = build_settings("tiny8", {}, {}, DataConfig())
+    assert (s.model.patch_size, s.train.log_every, s.train.device) == (8, 20, "cpu")
+    s = build_settings("tiny8", {"patch_size": 16}, {"log_every": 50}, DataConfig())
+    assert (s.model.patch_size, s.train.log_every) == (16, 50)
+
+
+def test_cli_leaves_unset_settings_to_the_preset(monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from seqtrack_mlflow import cli, config
+
+    model, train = config.PRESETS["tiny"]
+    monkeypatch.setitem(config.PRESETS, "tiny8", ({**model, "patch_size": 8}, train))
+    seen = {}
+
+    @cli.main.command("probe")
+    @cli.step_options("train")
+    def probe(**kw):
+        seen["settings"] = cli.train_settings({**kw, "preset": "tiny8"})
+
+    try:
+        assert CliRunner().invoke(cli.main, ["probe"]).exit_code == 0
+        assert seen["settings"].model.patch_size == 8  # no CLI default overrides the preset
+        assert CliRunner().invoke(cli.main, ["probe", "--patch_size", "4"]).exit_code == 0
+        assert seen["settings"].model.patch_size == 4
+    finally:
+        cli.main.commands.pop("probe")
 
 
 def test_params_cover_every_setting_once() -> None:

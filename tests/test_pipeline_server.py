@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import download_artifact, mlflow_run
+from helpers import FAST_TRAIN, download_artifact, mlflow_run
+
+from seqtrack_mlflow.config import step_settings
 
 pytestmark = pytest.mark.slow
 
@@ -74,19 +76,14 @@ def server(tmp_path: Path):
 
 
 def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plumbing: the README's main command through a real server, with a short real training."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     mlflow.set_tracking_uri(server)
     env = {"MLFLOW_TRACKING_URI": server}
-    # The README's main command on the offline demo data, with the tiny preset's real training.
-    params = {
-        "seed": "8",
-        "source": "synthetic",
-        "system_metrics": "false",
-        "output_dir": str(tmp_path / "out"),
-    }
+    params = {**FAST_TRAIN, "output_dir": str(tmp_path / "out"), "max_frames": "20"}
     proc = mlflow_run("main", params, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -101,14 +98,24 @@ def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: 
         if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
     }
     assert set(children) == {"select_data", "train", "evaluate"}
+    # Every run logs every setting of its step under the setting's own name, with the value used:
+    # no placeholders (the preset's epochs, not 0) and no second name for the same setting.
+    for step, run in {"main": parent, **children}.items():
+        for s in step_settings(step):
+            assert s.name in run.data.params, (step, s.name)
+        assert not any(k.startswith(("effective.", "resumed.")) for k in run.data.params), step
     expected = {
         "seed": "8",
         "patch_size": "16",
         "preset": "tiny",
         "classes": "airplane,random",
-        "epochs": "0",
-        "effective.epochs": "5",
-        "num_tokens": "192",
+        "epochs": "2",
+        "lr": "0.0005",  # the preset's, logged by the run (not given with -P)
+        "log_every": "50",
+        "device": "auto",
+        "pretrained": "none",
+        "num_tokens": str(16 + 2 * 16),
+        "update_interval": "450",
     }
     for key, value in expected.items():
         assert parent.data.params[key] == value, key
@@ -118,9 +125,15 @@ def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: 
         assert parent.data.metrics[metric] == children["evaluate"].data.metrics[metric]
     assert children["evaluate"].data.params["seed"] == children["train"].data.params["seed"] == "8"
     assert "auc_airplane" in children["evaluate"].data.metrics
-    # The numbers mean something: the trained tracker clearly beats keeping the first box.
-    metrics = children["evaluate"].data.metrics
-    assert metrics["auc"] > metrics["first_box_auc"] + 5, metrics
+
+    # Lineage: train and evaluate used the select_data run's index; evaluate the train run's checkpoint.
+    select_id, train_id = children["select_data"].info.run_id, children["train"].info.run_id
+    assert children["train"].data.params["data"] == select_id
+    assert children["evaluate"].data.params["data"] == select_id
+    assert children["train"].data.tags["seqtrack.data_run_id"] == select_id
+    assert children["evaluate"].data.tags["seqtrack.data_run_id"] == select_id
+    assert children["evaluate"].data.params["checkpoint"] == f"runs:/{train_id}/checkpoints/epoch_2.ckpt"
+    assert children["evaluate"].data.tags["seqtrack.train_run_id"] == train_id
     evaluated = {a.path for a in client.list_artifacts(children["evaluate"].info.run_id)}
     assert {"per_sequence.csv", "success_plot.png", "precision_plot.png", "results"} <= evaluated
     results = client.list_artifacts(children["evaluate"].info.run_id, "results")
@@ -130,12 +143,11 @@ def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: 
     }
 
     # A user pulls the checkpoint from the server and evaluates it from its runs:/ URI.
-    train_id = children["train"].info.run_id
-    path = download_artifact(train_id, "checkpoints/epoch_5.ckpt", tmp_path / "download", server)
+    path = download_artifact(train_id, "checkpoints/epoch_2.ckpt", tmp_path / "download", server)
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["mlflow_run_id"] == train_id and ckpt["epoch"] == 5
+    assert ckpt["mlflow_run_id"] == train_id and ckpt["epoch"] == 2
 
-    uri = f"runs:/{train_id}/checkpoints/epoch_5.ckpt"
+    uri = f"runs:/{train_id}/checkpoints/epoch_2.ckpt"
     proc = mlflow_run(
         "evaluate", {"checkpoint": uri, "max_frames": "10", "output_dir": str(tmp_path / "eval")}, env=env
     )
@@ -145,3 +157,24 @@ def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: 
     assert len(standalone) == 1
     assert standalone[0].data.tags["seqtrack.train_run_id"] == train_id
     assert "auc" in standalone[0].data.metrics
+
+
+def test_demo_model_learns(tmp_path: Path, mlflow_uri: str) -> None:
+    """The README's main command on the offline demo data, with the tiny preset's full training: the
+    trained tracker clearly beats keeping the first box."""
+    from mlflow.tracking import MlflowClient
+
+    params = {
+        "seed": "8",
+        "source": "synthetic",
+        "system_metrics": "false",
+        "output_dir": str(tmp_path / "out"),
+    }
+    proc = mlflow_run("main", params)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = MlflowClient().search_runs(
+        experiment_ids=["0"], filter_string="tags.`mlflow.runName` = 'evaluate'"
+    )
+    (evaluation,) = runs
+    metrics = evaluation.data.metrics
+    assert metrics["auc"] > metrics["first_box_auc"] + 5, metrics

@@ -35,7 +35,7 @@ def test_resume_from_run_id_matches_uninterrupted_run(tmp_path: Path, mlflow_uri
     full = run_train(small_settings(4), output_dir=tmp_path / "full")
     first = run_train(small_settings(2), output_dir=tmp_path / "part")
     resumed = run_train(
-        small_settings(4), resume=first.run_id, epochs_given=True, output_dir=tmp_path / "part"
+        small_settings(4), resume=first.run_id, given={"epochs": 4}, output_dir=tmp_path / "part"
     )
 
     assert resumed.run_id == first.run_id  # the same MLflow run goes on
@@ -55,7 +55,9 @@ def test_resume_from_run_id_matches_uninterrupted_run(tmp_path: Path, mlflow_uri
 
 def test_resume_from_checkpoint_file_starts_a_new_run(tmp_path: Path, mlflow_uri: str) -> None:
     first = run_train(small_settings(1), output_dir=tmp_path)
-    resumed = run_train(small_settings(2), resume=str(first.outcome.checkpoint), output_dir=tmp_path)
+    resumed = run_train(
+        small_settings(2), resume=str(first.outcome.checkpoint), given={"epochs": 2}, output_dir=tmp_path
+    )
     assert resumed.run_id != first.run_id
     assert torch.load(resumed.outcome.checkpoint, weights_only=True)["epoch"] == 2
     tags = MlflowClient().get_run(resumed.run_id).data.tags

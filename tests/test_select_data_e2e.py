@@ -11,6 +11,8 @@ import pytest
 from helpers import mlflow_run
 from mlflow.tracking import MlflowClient
 
+from seqtrack_mlflow.config import step_settings
+
 pytestmark = pytest.mark.slow
 
 
@@ -21,6 +23,8 @@ def test_select_data_run(tmp_path: Path, mlflow_uri: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = MlflowClient().search_runs(experiment_ids=["0"])
     assert run.data.params["seed"] == "8" and run.data.params["selected_classes"] == "airplane,guitar"
+    for s in step_settings("select_data"):  # every setting of the entry point, with the value used
+        assert s.name in run.data.params, s.name
     assert run.data.tags["data.source"] == "synthetic" and run.data.tags["data.classes"] == "airplane,guitar"
     names = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
     assert {"dataset_summary.md", "dataset_summary.json", "index"} <= names

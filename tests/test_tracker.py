@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from seqtrack_mlflow.config import TrackerConfig, preset, replace, to_dict
+from seqtrack_mlflow.config import TrackerConfig, preset, replace
 from seqtrack_mlflow.data.lasot import read_sequence
 from seqtrack_mlflow.data.processing import box_to_crop, crop_window
 from seqtrack_mlflow.evaluation.tracker import (
@@ -22,9 +22,10 @@ WIDTH, HEIGHT, FRAMES = 160, 120, 7
 
 
 def _crop_tokens(crop_xywh: np.ndarray, size: int, bins: int) -> torch.Tensor:
-    """Unquantised (cx, cy, w, h) tokens in the inference convention (token / (bins-1) * size)."""
-    cxcywh = np.concatenate([crop_xywh[:2] + crop_xywh[2:] / 2, crop_xywh[2:]])
-    return torch.tensor(cxcywh / size * (bins - 1), dtype=torch.float64)
+    """Unquantised (cx, cy, w, h) tokens of continuous crop pixels, in the label convention shifted by
+    half a bin (so that decoding the cell centre gives the box back exactly)."""
+    cxcywh = np.concatenate([crop_xywh[:2] + crop_xywh[2:] / 2 - 0.5, crop_xywh[2:]])
+    return torch.tensor(cxcywh / (size - 1) * (bins - 1) - 0.5, dtype=torch.float64)
 
 
 # ---------------------------------------------------------------- pure geometry
@@ -55,13 +56,9 @@ def test_crop_centre_maps_back_to_previous_centre():
     bins, size = 4000, 64
     prev = np.array([100.0, 80.0, 40.0, 40.0])  # centre (120, 100); crop corner (40, 20) is integral
     window = crop_window(prev, 4.0, size)
-    centre_tokens = torch.tensor([(bins - 1) / 2, (bins - 1) / 2, 400.0, 400.0])
-    box = tokens_to_image_box(centre_tokens, window, bins)
+    # Token 1999 is the cell [1999, 2000) / 3999 around 0.5: its centre is the crop centre exactly.
+    box = tokens_to_image_box(torch.tensor([1999, 1999, 400, 400]), window, bins)
     np.testing.assert_allclose(box[:2] + box[2:] / 2, [120.0, 100.0], atol=1e-4)
-    # A whole-token prediction lands within one token step of it.
-    step = window.side / (bins - 1)
-    box_int = tokens_to_image_box(torch.tensor([1999, 1999, 400, 400]), window, bins)
-    np.testing.assert_allclose(box_int[:2] + box_int[2:] / 2, [120.0, 100.0], atol=step)
 
 
 def test_back_mapping_inverts_box_to_crop():
@@ -73,20 +70,26 @@ def test_back_mapping_inverts_box_to_crop():
         np.testing.assert_allclose(tokens_to_image_box(tokens, window, bins), target, atol=1e-4)
 
 
-def test_back_mapping_matches_official_formula_up_to_crop_rounding():
+def test_back_mapping_is_the_official_formula_about_the_crop_centre():
     bins, size = 4000, 64
     prev = np.array([100.3, 80.7, 37.0, 41.0])
     window = crop_window(prev, 4.0, size)
     tokens = torch.tensor([1500, 2400, 900, 1200])
     ours = tokens_to_image_box(tokens, window, bins)
-    # official: tokens / (bins-1) * S / r + (prev_centre - 0.5 * S / r), then centre -> corner
     r = window.resize_factor
-    cxcywh = tokens.double().numpy() / (bins - 1) * size / r
+    # Inverse of the official labels ((S - 1)/2 + (c - c_crop) * r, / (S - 1)), at the cell centre.
+    t = (tokens.double().numpy() + 0.5) / (bins - 1)
+    c_crop = np.array([window.x0, window.y0]) + window.side / 2
+    centre = c_crop + (t[:2] * (size - 1) - (size - 1) / 2) / r
+    wh = t[2:] * (size - 1) / r
+    np.testing.assert_allclose(ours, np.concatenate([centre - wh / 2, wh]), atol=1e-6)
+    # Official decoding: tokens / (bins - 1) * S / r + (prev_centre - 0.5 * S / r). Apart by the
+    # rounding of the crop corner (<= 0.5 image px), the S / (S - 1) stretch and half a bin.
+    t_official = tokens.double().numpy() / (bins - 1) * size / r
     prev_centre = prev[:2] + prev[2:] / 2
-    centre = cxcywh[:2] + prev_centre - 0.5 * size / r
-    official = np.concatenate([centre - cxcywh[2:] / 2, cxcywh[2:]])
-    np.testing.assert_allclose(ours[2:], official[2:], atol=1e-6)
-    assert np.abs(ours[:2] - official[:2]).max() <= 0.5 + 1e-6
+    official_centre = t_official[:2] + prev_centre - 0.5 * size / r
+    np.testing.assert_allclose(wh, t_official[2:] * (size - 1) / size, rtol=1e-3)
+    assert np.abs(centre - official_centre).max() <= 0.5 + 1.0 / r
 
 
 # ---------------------------------------------------------------- real tiny model
@@ -187,16 +190,47 @@ def test_window_penalty_changes_predictions(model, sequence):
     assert not np.allclose(with_window[1:], without[1:])
 
 
-def test_from_checkpoint_rebuilds_the_same_tracker(model, sequence):
+class _FixedHead(torch.nn.Module):
+    """Stands in for the output head: the same logits at every step, whatever the decoder state."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(*hidden.shape[:-1], -1)
+
+
+def test_update_score_is_the_official_confidence(model, sequence, monkeypatch):
+    bins, chosen, peak = model.cfg.bins, 20, 5.0
+    logits = torch.zeros(bins + 2)
+    logits[chosen] = peak
+    monkeypatch.setattr(model, "head", _FixedHead(logits))
+    # Softmax over the whole vocabulary (bins + END + START), not renormalised over the bins; the cx and
+    # cy values are windowed (and the window keeps the peak the argmax); 10 x the sum of the four.
+    p = np.exp(peak) / (np.exp(peak) + bins + 1)
+    hann = np.hanning(bins)[chosen]
+    expected = 10 * (2 * p * hann + 2 * p)
+    tracker = SeqTrackTracker(model, _cfg(update_interval=1, update_threshold=expected + 1e-3))
+    tracker.initialize(sequence.frame_path(0), sequence.boxes[0])
+    _, score = tracker.track(sequence.frame_path(1))
+    assert score == pytest.approx(expected, abs=1e-4)  # float32
+    assert tracker.updates == []  # not above the threshold
+    lower = SeqTrackTracker(model, _cfg(update_interval=1, update_threshold=expected - 1e-3))
+    lower.initialize(sequence.frame_path(0), sequence.boxes[0])
+    lower.track(sequence.frame_path(1))
+    assert lower.updates == [1]
+
+
+def test_from_weights_rebuilds_the_same_tracker(model, sequence):
     state = {f"module.{k}": v for k, v in model.state_dict().items()}  # DDP-style prefix is accepted
-    ckpt = {"config": {"model": to_dict(model.cfg)}, "model_state_dict": state}
-    restored = SeqTrackTracker.from_checkpoint(ckpt, _cfg(), "cpu")
+    restored = SeqTrackTracker.from_weights(model.cfg, state, _cfg(), "cpu")
     assert restored.model.cfg.pretrained == "none"
     expected, _ = track_sequence(SeqTrackTracker(model, _cfg()), sequence, max_frames=3)
     got, _ = track_sequence(restored, sequence, max_frames=3)
     np.testing.assert_allclose(got, expected)
-    with pytest.raises(TrackerError, match="model_state_dict"):
-        SeqTrackTracker.from_checkpoint({"config": {"model": {}}}, _cfg())
+    with pytest.raises(TrackerError, match="do not fit its model config"):
+        SeqTrackTracker.from_weights(model.cfg, {}, _cfg())
 
 
 def test_user_errors_are_one_line(model, sequence):

@@ -5,14 +5,16 @@ from seqtrack_mlflow.tracking import RunLogger, run_context
 
 def test_params_logged_by_mlflow_run_are_not_relogged(mlflow_uri: str) -> None:
     with mlflow.start_run() as run:
-        # What `mlflow run -P lr=1e-4 -P epochs=0` logs before our script starts.
-        mlflow.log_params({"lr": "1e-4", "epochs": "0", "amp": "False"})
+        # What `mlflow run -P lr=1e-4 -P epochs=2` logs before our script starts (or the first
+        # session of a run that is now resumed with epochs=5).
+        mlflow.log_params({"lr": "1e-4", "epochs": "2", "amp": "False"})
     logger = RunLogger(run.info.run_id)
-    differing = logger.log_params({"lr": 0.0001, "epochs": 5, "amp": False, "seed": 8})
+    differing = logger.log_params({"lr": 0.0001, "epochs": 5, "amp": False, "seed": 8, "max_frames": None})
     params = mlflow.get_run(run.info.run_id).data.params
-    assert differing == {"epochs": "0"}
+    assert differing == {"epochs": "2"}
     assert params["lr"] == "1e-4" and params["seed"] == "8" and params["amp"] == "False"
-    assert params["effective.epochs"] == "5" and "effective.lr" not in params
+    assert params["resumed.epochs"] == "5" and "resumed.lr" not in params
+    assert params["max_frames"] == "none"
     logger.log_params({"epochs": 5})  # idempotent: a second call does not raise
 
 

@@ -12,6 +12,8 @@ import torch
 from helpers import FAST_TRAIN, download_artifact, mlflow_run
 from mlflow.tracking import MlflowClient
 
+from seqtrack_mlflow.config import step_settings
+
 pytestmark = pytest.mark.slow
 
 
@@ -46,6 +48,11 @@ def test_params_every_setting_without_clash(train_run) -> None:
     assert p["batch_size"] == "10" and p["search_size"] == "64"
     for key in ("encoder_dim", "center_jitter", "scale_jitter", "max_interval", "weight_decay", "bins"):
         assert key in p, key
+    for s in step_settings("train"):  # every setting of the entry point, with the value used
+        assert s.name in p, s.name
+    assert p["log_every"] == "50" and p["device"] == "auto" and p["resume"] == "none" and p["data"] == "none"
+    assert p["cache_dir"].endswith("cache")  # the folder actually used, not a placeholder
+    assert not any(k.startswith(("effective.", "resumed.")) for k in p)
     assert run.data.tags["data.source"] == "synthetic" and run.info.status == "FINISHED"
 
 
@@ -59,6 +66,8 @@ def test_metric_histories_and_steps(train_run) -> None:
     epoch_loss = client.get_metric_history(run.info.run_id, "epoch_loss")
     assert [m.step for m in epoch_loss] == [100, 200]
     assert [m.value for m in client.get_metric_history(run.info.run_id, "lr")] == [1e-4, 1e-4]
+    # tiny trains the encoder at the base rate (encoder_lr_mult 1.0)
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "lr_encoder")] == [1e-4, 1e-4]
 
 
 def test_training_log_lines(train_run, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """LaSOT reader: sequences, boxes, visibility flags and the protocol II split.
 
-Layout (REFERENCE.md, "LaSOT"): `<root>/<class>/<class>-<k>/` holding `img/00000001.jpg ...`,
+Layout (the LaSOT release): `<root>/<class>/<class>-<k>/` holding `img/00000001.jpg ...`,
 `groundtruth.txt` (one `x,y,w,h` line per frame), `full_occlusion.txt` and `out_of_view.txt` (one line of
 0/1 flags) and `nlp.txt`. The frame count comes from the ground-truth lines, never from listing `img/`
 (monkey-17 has more images than boxes), and absence comes from the flags, never from the box (absent
@@ -30,7 +30,8 @@ LASOT_CLASSES: tuple[str, ...] = (
     "swing", "tank", "tiger", "train", "truck", "turtle", "umbrella", "volleyball", "yoyo", "zebra",
 )  # fmt: skip
 
-# Protocol II test sequence numbers (REFERENCE.md); the other 16 of each class are the training split.
+# Protocol II test sequence numbers (testing_set.txt of the LaSOT release); the other 16 of each
+# class are the training split.
 TEST_SEQUENCE_NUMBERS: dict[str, tuple[int, ...]] = {
     "airplane": (1, 9, 13, 15), "basketball": (1, 6, 7, 11), "bear": (2, 4, 6, 17),
     "bicycle": (2, 7, 9, 18), "bird": (2, 3, 15, 17), "boat": (3, 4, 12, 17), "book": (3, 10, 11, 19),

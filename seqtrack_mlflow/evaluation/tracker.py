@@ -1,19 +1,23 @@
-"""SeqTrack inference: one-pass tracking with window penalty and template update (REFERENCE.md, "Inference").
+"""SeqTrack inference: one-pass tracking with window penalty and template update, as the official tracker.
 
 Per frame: crop the search region around the previous box, encode [search, templates], greedily
 decode the 4 box tokens (cx, cy, w, h), map them back to the image, clip with a 10 px margin, and every
-`update_interval` frames replace template 2 with a crop around the new box when the confidence is high.
+`update_interval` frames replace template 2 with a crop around the new box when the confidence
+(official: 10 x the sum of the four chosen tokens' confidences, `tokens.choose_token`) exceeds the
+threshold.
 
-Box mapping back to the image. The official tracker computes, in image pixels,
+Box mapping back to the image, relative to the crop centre as in the official tracker, which computes
     c = tokens / (bins - 1) * S / r + (c_prev - 0.5 * S / r)
-with S the search size and r = S / side the resize factor. Since side = S / r, the shift is the crop's
-top-left corner before rounding, c_prev - side / 2. We compute `tokens_to_box` (tokens / (bins - 1) * S,
-the same dequantisation) and then `processing.box_from_crop`, v -> v / r + x0 with
-x0 = round(c_prev - side / 2) the corner of the crop actually cut (`processing.crop_window`). That is the
-exact inverse of `box_to_crop` (u -> (u - x0) * r), which produced the training targets, and differs
-from the official shift only by the rounding of x0 (at most half an image pixel, towards the truth).
-The S vs S - 1 normalisation mismatch between training and inference tokens is the official one, kept
-on purpose in `model/tokens.py`.
+with S the search size and r = S / side the resize factor. We compute the exact inverse of the
+training labels (`model/tokens.py`: centre (S - 1)/2 + (c - c_crop) * r, normalised by S - 1):
+    c = c_crop + ((token + 0.5) / (bins - 1) * (S - 1) - (S - 1) / 2) / r
+    w = (token_w + 0.5) / (bins - 1) * (S - 1) / r
+so a perfect model's own labels decode to its boxes to within a quantisation step, without bias. It
+departs from the official formula in three small ways: S - 1 where the official code scales by S (which
+stretches offsets from the centre and sizes by S / (S - 1)); the quantisation cell's centre (+0.5 bin)
+where the official code takes its lower edge; and c_crop = x0 + side / 2, the centre of the crop
+actually cut (`processing.crop_window`), where the official code uses the previous box's centre before
+the crop corner is rounded to whole pixels (at most half an image pixel apart).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, from_dict, validate_model
+from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, replace, validate_model
 from seqtrack_mlflow.data.processing import (
     CropWindow,
     box_from_crop,
@@ -43,7 +47,7 @@ if TYPE_CHECKING:
     from seqtrack_mlflow.data.lasot import Sequence
 
 CLIP_MARGIN = 10.0  # official clip_box margin (pixels)
-SCORE_SCALE = 10.0  # official confidence: sum of the 4 chosen probabilities * 10
+SCORE_SCALE = 10.0  # official update score: 10 x the sum of the 4 chosen tokens' confidences
 
 ImageInput = np.ndarray | str | Path
 
@@ -69,7 +73,12 @@ def clip_box(box_xywh: np.ndarray, width: float, height: float, margin: float = 
 
 
 def tokens_to_image_box(tokens: torch.Tensor, window: CropWindow, bins: int) -> np.ndarray:
-    """(..., 4) (cx, cy, w, h) tokens of a search crop -> x, y, w, h in full-image pixels."""
+    """(..., 4) (cx, cy, w, h) tokens of a search crop -> x, y, w, h in full-image pixels.
+
+    The exact inverse of the training labels up to quantisation (module docstring): tokens to
+    continuous crop pixels (`tokens_to_box`), then crop to image pixels (`box_from_crop`, the inverse of
+    `box_to_crop`, which placed the training targets).
+    """
     crop_box = tokens_to_box(torch.as_tensor(tokens), window.out_size, bins)
     return box_from_crop(crop_box.detach().cpu().double().numpy(), window)
 
@@ -117,10 +126,10 @@ class SeqTrackTracker:
     ) -> None:
         if cfg.update_interval < 1:
             raise TrackerError(f"update_interval={cfg.update_interval} is invalid: use 1 or more frames")
-        if cfg.search_factor <= 0 or cfg.template_factor <= 0:
+        if cfg.eval_search_factor <= 0 or cfg.eval_template_factor <= 0:
             raise TrackerError(
-                f"search_factor={cfg.search_factor}, template_factor={cfg.template_factor}: "
-                "both must be positive"
+                f"eval_search_factor={cfg.eval_search_factor}, "
+                f"eval_template_factor={cfg.eval_template_factor}: both must be positive"
             )
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -134,19 +143,16 @@ class SeqTrackTracker:
         self.last_score = 0.0
 
     @classmethod
-    def from_checkpoint(
-        cls, ckpt: Mapping, cfg: TrackerConfig, device: torch.device | str = "cpu"
+    def from_weights(
+        cls,
+        model_cfg: ModelConfig,
+        state_dict: Mapping[str, torch.Tensor],
+        cfg: TrackerConfig,
+        device: torch.device | str = "cpu",
     ) -> SeqTrackTracker:
-        """Rebuild the model from a training checkpoint (`torch.load(path, weights_only=True)`)."""
+        """Rebuild the model from its settings and weights (as `train.checkpoints.load` returns them)."""
         try:
-            model_values = dict(ckpt["config"]["model"])
-            state = ckpt["model_state_dict"]
-        except (KeyError, TypeError):
-            raise TrackerError(
-                "checkpoint lacks config.model or model_state_dict: pass an epoch_N.ckpt written by training"
-            ) from None
-        try:
-            model_cfg = from_dict(ModelConfig, {**model_values, "pretrained": "none"})
+            model_cfg = replace(model_cfg, pretrained="none")
             validate_model(model_cfg)
         except (TypeError, ConfigError) as exc:
             raise TrackerError(
@@ -154,7 +160,7 @@ class SeqTrackTracker:
             ) from None
         model = build_model(model_cfg)
         # Checkpoints written from a DDP- or compile-wrapped model carry a prefix on every key.
-        state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+        state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state_dict.items()}
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
@@ -172,7 +178,7 @@ class SeqTrackTracker:
     def _template(self, frame: _Frame, box: np.ndarray) -> torch.Tensor:
         """(1, 1, 3, T, T) template crop around `box`."""
         mc = self.model.cfg
-        window = crop_window(box, self.cfg.template_factor, mc.template_size)
+        window = crop_window(box, self.cfg.eval_template_factor, mc.template_size)
         return self._to_tensor(frame.crop(window)).unsqueeze(1)
 
     @torch.inference_mode()
@@ -197,13 +203,13 @@ class SeqTrackTracker:
         mc = self.model.cfg
         self.frame_id += 1
         frame = _Frame(image)
-        window = crop_window(self.state, self.cfg.search_factor, mc.search_size)
+        window = crop_window(self.state, self.cfg.eval_search_factor, mc.search_size)
         search = self._to_tensor(frame.crop(window))
         memory = self.model.encode(self.templates, search)
-        tokens, probs = self.model.decode_greedy(memory, self.window, use_cache=self.use_cache)
+        tokens, confidences = self.model.decode_greedy(memory, self.window, use_cache=self.use_cache)
         width, height = frame.size
         self.state = clip_box(tokens_to_image_box(tokens[0], window, mc.bins), width, height)
-        score = float(probs[0].sum()) * SCORE_SCALE
+        score = float(confidences[0].sum()) * SCORE_SCALE  # official update score
         self.last_score = score
         if (
             mc.num_templates > 1

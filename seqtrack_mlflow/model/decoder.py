@@ -1,6 +1,6 @@
 """Encoder-to-decoder bridge and the causal box-token decoder.
 
-Faithful to the official DETR-style decoder (REFERENCE.md, "Decoder"): post-norm layers of causal
+Faithful to the official DETR-style decoder (paper Sec. 3, official code): post-norm layers of causal
 self-attention -> cross-attention -> ReLU FFN, dropout 0.1, a learned query position embedding added
 to q/k of self-attention and q of cross-attention, memory positions added to the cross-attention keys
 only, final LayerNorm. Attention is written over F.scaled_dot_product_attention (fused kernels) and

@@ -1,6 +1,6 @@
 """The SeqTrack encoder: a plain ViT with joint attention over [search, template_1, template_2].
 
-Faithful to the official encoder (REFERENCE.md, "Encoder"): one shared patch embedding, one search
+Faithful to the official encoder (paper Sec. 3, official code): one shared patch embedding, one search
 positional table and ONE template table shared by every template, no cls token, no token-type
 embedding, timm ViT blocks (qkv bias, LayerNorm eps 1e-6, no dropout, no drop path), final LayerNorm.
 Only the patch size is a parameter here (16 in every official preset).

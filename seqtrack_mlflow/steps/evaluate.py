@@ -11,16 +11,21 @@ from typing import Any
 
 import numpy as np
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, TrainSettings
+from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, validate_tracker
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.plots import plot_precision, plot_success
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequence
-from seqtrack_mlflow.steps.select_data import log_selection, preflight, select
-from seqtrack_mlflow.tracking import RunLogger, git_commit, run_context
+from seqtrack_mlflow.steps.select_data import (
+    check_same_data,
+    log_selection,
+    preflight,
+    select,
+    selection_from_run,
+)
+from seqtrack_mlflow.tracking import RunLogger, git_commit, resolve_checkpoint, run_context
 from seqtrack_mlflow.train import checkpoints
+from seqtrack_mlflow.train.checkpoints import Checkpoint
 from seqtrack_mlflow.train.distributed import pick_device
-
-SPLITS = ("test", "train", "all")
 
 
 @dataclass(frozen=True)
@@ -38,48 +43,51 @@ def write_result_file(boxes: np.ndarray, path: Path) -> Path:
     return path
 
 
-def evaluation_data(
-    settings: TrainSettings, state: dict[str, Any], override: DataConfig | None
-) -> DataConfig:
-    """The training run's data source and its resolved classes, unless the user names others."""
-    info = state.get("dataset_info", {})
-    trained_classes = ",".join(info.get("classes", [])) or settings.data.classes
-    # The source the training run resolved ("auto" became local or hub there).
+def evaluation_data(ckpt: Checkpoint, given: dict[str, Any]) -> DataConfig:
+    """The training run's data source and its resolved classes, with the data settings the user gave."""
+    info = ckpt.dataset_info
+    trained = ckpt.settings.data
+    # The classes and source the training run resolved ("random" and "auto" were decided there).
     base = dataclasses.replace(
-        settings.data, classes=trained_classes, source=info.get("source", settings.data.source)
+        trained,
+        classes=",".join(info.get("classes", [])) or trained.classes,
+        source=info.get("source", trained.source),
     )
-    if override is None:
-        return base
-    changes = {f.name: getattr(override, f.name) for f in dataclasses.fields(DataConfig)}
-    defaults = DataConfig()
-    changes = {k: v for k, v in changes.items() if v != getattr(defaults, k)}
-    return dataclasses.replace(base, **changes)
+    return dataclasses.replace(base, **given)
 
 
 def run_evaluate(
     checkpoint: str,
     tracker_cfg: TrackerConfig,
     *,
-    split: str = "test",
-    data_override: DataConfig | None = None,
+    data_override: dict[str, Any] | None = None,
+    data_run: str | None = None,
     device: str = "auto",
     output_dir: Path = Path("outputs"),
     nested: bool = False,
-    train_run_id: str | None = None,
 ) -> EvalResult:
-    if split not in SPLITS:
-        raise ConfigError(f"split={split!r} is not known: use one of {', '.join(SPLITS)}")
-    if tracker_cfg.max_frames < 0:
-        raise ConfigError(f"max_frames={tracker_cfg.max_frames} is invalid: use 0 (whole sequences) or more")
+    """`data_override`: data settings the user gave (unset ones are the training run's); `data_run`: a
+    select_data run whose index to evaluate on instead."""
+    validate_tracker(tracker_cfg)
+    if not checkpoint:
+        raise ConfigError(
+            "evaluate needs a checkpoint: pass -P checkpoint=<train run id | runs:/ URI | file>"
+        )
+    given = data_override or {}
     torch_device = pick_device(device)
-    path, ckpt_run = checkpoints.resolve_checkpoint(checkpoint, output_dir / "downloads")
-    state = checkpoints.load_checkpoint(path)
-    settings = TrainSettings.from_dict(state["config"])
-    data = evaluation_data(settings, state, data_override)
-    preflight(data)
+    path, ckpt_run = resolve_checkpoint(checkpoint, output_dir / "downloads")
+    ckpt = checkpoints.load(path)
+    data = evaluation_data(ckpt, given)
+    if not data_run:
+        preflight(data)
     with run_context("evaluate", nested=nested, system_metrics=False) as logger:
         out_dir = output_dir / (logger.run_id or "offline")
-        selection = select(data, settings.train.seed, out_dir)
+        if data_run:
+            selection = selection_from_run(data_run, out_dir)
+            check_same_data(selection, given)
+        else:
+            selection = select(data, ckpt.settings.train.seed, out_dir)
+        split = tracker_cfg.split
         sequences = selection.sequences(None if split == "all" else split)
         if not sequences:
             raise ConfigError(
@@ -88,25 +96,29 @@ def run_evaluate(
         logger.log_params(
             {
                 "checkpoint": checkpoint,
-                "split": split,
-                "seed": settings.train.seed,
-                "preset": settings.preset,
-                "patch_size": settings.model.patch_size,
+                "data": data_run,
+                "device": device,
+                "output_dir": str(output_dir),
+                "seed": ckpt.settings.train.seed,
+                "preset": ckpt.settings.preset,
+                "patch_size": ckpt.settings.model.patch_size,
                 **dataclasses.asdict(tracker_cfg),
             }
         )
         logger.set_tags(
             {
-                "seqtrack.train_run_id": train_run_id or ckpt_run or state.get("mlflow_run_id", ""),
-                "seqtrack.checkpoint_epoch": state.get("epoch", ""),
+                "seqtrack.train_run_id": ckpt_run or ckpt.mlflow_run_id,
+                "seqtrack.checkpoint_epoch": ckpt.epoch,
                 "seqtrack.device": str(torch_device),
                 "seqtrack.git_commit": git_commit(),
             }
         )
-        log_selection(selection, logger, out_dir, save_index=False)
-        tracker = SeqTrackTracker.from_checkpoint(state, tracker_cfg, torch_device)
+        log_selection(selection, logger, out_dir, context="evaluation", save_index=False)
+        tracker = SeqTrackTracker.from_weights(
+            ckpt.settings.model, ckpt.model_state_dict, tracker_cfg, torch_device
+        )
         metrics, rows, curves = _track_all(tracker, sequences, tracker_cfg, out_dir)
-        _publish(logger, metrics, rows, curves, out_dir, str(path.name))
+        _publish(logger, metrics, rows, curves, out_dir, path.name)
         return EvalResult(logger.run_id, metrics, rows, out_dir)
 
 
@@ -118,7 +130,7 @@ def _track_all(
     baseline: list[dict] = []
     frames = seconds = 0.0
     for seq in sequences:
-        boxes, fps = track_sequence(tracker, seq, cfg.max_frames)
+        boxes, fps = track_sequence(tracker, seq, cfg.max_frames or 0)
         n = len(boxes)
         write_result_file(boxes, out_dir / "results" / f"{seq.name}.txt")
         curve = sequence_curves(boxes, seq.boxes[:n], seq.visible[:n])
@@ -174,11 +186,7 @@ def _publish(
         f"LaSOT {checkpoint_name}: AUC {metrics['auc']:.2f}  P {metrics['precision']:.2f}  "
         f"P_norm {metrics['norm_precision']:.2f}  ({metrics['fps']:.1f} FPS, {len(rows)} sequences)"
     )
-    if not logger.enabled:
-        return
     logger.log_metrics(metrics)
-    import mlflow
-
-    mlflow.log_artifacts(str(out_dir / "results"), artifact_path="results", run_id=logger.run_id)
+    logger.log_artifacts(out_dir / "results", "results")
     for path in (table, success, precision):
         logger.log_artifact(path)

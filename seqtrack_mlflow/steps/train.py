@@ -1,4 +1,5 @@
-"""The train step: settings -> data selection -> Trainer, with MLflow bookkeeping and resume."""
+"""The train step: settings -> data (a select_data run's index, or its own selection) -> Trainer, with
+the MLflow bookkeeping (params, tags, metrics and artifacts through the trainer's callbacks) and resume."""
 
 from __future__ import annotations
 
@@ -10,15 +11,27 @@ from typing import Any
 
 import torch.distributed as dist
 
-from seqtrack_mlflow.config import ConfigError, TrainSettings
-from seqtrack_mlflow.steps.select_data import Selection, log_selection, preflight, select
-from seqtrack_mlflow.tracking import RunLogger, git_commit, run_context
+from seqtrack_mlflow.config import ConfigError, DataConfig, TrainSettings
+from seqtrack_mlflow.steps.select_data import (
+    Selection,
+    check_same_data,
+    log_selection,
+    preflight,
+    select,
+    selection_from_run,
+    used_data_settings,
+)
+from seqtrack_mlflow.tracking import RunLogger, fetch_artifact, git_commit, resolve_checkpoint, run_context
 from seqtrack_mlflow.train import checkpoints, distributed
 from seqtrack_mlflow.train.artifacts import environment_requirements, plot_training_curves
+from seqtrack_mlflow.train.callbacks import TrainerCallbacks
+from seqtrack_mlflow.train.checkpoints import Checkpoint
+from seqtrack_mlflow.train.progress import Report, report_metrics
 from seqtrack_mlflow.train.trainer import Trainer, TrainOutcome
 
 # Settings a resumed run may change; everything else comes from the checkpoint.
 RESUME_OVERRIDABLE = ("epochs", "device", "workers", "log_every", "system_metrics", "amp")
+LOG_FILE = "training_log.txt"
 
 
 @dataclass(frozen=True)
@@ -30,36 +43,54 @@ class TrainResult:
     out_dir: Path
 
 
-def resumed_settings(state: dict[str, Any], requested: TrainSettings, epochs_given: bool) -> TrainSettings:
-    """The checkpoint's settings, with the few run-level ones the user may change on resume."""
-    saved = TrainSettings.from_dict(state["config"])
-    keep = {k: getattr(requested.train, k) for k in RESUME_OVERRIDABLE if k != "epochs"}
-    if epochs_given:
-        keep["epochs"] = requested.train.epochs
+class MlflowCallbacks(TrainerCallbacks):
+    """The trainer's reports, epoch summaries and checkpoints, sent to the run."""
+
+    def __init__(self, logger: RunLogger, log_path: Path):
+        self.logger, self.log_path = logger, log_path
+
+    def on_report(self, report: Report) -> None:
+        self.logger.log_metrics(report_metrics(report), step=report.global_step)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float], step: int) -> None:
+        self.logger.log_metrics(metrics, step=step)
+
+    def on_checkpoint(self, path: Path, epoch: int) -> None:
+        self.logger.log_artifact(path, checkpoints.CHECKPOINT_DIR)
+        self.logger.log_artifact(self.log_path)
+
+
+def resumed_settings(ckpt: Checkpoint, given: dict[str, Any]) -> TrainSettings:
+    """The checkpoint's settings, with the run-level ones the user gave explicitly."""
+    saved = ckpt.settings
+    keep = {k: given[k] for k in RESUME_OVERRIDABLE if given.get(k) is not None}
     return dataclasses.replace(saved, train=dataclasses.replace(saved.train, **keep))
 
 
 def run_train(
     settings: TrainSettings,
     *,
-    resume: str = "",
-    epochs_given: bool = True,
+    resume: str | None = None,
+    data_run: str | None = None,
+    given: dict[str, Any] | None = None,
     output_dir: Path = Path("outputs"),
     nested: bool = False,
 ) -> TrainResult:
+    """`given`: the settings the user gave explicitly (resume applies those it may change; with
+    `data_run`, given data settings must agree with the data run's)."""
+    given = given or {}
     ctx = distributed.setup(settings.train.device)
     try:
         distributed.check_shares(settings.train.samples_per_epoch, ctx.world_size)
         if settings.train.amp and ctx.device.type != "cuda":
             raise ConfigError("amp=true needs a CUDA device: use -P amp=false on the CPU")
-        state, continue_run = None, None
+        ckpt, continue_run = None, None
         if resume:
-            path, continue_run = checkpoints.resolve_checkpoint(
-                resume, output_dir / "downloads" / f"rank{ctx.rank}"
-            )
-            state = checkpoints.load_checkpoint(path)
-            settings = resumed_settings(state, settings, epochs_given)
-        preflight(settings.data)
+            path, continue_run = resolve_checkpoint(resume, output_dir / "downloads" / f"rank{ctx.rank}")
+            ckpt = checkpoints.load(path)
+            settings = resumed_settings(ckpt, given)
+        if not data_run:
+            preflight(settings.data)
         env_run = os.environ.get("MLFLOW_RUN_ID")
         with run_context(
             "train",
@@ -70,15 +101,17 @@ def run_train(
         ) as logger:
             if continue_run and env_run and env_run != continue_run:
                 RunLogger(env_run).set_tags({"seqtrack.continued_in": continue_run})
-            return _train_in_run(settings, state, resume, logger, ctx, output_dir)
+            run_values = {"resume": resume, "data": data_run, "output_dir": str(output_dir)}
+            return _train_in_run(settings, ckpt, run_values, given, logger, ctx, output_dir)
     finally:
         distributed.teardown()
 
 
 def _train_in_run(
     settings: TrainSettings,
-    state: dict[str, Any] | None,
-    resume: str,
+    ckpt: Checkpoint | None,
+    run_values: dict[str, Any],
+    given: dict[str, Any],
     logger: RunLogger,
     ctx: distributed.DistContext,
     output_dir: Path,
@@ -86,36 +119,41 @@ def _train_in_run(
     out_dir = output_dir / (logger.run_id or "offline")
     if ctx.distributed:
         out_dir = output_dir / _broadcast_name(out_dir.name, ctx)
-    selection = _select_once(settings, out_dir, ctx)
+    selection = _select_once(settings, run_values["data"], given, out_dir, ctx)
+    settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
     sequences = selection.sequences("train")
     if not sequences:
         raise ConfigError(
             f"the classes {selection.classes} have no training sequences: choose other -P classes"
         )
-    differing = logger.log_params(settings.params())
+    differing = logger.log_params({**settings.params(), **run_values})
     logger.set_tags(
         {
             "seqtrack.preset": settings.preset,
             "seqtrack.device": str(ctx.device),
             "seqtrack.world_size": ctx.world_size,
             "seqtrack.git_commit": git_commit(),
-            **({"seqtrack.resumed_from": resume} if resume else {}),
-            **({"seqtrack.placeholder_params": ",".join(sorted(differing))} if differing else {}),
+            **({"seqtrack.resumed_from": run_values["resume"]} if run_values["resume"] else {}),
+            **({"seqtrack.resumed_settings": ",".join(sorted(differing))} if differing else {}),
         }
     )
-    log_selection(selection, logger, out_dir, save_index=False)
-    trainer = Trainer(settings, sequences, out_dir, logger, ctx, selection.info)
-    if state is not None:
-        trainer.load_state(state)
-        if ctx.is_main and logger.run_id and logger.run_id == state.get("mlflow_run_id"):
-            _fetch_previous_log(logger.run_id, out_dir)
-    log_path = out_dir / "training_log.txt"
-
-    def publish(ckpt: Path) -> None:
-        logger.log_artifact(ckpt, checkpoints.CHECKPOINT_DIR)
-        logger.log_artifact(log_path)
-
-    outcome = trainer.fit(on_checkpoint=publish)
+    log_selection(selection, logger, out_dir, context="training", save_index=False)
+    log_path = out_dir / LOG_FILE
+    trainer = Trainer(
+        settings,
+        sequences,
+        out_dir,
+        ctx,
+        selection.info,
+        callbacks=MlflowCallbacks(logger, log_path),
+        run_id=logger.run_id or "",
+    )
+    if ckpt is not None:
+        trainer.load_state(ckpt)
+        if ctx.is_main and logger.run_id and logger.run_id == ckpt.mlflow_run_id and not log_path.exists():
+            # Continue the run's training log instead of starting one that would replace it.
+            fetch_artifact(logger.run_id, LOG_FILE, out_dir)
+    outcome = trainer.fit()
     if ctx.is_main and logger.enabled:
         logger.log_dict(settings.to_dict(), "config.json")
         (out_dir / "requirements.txt").write_text(environment_requirements())
@@ -128,8 +166,19 @@ def _train_in_run(
     return TrainResult(logger.run_id, outcome, settings, selection, out_dir)
 
 
-def _select_once(settings: TrainSettings, out_dir: Path, ctx: distributed.DistContext) -> Selection:
-    """Rank 0 prepares the data (download / generation) first; the others then find it cached."""
+def _select_once(
+    settings: TrainSettings,
+    data_run: str | None,
+    given: dict[str, Any],
+    out_dir: Path,
+    ctx: distributed.DistContext,
+) -> Selection:
+    """The data run's selection, or this run's own. Rank 0 prepares the data (download / generation)
+    first; the others then find it cached."""
+    if data_run:
+        selection = selection_from_run(data_run, out_dir if ctx.is_main else out_dir / f"rank{ctx.rank}")
+        check_same_data(selection, {k: v for k, v in given.items() if k in DataConfig.__dataclass_fields__})
+        return selection
     if ctx.distributed and not ctx.is_main:
         dist.barrier()
         return select(settings.data, settings.train.seed, None)
@@ -146,15 +195,4 @@ def _broadcast_name(name: str, ctx: distributed.DistContext) -> str:
     return str(holder[0])
 
 
-def _fetch_previous_log(run_id: str, out_dir: Path) -> None:
-    """Continue the run's training_log.txt instead of starting a new one that would replace it."""
-    if (out_dir / "training_log.txt").exists():
-        return
-    import mlflow
-
-    try:
-        mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="training_log.txt", dst_path=str(out_dir)
-        )
-    except Exception:  # noqa: BLE001 - an older run without the file: start a fresh log
-        return
+__all__ = ["MlflowCallbacks", "TrainResult", "resumed_settings", "run_train"]

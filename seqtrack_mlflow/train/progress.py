@@ -1,6 +1,6 @@
 """The training report: pure functions that turn counters and clocks into log lines and metrics.
 
-Kept free of I/O so the exact text format (DESIGN.md, "Training") is unit-tested on its own.
+Kept free of I/O so the exact text format (README, "Training") is unit-tested on its own.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Report:
 
 
 def report_lines(r: Report) -> list[str]:
-    """The four timing lines of DESIGN.md, then loss and IoU."""
+    """The four timing lines the README documents, then loss and IoU."""
     return [
         f"Epoch {r.epoch} : {r.epoch_samples} / {r.epoch_total}",
         f"time for last {r.log_every} samples : {format_hms(r.per_report_seconds)} hours",

@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,11 @@ from seqtrack_mlflow.data.lasot import Sequence
 from seqtrack_mlflow.data.sampling import TrainingSamples, make_loader
 from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model, logging_iou, sequence_loss
 from seqtrack_mlflow.model.tokens import box_to_tokens, teacher_forcing
-from seqtrack_mlflow.tracking import RunLogger
 from seqtrack_mlflow.train import checkpoints, distributed
+from seqtrack_mlflow.train.callbacks import TrainerCallbacks
+from seqtrack_mlflow.train.checkpoints import Checkpoint
 from seqtrack_mlflow.train.distributed import DistContext, all_sum
-from seqtrack_mlflow.train.progress import Report, due_reports, report_lines, report_metrics
+from seqtrack_mlflow.train.progress import Report, due_reports, report_lines
 
 
 @dataclass
@@ -94,13 +93,16 @@ class Trainer:
         settings: TrainSettings,
         sequences: list[Sequence],
         out_dir: Path,
-        logger: RunLogger,
         ctx: DistContext,
         dataset_info: dict[str, Any],
+        callbacks: TrainerCallbacks | None = None,
+        run_id: str = "",
     ):
         tc = settings.train
         distributed.check_shares(tc.samples_per_epoch, ctx.world_size)
-        self.settings, self.ctx, self.logger = settings, ctx, logger
+        self.settings, self.ctx = settings, ctx
+        self.callbacks = callbacks or TrainerCallbacks()
+        self.run_id = run_id  # the tracking run the checkpoints belong to (stored in them)
         self.out_dir = out_dir
         self.dataset_info = dataset_info
         seed_everything(tc.seed)
@@ -125,42 +127,40 @@ class Trainer:
         self.log = LogFile(out_dir / "training_log.txt" if ctx.is_main else None)
 
     # -- state ---------------------------------------------------------------------------------
-    def state_dict(self, epoch: int, loss: float, iou: float, elapsed: float) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "epoch": epoch,
-            "global_step": epoch * s.train.samples_per_epoch,
-            "model_state_dict": self.model.state_dict(),
-            "optimizer_state_dict": self.optimizer.state_dict(),
-            "scheduler_state_dict": self.scheduler.state_dict(),
-            "scaler_state_dict": {},  # bf16 autocast needs no loss scaling
-            "loss": loss,
-            "iou": iou,
-            "seed": s.train.seed,
-            "patch_size": s.model.patch_size,
-            "num_tokens": s.model.num_tokens,
-            "dataset_info": self.dataset_info,
-            "timestamp": datetime.now(timezone.utc).isoformat(),
-            "rng_state": checkpoints.rng_state(),
-            "config": s.to_dict(),
-            "mlflow_run_id": self.logger.run_id or "",
-            "elapsed_seconds": elapsed,
-            "history": dataclasses.asdict(self.history),
-        }
+    def checkpoint(self, epoch: int, loss: float, iou: float, elapsed: float) -> Checkpoint:
+        return Checkpoint(
+            epoch=epoch,
+            settings=self.settings,
+            model_state_dict=self.model.state_dict(),
+            optimizer_state_dict=self.optimizer.state_dict(),
+            scheduler_state_dict=self.scheduler.state_dict(),
+            loss=loss,
+            iou=iou,
+            dataset_info=self.dataset_info,
+            rng_state=checkpoints.rng_state(),
+            mlflow_run_id=self.run_id,
+            elapsed_seconds=elapsed,
+            history=dataclasses.asdict(self.history),
+        )
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model_state_dict"])
-        self.optimizer.load_state_dict(state["optimizer_state_dict"])
-        self.scheduler.load_state_dict(state["scheduler_state_dict"])
-        checkpoints.restore_rng_state(state["rng_state"])
+    def load_state(self, ckpt: Checkpoint) -> None:
+        self.model.load_state_dict(ckpt.model_state_dict)
+        self.optimizer.load_state_dict(ckpt.optimizer_state_dict)
+        self.scheduler.load_state_dict(ckpt.scheduler_state_dict)
+        checkpoints.restore_rng_state(ckpt.rng_state)
         if self.ctx.rank:
-            torch.manual_seed(self.settings.train.seed + 1000003 * self.ctx.rank + state["epoch"])
-        self.start_epoch = int(state["epoch"]) + 1
-        self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
-        self.history = History(**state.get("history", {}))
+            torch.manual_seed(self.settings.train.seed + 1000003 * self.ctx.rank + ckpt.epoch)
+        self.start_epoch = ckpt.epoch + 1
+        self.elapsed_before = ckpt.elapsed_seconds
+        self.history = History(**ckpt.history)
+
+    def learning_rates(self) -> dict[str, float]:
+        """The base rate (the paper's lr, on the decoder group) and the encoder's (lr x encoder_lr_mult)."""
+        rates = {g.get("name", ""): g["lr"] for g in self.optimizer.param_groups}
+        return {"lr": rates["decoder"], "lr_encoder": rates["encoder"]}
 
     # -- loop ----------------------------------------------------------------------------------
-    def fit(self, on_checkpoint: Callable[[Path], None] | None = None) -> TrainOutcome:
+    def fit(self) -> TrainOutcome:
         tc = self.settings.train
         start = time.perf_counter() - self.elapsed_before
         ckpt_path: Path | None = None
@@ -169,19 +169,19 @@ class Trainer:
             loss, iou = self._epoch(epoch, start)
             self.history.epoch_loss.append(loss)
             self.history.epoch_iou.append(iou)
-            lr = self.optimizer.param_groups[-1]["lr"]
+            rates = self.learning_rates()
             self.scheduler.step()
             if self.ctx.is_main:
-                self.logger.log_metrics(
-                    {"epoch_loss": loss, "epoch_iou": iou, "lr": lr}, step=epoch * tc.samples_per_epoch
+                metrics = {"epoch_loss": loss, "epoch_iou": iou, **rates}
+                self.callbacks.on_epoch_end(epoch, metrics, epoch * tc.samples_per_epoch)
+                self.log.write(
+                    [f"Epoch {epoch} done : loss {loss:.4f} , IoU {iou:.4f} , lr {rates['lr']:.2e}"]
                 )
-                self.log.write([f"Epoch {epoch} done : loss {loss:.4f} , IoU {iou:.4f} , lr {lr:.2e}"])
-                state = self.state_dict(epoch, loss, iou, time.perf_counter() - start)
-                ckpt_path = checkpoints.save_checkpoint(
-                    state, self.out_dir / checkpoints.CHECKPOINT_DIR / checkpoints.checkpoint_name(epoch)
+                ckpt = self.checkpoint(epoch, loss, iou, time.perf_counter() - start)
+                ckpt_path = checkpoints.save(
+                    ckpt, self.out_dir / checkpoints.CHECKPOINT_DIR / checkpoints.checkpoint_name(epoch)
                 )
-                if on_checkpoint:
-                    on_checkpoint(ckpt_path)
+                self.callbacks.on_checkpoint(ckpt_path, epoch)
         return TrainOutcome(tc.epochs, loss, iou, ckpt_path, self.history)
 
     def _epoch(self, epoch: int, start: float) -> tuple[float, float]:
@@ -248,7 +248,7 @@ class Trainer:
                 )
                 if ctx.is_main:
                     self.log.write(report_lines(report))
-                    self.logger.log_metrics(report_metrics(report), step=report.global_step)
+                    self.callbacks.on_report(report)
                     self.history.steps.append(report.global_step)
                     self.history.loss.append(report.loss)
                     self.history.iou.append(report.iou)

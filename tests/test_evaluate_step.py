@@ -1,0 +1,80 @@
+"""The evaluate step in process, on a small checkpoint: metrics, result files, params and lineage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, build_settings, step_settings
+from seqtrack_mlflow.model.seqtrack import build_model
+from seqtrack_mlflow.steps.evaluate import run_evaluate
+from seqtrack_mlflow.train import checkpoints
+from seqtrack_mlflow.train.checkpoints import Checkpoint
+
+
+@pytest.fixture
+def small_checkpoint(tmp_path: Path) -> Path:
+    data = DataConfig(source="synthetic", classes="airplane,bird", synthetic_sequences=2, synthetic_frames=12)
+    settings = build_settings("tiny", {"search_size": 64, "template_size": 64}, {"seed": 3}, data)
+    torch.manual_seed(0)
+    model = build_model(settings.model)
+    ckpt = Checkpoint(
+        epoch=1,
+        settings=settings,
+        model_state_dict=model.state_dict(),
+        optimizer_state_dict={},
+        scheduler_state_dict={},
+        loss=1.0,
+        iou=0.0,
+        dataset_info={"source": "synthetic", "classes": ["airplane", "bird"]},
+        rng_state={},
+        mlflow_run_id="b" * 32,
+    )
+    return checkpoints.save(ckpt, tmp_path / "ckpt" / "epoch_1.ckpt")
+
+
+def test_evaluate_a_checkpoint_file(small_checkpoint: Path, tmp_path: Path, mlflow_uri: str) -> None:
+    result = run_evaluate(
+        str(small_checkpoint), TrackerConfig(max_frames=6), device="cpu", output_dir=tmp_path / "out"
+    )
+    assert {"auc", "precision", "norm_precision", "fps", "first_box_auc", "auc_airplane", "auc_bird"} <= set(
+        result.metrics
+    )
+    assert all(0.0 <= result.metrics[k] <= 100.0 for k in ("auc", "precision", "norm_precision"))
+    # The test split of 2 synthetic sequences per class (protocol II: sequence 1 of airplane is a
+    # test sequence, sequence 2 of bird), each tracked for max_frames frames.
+    assert len(result.per_sequence) == 2 and {r["frames"] for r in result.per_sequence} == {6}
+    files = sorted((result.out_dir / "results").glob("*.txt"))
+    assert len(files) == 2 and all(np.loadtxt(f, delimiter=",").shape == (6, 4) for f in files)
+
+    run = MlflowClient().get_run(result.run_id)
+    params = run.data.params
+    for s in step_settings("evaluate"):  # every setting of the step, with the value used
+        assert s.name in params, s.name
+    assert params["checkpoint"] == str(small_checkpoint) and params["max_frames"] == "6"
+    assert params["classes"] == "airplane,bird" and params["update_interval"] == "450"
+    assert params["seed"] == "3" and params["patch_size"] == "16"
+    assert run.data.tags["seqtrack.train_run_id"] == "b" * 32
+    (dataset,) = mlflow.get_run(result.run_id).inputs.dataset_inputs
+    assert {t.key: t.value for t in dataset.tags}["mlflow.data.context"] == "evaluation"
+    assert {"per_sequence.csv", "success_plot.png", "precision_plot.png", "results"} <= {
+        a.path for a in MlflowClient().list_artifacts(result.run_id)
+    }
+
+
+def test_bad_tracker_settings_are_refused_before_a_run(
+    small_checkpoint: Path, tmp_path: Path, mlflow_uri: str
+):
+    for cfg, message in (
+        (TrackerConfig(update_interval=0), "update_interval=0 is invalid"),
+        (TrackerConfig(max_frames=0), "max_frames=0 is invalid"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            run_evaluate(str(small_checkpoint), cfg, device="cpu", output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert MlflowClient().search_runs(experiment_ids=["0"]) == []
