@@ -64,6 +64,11 @@ def test_order_kept_duplicates_dropped_case_folded():
     assert resolve_classes("random", ["bear"], 0) == ["bear"]
 
 
+def test_all_means_every_available_class():
+    assert resolve_classes("all", LASOT_CLASSES, 0) == sorted(LASOT_CLASSES) and len(LASOT_CLASSES) == 70
+    assert resolve_classes("ALL", ["cat", "bear"], 5) == ["bear", "cat"]
+
+
 def test_unknown_or_empty_names_are_refused_with_the_available_list():
     with pytest.raises(SelectionError) as info:
         resolve_classes("airplane,unicorn", ["airplane", "bear", "zebra"], 0)

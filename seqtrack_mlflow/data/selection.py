@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import datasets
 
 RANDOM = "random"
+ALL = "all"
 SPLITS = ("train", "test")
 INDEX_COLUMNS = (
     "class",
@@ -41,10 +42,13 @@ class SelectionError(DataSourceError, ValueError):
 
 
 def resolve_classes(spec: str, available: Seq[str], seed: int) -> list[str]:
-    """Class names from `spec` (order kept, duplicates dropped), each `random` drawn with the seed."""
+    """Class names from `spec` (order kept, duplicates dropped), each `random` drawn with the seed;
+    `all` = every available class (the full LaSOT benchmark with a complete local root)."""
     items = [item.strip() for item in (spec or "").split(",") if item.strip()]
     if not items:
         raise SelectionError(f"classes={spec!r} names no class: use e.g. -P classes=airplane,random")
+    if [item.lower() for item in items] == [ALL]:
+        return sorted(available)
     by_lower = {name.lower(): name for name in available}
     named: list[str] = []
     for item in items:

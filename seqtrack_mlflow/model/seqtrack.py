@@ -9,11 +9,14 @@ official way; same result).
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig, validate_model
+from ..config import PRESETS, ModelConfig, preset, validate_model
 from .decoder import MLP, BoxDecoder, MemoryBridge
 from .encoder import ViTEncoder
 from .pretrained import PretrainedError, PretrainedReport, load_pretrained
@@ -99,12 +102,47 @@ class SeqTrack(nn.Module):
 
 
 def build_model(cfg: ModelConfig) -> SeqTrack:
-    """A SeqTrack for `cfg`, its encoder initialised from `cfg.pretrained` unless that is "none"."""
+    """A SeqTrack for `cfg`, initialised from `cfg.pretrained` unless that is "none": the encoder from
+    a timm name or weights file, the whole model from an official SeqTrack release file."""
     model = SeqTrack(cfg)
     spec = (cfg.pretrained or "none").strip()
     if spec.lower() not in ("none", ""):
-        model.pretrained_report = load_pretrained(model.encoder, spec, cfg)
+        from seqtrack_mlflow.model.official import is_official_checkpoint
+
+        path = Path(spec).expanduser()
+        if path.is_file() and is_official_checkpoint(path):
+            model.pretrained_report = load_official_init(model, path)
+        else:
+            model.pretrained_report = load_pretrained(model.encoder, spec, cfg)
     return model
+
+
+def load_official_init(model: SeqTrack, path: Path) -> PretrainedReport:
+    """Every weight from an official release file; the architecture must be the file's preset's."""
+    from seqtrack_mlflow.model.official import OfficialCheckpointError, read_official
+
+    ours = dataclasses.replace(model.cfg, pretrained="none")
+    # Read the file as the preset of our encoder and vocabulary (crop sizes may differ: refused below).
+    width = ("encoder_dim", "encoder_depth", "encoder_heads", "bins")
+    name = next(
+        (n for n in PRESETS if all(getattr(preset(n)[0], k) == getattr(ours, k) for k in width)), None
+    )
+    try:
+        weights = read_official(path, name)
+    except OfficialCheckpointError as exc:
+        raise PretrainedError(str(exc)) from None
+    differ = [
+        f"{f.name} {getattr(ours, f.name)} (file: {getattr(weights.config, f.name)})"
+        for f in dataclasses.fields(ModelConfig)
+        if getattr(ours, f.name) != getattr(weights.config, f.name)
+    ]
+    if differ:
+        raise PretrainedError(
+            f"pretrained={path} is an official SeqTrack-{weights.preset.upper()} file but this model has "
+            f"{'; '.join(differ)}: use -P preset={weights.preset} without geometry overrides"
+        )
+    model.load_state_dict(weights.state_dict)
+    return PretrainedReport(source=str(path), loaded=len(weights.state_dict))
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

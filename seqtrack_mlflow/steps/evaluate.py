@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, validate_tracker
+from seqtrack_mlflow.config import ConfigError, DataConfig, ModelConfig, TrackerConfig, validate_tracker
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.plots import plot_precision, plot_success
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequence
+from seqtrack_mlflow.model.official import OfficialCheckpointError, is_official_checkpoint, read_official
 from seqtrack_mlflow.steps.select_data import (
     check_same_data,
     log_selection,
@@ -24,7 +25,6 @@ from seqtrack_mlflow.steps.select_data import (
 )
 from seqtrack_mlflow.tracking import RunLogger, git_commit, resolve_checkpoint, run_context
 from seqtrack_mlflow.train import checkpoints
-from seqtrack_mlflow.train.checkpoints import Checkpoint
 from seqtrack_mlflow.train.distributed import pick_device
 
 
@@ -43,15 +43,57 @@ def write_result_file(boxes: np.ndarray, path: Path) -> Path:
     return path
 
 
-def evaluation_data(ckpt: Checkpoint, given: dict[str, Any]) -> DataConfig:
+@dataclass(frozen=True)
+class TrainedWeights:
+    """What evaluation needs from a checkpoint: our training checkpoints and official release files."""
+
+    model: ModelConfig
+    state_dict: dict[str, Any]
+    preset: str
+    seed: int
+    epoch: int | None
+    data: DataConfig  # the training run's data settings (defaults for an official file)
+    dataset_info: dict[str, Any]
+    train_run_id: str
+    official: bool = False
+
+
+def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
+    """Our `epoch_N.ckpt` (read by `train.checkpoints`) or an official SeqTrack file (read without
+    running any of its code, the preset inferred from the shapes unless given)."""
+    if is_official_checkpoint(path):
+        try:
+            weights = read_official(path, preset)
+        except OfficialCheckpointError as exc:
+            raise ConfigError(str(exc)) from None
+        return TrainedWeights(
+            weights.config, weights.state_dict, weights.preset, 0, weights.epoch, DataConfig(), {}, "", True
+        )
+    ckpt = checkpoints.load(path)
+    if preset is not None and preset != ckpt.settings.preset:
+        raise ConfigError(
+            f"preset={preset} but {path} was trained with preset {ckpt.settings.preset}: drop -P preset"
+        )
+    return TrainedWeights(
+        ckpt.settings.model,
+        ckpt.model_state_dict,
+        ckpt.settings.preset,
+        ckpt.settings.train.seed,
+        ckpt.epoch,
+        ckpt.settings.data,
+        ckpt.dataset_info,
+        ckpt.mlflow_run_id,
+    )
+
+
+def evaluation_data(trained: TrainedWeights, given: dict[str, Any]) -> DataConfig:
     """The training run's data source and its resolved classes, with the data settings the user gave."""
-    info = ckpt.dataset_info
-    trained = ckpt.settings.data
+    info = trained.dataset_info
     # The classes and source the training run resolved ("random" and "auto" were decided there).
     base = dataclasses.replace(
-        trained,
-        classes=",".join(info.get("classes", [])) or trained.classes,
-        source=info.get("source", trained.source),
+        trained.data,
+        classes=",".join(info.get("classes", [])) or trained.data.classes,
+        source=info.get("source", trained.data.source),
     )
     return dataclasses.replace(base, **given)
 
@@ -62,12 +104,14 @@ def run_evaluate(
     *,
     data_override: dict[str, Any] | None = None,
     data_run: str | None = None,
+    preset: str | None = None,
     device: str = "auto",
     output_dir: Path = Path("outputs"),
     nested: bool = False,
 ) -> EvalResult:
     """`data_override`: data settings the user gave (unset ones are the training run's); `data_run`: a
-    select_data run whose index to evaluate on instead."""
+    select_data run whose index to evaluate on instead; `preset`: for an official file whose shapes
+    should be checked against a named preset (inferred when unset)."""
     validate_tracker(tracker_cfg)
     if not checkpoint:
         raise ConfigError(
@@ -76,8 +120,8 @@ def run_evaluate(
     given = data_override or {}
     torch_device = pick_device(device)
     path, ckpt_run = resolve_checkpoint(checkpoint, output_dir / "downloads")
-    ckpt = checkpoints.load(path)
-    data = evaluation_data(ckpt, given)
+    trained = load_trained_weights(path, preset)
+    data = evaluation_data(trained, given)
     if not data_run:
         preflight(data)
     with run_context("evaluate", nested=nested, system_metrics=False) as logger:
@@ -86,7 +130,7 @@ def run_evaluate(
             selection = selection_from_run(data_run, out_dir)
             check_same_data(selection, given)
         else:
-            selection = select(data, ckpt.settings.train.seed, out_dir)
+            selection = select(data, trained.seed, out_dir)
         split = tracker_cfg.split
         sequences = selection.sequences(None if split == "all" else split)
         if not sequences:
@@ -99,24 +143,23 @@ def run_evaluate(
                 "data": data_run,
                 "device": device,
                 "output_dir": str(output_dir),
-                "seed": ckpt.settings.train.seed,
-                "preset": ckpt.settings.preset,
-                "patch_size": ckpt.settings.model.patch_size,
+                "seed": trained.seed,
+                "preset": trained.preset,
+                "patch_size": trained.model.patch_size,
                 **dataclasses.asdict(tracker_cfg),
             }
         )
         logger.set_tags(
             {
-                "seqtrack.train_run_id": ckpt_run or ckpt.mlflow_run_id,
-                "seqtrack.checkpoint_epoch": ckpt.epoch,
+                "seqtrack.train_run_id": ckpt_run or trained.train_run_id,
+                "seqtrack.checkpoint_epoch": trained.epoch if trained.epoch is not None else "",
+                "seqtrack.checkpoint_kind": "official" if trained.official else "seqtrack-mlflow",
                 "seqtrack.device": str(torch_device),
                 "seqtrack.git_commit": git_commit(),
             }
         )
         log_selection(selection, logger, out_dir, context="evaluation", save_index=False)
-        tracker = SeqTrackTracker.from_weights(
-            ckpt.settings.model, ckpt.model_state_dict, tracker_cfg, torch_device
-        )
+        tracker = SeqTrackTracker.from_weights(trained.model, trained.state_dict, tracker_cfg, torch_device)
         metrics, rows, curves = _track_all(tracker, sequences, tracker_cfg, out_dir)
         _publish(logger, metrics, rows, curves, out_dir, path.name)
         return EvalResult(logger.run_id, metrics, rows, out_dir)
