@@ -20,8 +20,12 @@ GPU_MATMUL_SIZE = 8192
 
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch intra-op threads (default: torch's choice, usually the core count)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (default: torch's choice, usually the core count)",
+    )
 
 
 def add_run_args(parser: argparse.ArgumentParser, quick_help: str) -> None:
@@ -146,8 +150,9 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def matmul_flops(device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
-                 reps: int = 5) -> float:
+def matmul_flops(
+    device: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None, reps: int = 5
+) -> float:
     """Measured FLOP/s of one large square matmul (median of `reps`): the 'peak' MFU is relative to.
 
     On the CPU this is what BLAS reaches with the current thread count, a fairer reference on a

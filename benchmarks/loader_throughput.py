@@ -31,12 +31,14 @@ FRAME_SIZE = (1280, 720)
 CLASSES = ("airplane", "bicycle")
 
 
-def run_case(sequences: list, crop: int, reduced: bool, workers: int, samples: int, batch: int
-             ) -> tuple[float, float]:
+def run_case(
+    sequences: list, crop: int, reduced: bool, workers: int, samples: int, batch: int
+) -> tuple[float, float]:
     """(steady-state samples/s, seconds to the first batch) for one loader configuration."""
     cfg = ModelConfig(template_size=crop, search_size=crop, patch_size=16)
-    dataset = TrainingSamples(sequences, cfg, SamplingConfig(), seed=0, samples_per_epoch=samples,
-                              reduced_decode=reduced)
+    dataset = TrainingSamples(
+        sequences, cfg, SamplingConfig(), seed=0, samples_per_epoch=samples, reduced_decode=reduced
+    )
     loader = make_loader(dataset, batch_size=batch, workers=workers)
     skip = max(1, workers)  # one batch per worker: all of them are up and running
     start = time.perf_counter()
@@ -80,8 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     target: float | None = None
     with tempfile.TemporaryDirectory(prefix="seqtrack-bench-") as tmp:
         start = time.perf_counter()
-        dirs = generate_lasot(Path(tmp), CLASSES, sequences_per_class=per_class, frames=frames,
-                              size=FRAME_SIZE, seed=0)
+        dirs = generate_lasot(
+            Path(tmp), CLASSES, sequences_per_class=per_class, frames=frames, size=FRAME_SIZE, seed=0
+        )
         generated = time.perf_counter() - start
         sequences = [read_sequence(d) for d in dirs]
         print_header(
@@ -106,14 +109,28 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append([crop, decode, w, f"{rate:.1f}", f"{per_worker:.1f}", f"{first:.2f}", met])
                     if crop == 256 and reduced and w == 1:
                         target = per_worker
-    print(markdown_table(["crop", "JPEG decode", "workers", "samples/s", "per worker", "first batch s",
-                          f">= {TARGET_PER_WORKER:.0f}/worker"], rows))
+    print(
+        markdown_table(
+            [
+                "crop",
+                "JPEG decode",
+                "workers",
+                "samples/s",
+                "per worker",
+                "first batch s",
+                f">= {TARGET_PER_WORKER:.0f}/worker",
+            ],
+            rows,
+        )
+    )
     print()
     if target is None:
         print("target (crop 256, reduced decode, 1 worker >= 50 samples/s): not measured in this run")
     else:
-        print(f"target (crop 256, reduced decode, 1 worker >= {TARGET_PER_WORKER:.0f} samples/s): "
-              f"{target:.1f} -> {verdict(target >= TARGET_PER_WORKER)}")
+        print(
+            f"target (crop 256, reduced decode, 1 worker >= {TARGET_PER_WORKER:.0f} samples/s): "
+            f"{target:.1f} -> {verdict(target >= TARGET_PER_WORKER)}"
+        )
 
 
 if __name__ == "__main__":

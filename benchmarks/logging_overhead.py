@@ -59,13 +59,21 @@ def client_logger(run_id: str) -> Callable[..., None]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--samples", type=int, default=0,
-                   help="timed samples per variant, a multiple of --log-every (default 400; quick 100)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="timed samples per variant, a multiple of --log-every (default 400; quick 100)",
+    )
     p.add_argument("--log-every", type=int, default=0, help="samples per report (default: the preset's 50)")
     p.add_argument("--batch", type=int, default=0, help="batch size (default: the preset's 10)")
-    p.add_argument("--via", choices=("runlogger", "client"), default="runlogger",
-                   help="runlogger: RunLogger.log_metrics, the trainer's path (default); client: "
-                   "MlflowClient.log_batch(synchronous=False) directly, for comparison")
+    p.add_argument(
+        "--via",
+        choices=("runlogger", "client"),
+        default="runlogger",
+        help="runlogger: RunLogger.log_metrics, the trainer's path (default); client: "
+        "MlflowClient.log_batch(synchronous=False) directly, for comparison",
+    )
     add_run_args(p, "100 samples per variant: a check that it runs")
     return p.parse_args(argv)
 
@@ -105,10 +113,19 @@ def main(argv: list[str] | None = None) -> None:
             before, done = done, done + steps_per_block * batch
             loss, iou = (window / (steps_per_block * batch)).tolist()  # the trainer's report sync
             now = time.perf_counter()
-            report = Report(epoch=1, epoch_samples=done, epoch_total=10**9, window_samples=done - before,
-                            window_seconds=now - start, since_start_seconds=now - start_all,
-                            epoch_seconds=now - start_all, global_step=done, loss=loss, iou=iou,
-                            log_every=log_every)
+            report = Report(
+                epoch=1,
+                epoch_samples=done,
+                epoch_total=10**9,
+                window_samples=done - before,
+                window_seconds=now - start,
+                since_start_seconds=now - start_all,
+                epoch_seconds=now - start_all,
+                global_step=done,
+                loss=loss,
+                iou=iou,
+                log_every=log_every,
+            )
             if log:
                 call = time.perf_counter()
                 log_metrics(report_metrics(report), step=report.global_step)
@@ -155,14 +172,22 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows = [
         ["without MLflow", n, f"{without_s:.2f}", f"{without_s / n * 1e3:.2f}", "-", "-"],
-        ["with MLflow", n, f"{with_s:.2f}", f"{with_s / n * 1e3:.2f}",
-         f"{sum(call_times) / len(call_times) * 1e3:.2f}", f"{overhead:+.2%}"],
+        [
+            "with MLflow",
+            n,
+            f"{with_s:.2f}",
+            f"{with_s / n * 1e3:.2f}",
+            f"{sum(call_times) / len(call_times) * 1e3:.2f}",
+            f"{overhead:+.2%}",
+        ],
     ]
     print(markdown_table(["variant", "samples", "seconds", "ms/sample", "ms per log call", "overhead"], rows))
     print()
     print(f"log_metrics calls alone: {direct:.3%} of training time")
-    print(f"target (MLflow logging < {TARGET_OVERHEAD:.0%} of training time): end-to-end {overhead:+.2%} "
-          f"-> {verdict(overhead < TARGET_OVERHEAD)}")
+    print(
+        f"target (MLflow logging < {TARGET_OVERHEAD:.0%} of training time): end-to-end {overhead:+.2%} "
+        f"-> {verdict(overhead < TARGET_OVERHEAD)}"
+    )
 
 
 if __name__ == "__main__":

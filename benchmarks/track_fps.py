@@ -49,8 +49,9 @@ def model_for(name: str, device: torch.device) -> SeqTrack:
     return build_model(dataclasses.replace(cfg, pretrained="none")).to(device).eval()
 
 
-def whole_frames(model: SeqTrack, seq, frames: int, rounds: int, device: torch.device
-                 ) -> tuple[float, float, bool]:
+def whole_frames(
+    model: SeqTrack, seq, frames: int, rounds: int, device: torch.device
+) -> tuple[float, float, bool]:
     """(fps cached, fps uncached, same boxes), medians over `rounds` alternating runs."""
     fps: dict[bool, list[float]] = {True: [], False: []}
     boxes: dict[bool, np.ndarray] = {}
@@ -89,8 +90,12 @@ def decode_alone(model: SeqTrack, reps: int, device: torch.device) -> tuple[floa
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default="tiny,b256", help="comma-separated presets (default tiny,b256)")
-    p.add_argument("--frames", type=int, default=0,
-                   help="frames tracked per run (default CPU: tiny 30, b256 6; GPU 100; quick 8 / 3)")
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=0,
+        help="frames tracked per run (default CPU: tiny 30, b256 6; GPU 100; quick 8 / 3)",
+    )
     p.add_argument("--rounds", type=int, default=0, help="alternating runs per decoder (default 2; quick 1)")
     p.add_argument("--reps", type=int, default=0, help="decode_greedy calls per mode (default 100; quick 20)")
     add_run_args(p, "few frames and reps: a check that it runs")
@@ -117,8 +122,9 @@ def main(argv: list[str] | None = None) -> None:
     decode_rows: list[list[object]] = []
     all_met = True
     with tempfile.TemporaryDirectory(prefix="seqtrack-bench-") as tmp:
-        dirs = generate_lasot(Path(tmp), ["airplane"], sequences_per_class=1, frames=max(length, 2),
-                              size=FRAME_SIZE, seed=0)
+        dirs = generate_lasot(
+            Path(tmp), ["airplane"], sequences_per_class=1, frames=max(length, 2), size=FRAME_SIZE, seed=0
+        )
         seq = read_sequence(dirs[0])
         print_header(
             "Tracking speed",
@@ -134,29 +140,55 @@ def main(argv: list[str] | None = None) -> None:
             model = model_for(name, device)
             frames = frames_for(name)
             fps_cached, fps_full, same = whole_frames(model, seq, frames, rounds, device)
-            frame_rows.append([name, frames, f"{fps_cached:.2f}", f"{fps_full:.2f}",
-                               f"{fps_cached / fps_full:.3f}x", "yes" if same else "NO"])
+            frame_rows.append(
+                [
+                    name,
+                    frames,
+                    f"{fps_cached:.2f}",
+                    f"{fps_full:.2f}",
+                    f"{fps_cached / fps_full:.3f}x",
+                    "yes" if same else "NO",
+                ]
+            )
             t_cached, t_full = decode_alone(model, reps, device)
             met = t_cached <= t_full
             all_met &= met
             cfg = model.cfg
-            decode_rows.append([
-                name,
-                f"{sum(encoder_macs(cfg).values()) / 1e6:,.0f}",
-                f"{greedy_decode_macs(cfg, True) / 1e6:.1f}",
-                f"{greedy_decode_macs(cfg, False) / 1e6:.1f}",
-                f"{t_cached * 1e3:.2f}",
-                f"{t_full * 1e3:.2f}",
-                f"{t_full / t_cached:.2f}x",
-                verdict(met),
-            ])
+            decode_rows.append(
+                [
+                    name,
+                    f"{sum(encoder_macs(cfg).values()) / 1e6:,.0f}",
+                    f"{greedy_decode_macs(cfg, True) / 1e6:.1f}",
+                    f"{greedy_decode_macs(cfg, False) / 1e6:.1f}",
+                    f"{t_cached * 1e3:.2f}",
+                    f"{t_full * 1e3:.2f}",
+                    f"{t_full / t_cached:.2f}x",
+                    verdict(met),
+                ]
+            )
             del model
     print("Whole frames\n")
-    print(markdown_table(["preset", "frames", "fps cached", "fps full prefix", "cached speed-up",
-                          "same boxes"], frame_rows))
+    print(
+        markdown_table(
+            ["preset", "frames", "fps cached", "fps full prefix", "cached speed-up", "same boxes"], frame_rows
+        )
+    )
     print("\nBox decode alone (4 greedy steps)\n")
-    print(markdown_table(["preset", "encoder MMAC", "decode MMAC cached", "decode MMAC full",
-                          "ms cached", "ms full prefix", "cached speed-up", "cached <= full"], decode_rows))
+    print(
+        markdown_table(
+            [
+                "preset",
+                "encoder MMAC",
+                "decode MMAC cached",
+                "decode MMAC full",
+                "ms cached",
+                "ms full prefix",
+                "cached speed-up",
+                "cached <= full",
+            ],
+            decode_rows,
+        )
+    )
     print()
     print(f"target (cached decode never slower than re-running the prefix): {verdict(all_met)}")
 

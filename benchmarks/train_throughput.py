@@ -96,17 +96,35 @@ def release(device: torch.device) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default="tiny,b256", help="comma-separated presets (default tiny,b256)")
-    p.add_argument("--patch-sizes", default="16,8,4,1",
-                   help=f"comma-separated; patch 1 runs at {SMALL_CROP} px crops (default 16,8,4,1)")
-    p.add_argument("--steps", type=int, default=0,
-                   help="timed steps per case (default CPU: tiny 5, b256 2, fewer if slow; GPU: 20)")
+    p.add_argument(
+        "--patch-sizes",
+        default="16,8,4,1",
+        help=f"comma-separated; patch 1 runs at {SMALL_CROP} px crops (default 16,8,4,1)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="timed steps per case (default CPU: tiny 5, b256 2, fewer if slow; GPU: 20)",
+    )
     p.add_argument("--warmup", type=int, default=0, help="untimed steps first (default 1 on CPU, 3 on GPU)")
-    p.add_argument("--batch", type=int, default=0,
-                   help="batch size (default CPU: tiny 10, b256 2, less if slow; GPU: the preset's)")
-    p.add_argument("--modes", default="", help=f"comma-separated of {', '.join(MODES)} "
-                   "(default fp32 on CPU; fp32,bf16,bf16+compile on GPU)")
-    p.add_argument("--max-step-seconds", type=float, default=0.0,
-                   help="skip cases estimated slower than this per step (default 15 on CPU, no limit on GPU)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="batch size (default CPU: tiny 10, b256 2, less if slow; GPU: the preset's)",
+    )
+    p.add_argument(
+        "--modes",
+        default="",
+        help=f"comma-separated of {', '.join(MODES)} (default fp32 on CPU; fp32,bf16,bf16+compile on GPU)",
+    )
+    p.add_argument(
+        "--max-step-seconds",
+        type=float,
+        default=0.0,
+        help="skip cases estimated slower than this per step (default 15 on CPU, no limit on GPU)",
+    )
     add_run_args(p, "patch 16 only, 1-2 small steps: checks that the script runs")
     return p.parse_args(argv)
 
@@ -159,8 +177,20 @@ def main(argv: list[str] | None = None) -> None:
             "optimiser: the trainer's (AdamW, fused)",
         ],
     )
-    headers = ["preset", "patch", "crop", "tokens", "batch", "mode", "s/step", "samples/s",
-               "GFLOP/sample", "GFLOP/s", "matmul GFLOP/s", "of matmul"]
+    headers = [
+        "preset",
+        "patch",
+        "crop",
+        "tokens",
+        "batch",
+        "mode",
+        "s/step",
+        "samples/s",
+        "GFLOP/sample",
+        "GFLOP/s",
+        "matmul GFLOP/s",
+        "of matmul",
+    ]
     rows: list[list[object]] = []
     target_ratio: float | None = None
     for name in presets:
@@ -191,8 +221,17 @@ def main(argv: list[str] | None = None) -> None:
                 # The reference again, right after the case: on a shared machine both see the same load.
                 peak = matmul_flops(device, dtype_of(mode), reps=2 if args.quick else 3)
                 ratio = achieved / peak
-                rows.append(head + [f"{per_step:.3f}", fmt(rate, 2), fmt(flops / 1e9), fmt(achieved / 1e9),
-                                    fmt(peak / 1e9), f"{ratio:.0%}"])
+                rows.append(
+                    head
+                    + [
+                        f"{per_step:.3f}",
+                        fmt(rate, 2),
+                        fmt(flops / 1e9),
+                        fmt(achieved / 1e9),
+                        fmt(peak / 1e9),
+                        f"{ratio:.0%}",
+                    ]
+                )
                 if name == "b256" and patch == 16 and mode == "fp32":
                     target_ratio = ratio
     print(markdown_table(headers, rows))
@@ -200,8 +239,10 @@ def main(argv: list[str] | None = None) -> None:
     if target_ratio is None:
         print("target (b256, patch 16, fp32 >= 70% of the fp32 matmul): not measured in this run")
     else:
-        print(f"target (b256, patch 16, fp32 >= {TARGET_MFU:.0%} of the fp32 matmul): "
-              f"{target_ratio:.0%} -> {verdict(target_ratio >= TARGET_MFU)}")
+        print(
+            f"target (b256, patch 16, fp32 >= {TARGET_MFU:.0%} of the fp32 matmul): "
+            f"{target_ratio:.0%} -> {verdict(target_ratio >= TARGET_MFU)}"
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def _yaml_scalar(value: Any) -> str:
 def declared_in_mlproject(s: Setting, step: str) -> bool:
     """MLflow has no "unset": a setting whose default in `step` is None is not declared, so `mlflow run`
     logs no placeholder for it; given with -P, MLflow passes it on as `--name value` all the same."""
-    return s.default_in(step) is not None or (s.name == "checkpoint" and step == "evaluate")
+    return s.default_in(step) is not None or step in s.required
 
 
 def mlproject_text() -> str:

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,9 +33,11 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.train.checkpoints import CHECKPOINT_DIR, CheckpointError, latest_epoch_file
+from seqtrack_mlflow.train.interrupt import Interrupted
 
 PARAM_VALUE_LIMIT = 6000  # MLflow's param value length limit
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+INTERRUPTED_TAG = "seqtrack.interrupted"  # the signal that stopped the run
 
 
 class TrackingError(RuntimeError):
@@ -165,7 +172,8 @@ def run_context(
     """Start (or attach to) an MLflow run and yield its logger.
 
     Under `mlflow run` the process finds its run in MLFLOW_RUN_ID and attaches to it; a nested call
-    opens a child of the active run. A run that raises is ended FAILED, so no RUNNING run is left.
+    opens a child of the active run. A run that raises is ended FAILED, one stopped by SIGTERM/SIGINT
+    KILLED (each nested context ends its own run, innermost first), so no RUNNING run is left.
     """
     if not enabled:
         yield RunLogger(None)
@@ -178,18 +186,93 @@ def run_context(
         logger = RunLogger(run.info.run_id)
         try:
             yield logger
+        except (KeyboardInterrupt, Interrupted) as exc:
+            # Stopped by a signal, not failed: KILLED. The tag survives `mlflow run`'s launcher, which
+            # marks its own run FAILED after a Ctrl-C whatever the run's status (README, "Failures").
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            with contextlib.suppress(Exception):
+                logger.set_tags({INTERRUPTED_TAG: signal.Signals(signum).name})
+                logger.flush()
+            mlflow.end_run("KILLED")
+            raise
         finally:
             logger.flush()
 
 
-def active_run_id() -> str | None:
-    """The run this process was started in (`mlflow run` sets MLFLOW_RUN_ID), if any."""
-    run = mlflow.active_run()
-    if run is not None:
-        return run.info.run_id
-    import os
+# -- one process per run ------------------------------------------------------------------------
 
-    return os.environ.get("MLFLOW_RUN_ID")
+OWNER_TAG, HEARTBEAT_TAG = "seqtrack.owner", "seqtrack.heartbeat"
+HEARTBEAT_EVERY_S = 30.0
+HEARTBEAT_STALE_S = 120.0  # a run whose owner has not beaten for this long is free to continue
+CLAIM_SETTLE_S = 2.0  # wait before reading the owner back: a concurrent claim lands within it
+
+
+def claim_run(run_id: str, *, stale_after: float = HEARTBEAT_STALE_S, settle: float = CLAIM_SETTLE_S) -> str:
+    """Make this process the only one continuing `run_id`; returns the owner token.
+
+    MLflow has no compare-and-set, so: refuse if the run has an owner with a fresh heartbeat; else
+    write our token and heartbeat, wait `settle` seconds and read the owner back: of two processes
+    that claim at once, the last writer wins and the other sees its token gone and refuses. The owner
+    tag is removed when the run ends (`release_run`); a killed process's claim goes stale.
+    """
+    client = MlflowClient()
+    _refuse_if_owned(client, run_id, stale_after, None)
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    client.set_tag(run_id, OWNER_TAG, token)
+    client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+    time.sleep(settle)
+    _refuse_if_owned(client, run_id, float("inf"), token)
+    return token
+
+
+def _refuse_if_owned(client: MlflowClient, run_id: str, stale_after: float, token: str | None) -> None:
+    run = client.get_run(run_id)
+    owner = run.data.tags.get(OWNER_TAG)
+    beat = float(run.data.tags.get(HEARTBEAT_TAG, "0") or 0)
+    if owner is None or owner == token:
+        return
+    if token is None and time.time() - beat > stale_after:
+        return
+    raise TrackingError(
+        f"run {run_id} is being continued by another process ({owner}): wait for it to end, or stop it; "
+        f"a run whose process died is free again {stale_after:.0f} s after its last heartbeat"
+        if token is None
+        else f"run {run_id} was claimed at the same moment by another process ({owner}): "
+        "only one may continue it"
+    )
+
+
+def release_run(run_id: str, token: str) -> None:
+    """Drop our claim (the run is free to continue at once); a failure here only delays the next one."""
+    client = MlflowClient()
+    with contextlib.suppress(Exception):
+        if client.get_run(run_id).data.tags.get(OWNER_TAG) == token:
+            client.delete_tag(run_id, OWNER_TAG)
+
+
+class Heartbeat:
+    """Keeps `seqtrack.heartbeat` fresh on a run from a daemon thread, so a second process can tell a
+    live owner from a dead one."""
+
+    def __init__(self, run_id: str, every: float = HEARTBEAT_EVERY_S):
+        self.run_id, self.every = run_id, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="seqtrack-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        client = MlflowClient()
+        while not self._stop.wait(self.every):
+            # A missed beat only makes the run look idle sooner.
+            with contextlib.suppress(Exception):
+                client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
 
 
 def _require_psutil() -> None:
@@ -210,7 +293,8 @@ def download(artifact_uri: str, dst: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dst))
     try:
-        got = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(tmp)))
+        with _no_progress_bar():
+            got = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(tmp)))
         final = dst / got.name
         if final.exists():
             shutil.rmtree(final) if final.is_dir() else final.unlink()
@@ -218,6 +302,21 @@ def download(artifact_uri: str, dst: Path) -> Path:
         return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow's download bar is noise between training reports (one small file, every resume)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def split_runs_uri(uri: str) -> tuple[str, str]:
@@ -263,6 +362,15 @@ def _not_found(target: str, why: str) -> str:
         f"checkpoint {target!r} not found ({why}): give a checkpoint file, "
         "runs:/<run_id>/checkpoints/epoch_N.ckpt, or the id of a train run"
     )
+
+
+def last_metric_step(run_id: str, key: str) -> int:
+    """The highest step logged for `key` on the run (-1: none): a resumed run logs only later steps."""
+    try:
+        history = MlflowClient().get_metric_history(run_id, key)
+    except Exception:  # noqa: BLE001 - a fresh run
+        return -1
+    return max((m.step for m in history), default=-1)
 
 
 def fetch_artifact(run_id: str, artifact_path: str, dst: Path) -> Path | None:

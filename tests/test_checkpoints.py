@@ -58,6 +58,7 @@ def test_record_round_trips_and_keeps_the_promised_keys(tmp_path: Path) -> None:
         "config",
         "mlflow_run_id",
         "format_version",
+        "digest",
     ):
         assert key in raw, key
     assert raw["seed"] == 8 and raw["patch_size"] == 8 and raw["format_version"] == checkpoints.FORMAT_VERSION
@@ -107,6 +108,9 @@ def test_rng_state_round_trips_through_weights_only(tmp_path: Path) -> None:
 def test_latest_epoch_is_numeric() -> None:
     names = ["checkpoints/epoch_9.ckpt", "checkpoints/epoch_10.ckpt", "checkpoints/other.txt"]
     assert checkpoints.latest_epoch_file(names) == "checkpoints/epoch_10.ckpt"
+    partial = ["checkpoints/epoch_2.ckpt", "checkpoints/epoch_3_partial.ckpt"]
+    assert checkpoints.latest_epoch_file(partial) == "checkpoints/epoch_3_partial.ckpt"
+    assert checkpoints.latest_epoch_file([*partial, "checkpoints/epoch_3.ckpt"]) == "checkpoints/epoch_3.ckpt"
     assert checkpoints.latest_epoch_file([]) is None
 
 

@@ -63,6 +63,139 @@ def test_bad_inputs_are_one_line(
 def test_unknown_preset_is_refused_by_the_option() -> None:
     result = invoke("train", "--preset", "b128")
     assert result.exit_code == 2 and "'b128' is not one of" in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")  # no usage text
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "select-data", "main", "synth-lasot"])
+def test_unknown_option_is_one_line_naming_it_and_the_fix(command: str) -> None:
+    """What `mlflow run -P foo=1` passes: `--foo 1`; click would print its usage text."""
+    result = invoke(command, "--foo", "1")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr  # one line
+    line = result.stderr.strip()
+    assert line.startswith("error: unknown option --foo") and "-P foo=" in line and "--help" in line
+    assert "Usage:" not in result.output
+
+
+def test_unknown_option_lists_close_matches_in_mlproject_spelling() -> None:
+    result = invoke("train", "--epoch", "3")
+    assert result.exit_code == 2 and "did you mean --epochs" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_other_usage_errors_are_one_line_and_help_still_works() -> None:
+    for args, message in (
+        (["train", "--epochs", "many"], "'many' is not a valid integer"),
+        (["no-such-step"], "No such command 'no-such-step'"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+    for args in (["--help"], ["train", "--help"], ["evaluate", "-h"]):
+        result = invoke(*args)
+        assert result.exit_code == 0 and "Usage:" in result.stdout and "--help" in result.stdout
+
+
+@pytest.fixture
+def tiny_checkpoint_file(tmp_path: Path) -> Path:
+    from test_checkpoint_integrity import tiny_checkpoint
+
+    from seqtrack_mlflow.train import checkpoints
+
+    return checkpoints.save(tiny_checkpoint(), tmp_path / "given" / "epoch_1.ckpt")
+
+
+def test_tracker_settings_refused_on_evaluate_in_one_line(
+    tiny_checkpoint_file: Path, tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("evaluate", "--checkpoint", str(tiny_checkpoint_file), "--update_interval", "0")
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "update_interval" in errors[0], result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_too_few_frames_for_sampling_is_one_line(
+    tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke(
+        "train",
+        *("--source", "synthetic", "--synthetic_frames", "10", "--synthetic_sequences", "2"),
+        *("--epochs", "1", "--samples_per_epoch", "4", "--batch_size", "4", "--device", "cpu"),
+        *("--system_metrics", "false", "--search_size", "64", "--template_size", "64"),
+    )
+    assert result.exit_code == 2, (result.output, result.exception)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "frames" in errors[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "seqtrack_mlflow.evaluation.tracker:TrackerError",
+        "seqtrack_mlflow.data.sampling:SamplingError",
+        "seqtrack_mlflow.evaluation.metrics:MetricsError",
+        "seqtrack_mlflow.train.checkpoints:CheckpointWriteError",
+    ],
+)
+def test_every_user_error_class_is_one_line(error: str) -> None:
+    import importlib
+
+    import click
+
+    from seqtrack_mlflow.cli import user_facing
+
+    module, name = error.split(":")
+    cls = getattr(importlib.import_module(module), name)
+
+    @click.command()
+    @user_facing
+    def fails() -> None:
+        raise cls("the input X is wrong: do Y")
+
+    result = CliRunner().invoke(fails, [])
+    assert result.exit_code == 2 and result.stderr == "error: the input X is wrong: do Y\n"
+
+
+def test_a_worker_wrapped_error_keeps_only_its_message() -> None:
+    """A DataLoader worker re-raises the error with the worker's traceback inside the message."""
+    import click
+
+    from seqtrack_mlflow.cli import user_facing
+    from seqtrack_mlflow.data.sampling import SamplingError
+
+    wrapped = (
+        "Caught SamplingError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\nseqtrack_mlflow.data.sampling.SamplingError: too few frames: add more\n'
+    )
+
+    @click.command()
+    @user_facing
+    def fails() -> None:
+        raise SamplingError(wrapped)
+
+    result = CliRunner().invoke(fails, [])
+    assert result.exit_code == 2 and result.stderr == "error: too few frames: add more\n"
+
+
+def test_a_full_disk_anywhere_is_one_line() -> None:
+    import click
+
+    from seqtrack_mlflow.cli import user_facing
+
+    @click.command()
+    @user_facing
+    def fills() -> None:
+        with open("/dev/full", "wb", buffering=0) as f:  # a real ENOSPC from the kernel
+            f.write(b"x")
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    result = CliRunner().invoke(fills, [])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: no space left") and "free space" in result.stderr
 
 
 def test_synth_lasot_writes_a_readable_tree(tmp_path: Path) -> None:

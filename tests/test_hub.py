@@ -263,3 +263,161 @@ def test_safe_extract_writes_regular_members(tmp_path):
     (tmp_path / "bad.zip").write_bytes(b"not a zip")
     with pytest.raises(DataSourceError, match="not a readable zip"):
         safe_extract(tmp_path / "bad.zip", tmp_path / "t2")
+
+
+# -- zip bombs, corrupt members, full disks ------------------------------------------------------------
+
+BOMB_BYTES = 64 << 20  # declared; deflates to ~64 KiB (~1000:1), far over both ratio limits
+
+
+def _deflated(members: list[tuple[str, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _assert_refused(info: pytest.ExceptionInfo, zip_path: Path, *parts: str) -> str:
+    message = str(info.value)
+    assert "\n" not in message and str(zip_path) in message, message
+    for part in parts:
+        assert part in message, message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("member", "limit"),
+    [("bear-1/img/00000001.jpg", "20:1 plausible for JPEG"), ("bear-1/groundtruth.txt", "100:1")],
+)
+def test_zip_bomb_member_is_refused_before_writing(tmp_path, member, limit):
+    zip_path = tmp_path / "bear.zip"
+    zip_path.write_bytes(_deflated([("bear-1/nlp.txt", b"a bear\n"), (member, bytes(BOMB_BYTES))]))
+    assert zip_path.stat().st_size < 200_000  # a real bomb: ~64 KiB expanding to 64 MiB
+    target = tmp_path / "out" / "target"
+    with pytest.raises(DataSourceError) as info:
+        safe_extract(zip_path, target)
+    _assert_refused(info, zip_path, repr(member), "64.0 MiB", limit, "zip bomb")
+    assert not (tmp_path / "out").exists()  # nothing written, not even the harmless member
+
+
+def test_many_small_bomb_members_are_refused_as_an_archive(tmp_path):
+    members = [(f"bear-1/img/{i:08d}.jpg", bytes(1 << 20)) for i in range(1, 81)]  # 80 x 1 MiB of zeros
+    zip_path = tmp_path / "bear.zip"
+    zip_path.write_bytes(_deflated(members))
+    with pytest.raises(DataSourceError) as info:
+        safe_extract(zip_path, tmp_path / "t")
+    _assert_refused(info, zip_path, "80.0 MiB", "plausible for a LaSOT class zip")
+    assert not (tmp_path / "t").exists()
+
+
+def test_bomb_from_the_hub_publishes_nothing(hub, tmp_path):
+    hub.files["bear.zip"] = _deflated(
+        [("bear-1/groundtruth.txt", b"1,2,3,4\n"), ("bear-1/x.jpg", bytes(BOMB_BYTES))]
+    )
+    cache = tmp_path / "cache"
+    with pytest.raises(DataSourceError, match=r"bear\.zip: member 'bear-1/x\.jpg' expands"):
+        fetch_lasot_classes(["bear"], cache)
+    assert not (cache / "lasot" / "bear").exists()
+    assert not (cache / "lasot.tmp").exists() or not list((cache / "lasot.tmp").iterdir())
+
+
+def _corrupt_member(data: bytes, name: str) -> bytes:
+    """Flip bytes in the middle of member `name`'s compressed data (the headers stay intact)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo(name)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    middle = start + info.compress_size // 2
+    out = bytearray(data)
+    for i in range(middle, middle + 8):
+        out[i] ^= 0xFF
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("method", "kind"), [(zipfile.ZIP_STORED, "Bad CRC-32"), (zipfile.ZIP_DEFLATED, "")])
+def test_corrupt_member_is_one_line_and_the_partial_folder_is_removed(source_tree, tmp_path, method, kind):
+    frames = sorted((source_tree / "bear" / "bear-1" / "img").iterdir())
+    members = [(f"bear-1/img/{p.name}", p.read_bytes()) for p in frames]
+    bad_name = members[len(members) // 2][0]  # a frame in the middle: earlier members get written first
+    zip_path = tmp_path / "bear.zip"
+    zip_path.write_bytes(_corrupt_member(_deflated(members, method), bad_name))
+    target = tmp_path / "out" / "target"
+    with pytest.raises(DataSourceError) as info:
+        safe_extract(zip_path, target)
+    _assert_refused(info, zip_path, f"member {bad_name!r} fails to decompress", kind, "fetch again")
+    assert not (tmp_path / "out").exists()  # the partly extracted folder is gone
+
+
+def test_corrupt_zip_from_the_hub_names_the_class_zip(hub, source_tree, tmp_path):
+    data = hub.files["bear.zip"]
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        name = next(i.filename for i in archive.infolist() if i.filename.endswith("00000011.jpg"))
+    hub.files["bear.zip"] = _corrupt_member(data, name)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataSourceError) as info:
+        fetch_lasot_classes(["bear"], cache)
+    message = str(info.value)
+    assert "\n" not in message and "bear.zip is damaged" in message and "Bad CRC-32" in message
+    assert not (cache / "lasot" / "bear").exists()
+    assert not (cache / "lasot.tmp").exists() or not list((cache / "lasot.tmp").iterdir())
+
+
+def test_declared_size_over_free_space_is_refused_before_writing(tmp_path, monkeypatch):
+    import seqtrack_mlflow.data.hub as hub_module
+
+    zip_path = tmp_path / "bear.zip"
+    zip_path.write_bytes(_deflated([("bear-1/img/00000001.jpg", np.random.default_rng(0).bytes(3 << 20))]))
+    small = shutil._ntuple_diskusage(total=100 << 20, used=98 << 20, free=2 << 20)  # a full disk
+    monkeypatch.setattr(hub_module.shutil, "disk_usage", lambda path: small)
+    with pytest.raises(DataSourceError) as info:
+        safe_extract(zip_path, tmp_path / "out" / "t")
+    _assert_refused(
+        info, zip_path, "declares 3.0 MiB", "2.0 MiB free", "10.0 MiB must stay free", "cache_dir"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 2 MiB file system (tmpfs), or a skip saying why it cannot be mounted here."""
+    import subprocess
+
+    mount = tmp_path / "tiny_disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        pytest.skip(
+            f"cannot mount a 2 MiB tmpfs for a real full disk: {done.stderr.strip() or done.returncode}"
+        )
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_real_full_disk(tiny_disk, tmp_path, monkeypatch):
+    import seqtrack_mlflow.data.hub as hub_module
+
+    rng = np.random.default_rng(1)
+    members = [(f"bear-1/img/{i:08d}.jpg", rng.bytes(1 << 20)) for i in range(1, 5)]  # 4 MiB, incompressible
+    zip_path = tmp_path / "bear.zip"
+    zip_path.write_bytes(_deflated(members, zipfile.ZIP_STORED))
+    target = tiny_disk / "lasot.tmp" / "bear-1234"
+
+    # The real free-space check refuses before writing anything ...
+    with pytest.raises(DataSourceError) as info:
+        safe_extract(zip_path, target)
+    _assert_refused(info, zip_path, "declares 4.0 MiB", f"{tiny_disk} has 2.0 MiB free")
+    assert not list(tiny_disk.iterdir())
+
+    # ... and when the disk fills anyway (another writer after the check: the check is made to see a
+    # large disk), the real ENOSPC is one line naming the zip and the partial folder is removed.
+    large = shutil._ntuple_diskusage(total=1 << 40, used=0, free=1 << 40)
+    monkeypatch.setattr(hub_module.shutil, "disk_usage", lambda path: large)
+    with pytest.raises(DataSourceError) as info:
+        safe_extract(zip_path, target)
+    _assert_refused(info, zip_path, "disk full while extracting", "No space left on device", "removed")
+    assert not list(tiny_disk.iterdir())

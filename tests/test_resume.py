@@ -9,7 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from seqtrack_mlflow.config import DataConfig, build_settings
+from seqtrack_mlflow.config import ConfigError, DataConfig, build_settings
 from seqtrack_mlflow.steps.train import run_train
 from seqtrack_mlflow.train.checkpoints import CheckpointError
 
@@ -73,3 +73,67 @@ def test_missing_resume_target_fails_before_any_work(tmp_path: Path, mlflow_uri:
         )
     assert not (tmp_path / "outputs").exists()
     assert MlflowClient().search_runs(experiment_ids=["0"]) == []
+
+
+def test_resume_with_conflicting_settings_is_refused_with_every_difference(tmp_path: Path, mlflow_uri: str):
+    first = run_train(small_settings(1), output_dir=tmp_path)
+    ckpt = str(first.outcome.checkpoint)
+    given = {"preset": "b256", "patch_size": 8, "lr": 0.1, "epochs": 2}
+    with pytest.raises(ConfigError) as err:
+        run_train(small_settings(2), resume=ckpt, given=given, output_dir=tmp_path)
+    message = str(err.value)
+    assert "\n" not in message
+    for part in (
+        "preset='b256' (checkpoint: 'tiny')",
+        "patch_size=8 (checkpoint: 16)",
+        "lr=0.1 (checkpoint: 0.0005)",
+    ):
+        assert part in message, message
+    with pytest.raises(ConfigError, match="nothing to train: the checkpoint is at epoch 1 and epochs=1"):
+        run_train(small_settings(1), resume=ckpt, given={"epochs": 1}, output_dir=tmp_path)
+    with pytest.raises(ConfigError, match="nothing to train"):
+        run_train(small_settings(1), resume=ckpt, given={}, output_dir=tmp_path)  # the checkpoint's epochs
+    assert len(MlflowClient().search_runs(experiment_ids=["0"])) == 1  # refused before any run started
+
+
+def test_resume_applies_the_settings_it_may_change(tmp_path: Path, mlflow_uri: str) -> None:
+    first = run_train(small_settings(1), output_dir=tmp_path)
+    resumed = run_train(
+        small_settings(2),
+        resume=first.run_id,
+        given={"epochs": 2, "log_every": 20, "lr_gamma": 0.5, "seed": 8, "preset": "tiny"},
+        output_dir=tmp_path,
+    )
+    assert resumed.run_id == first.run_id and resumed.settings.train.log_every == 20
+    params = MlflowClient().get_run(first.run_id).data.params
+    assert params["log_every"] == "10" and params["resumed.log_every"] == "20"
+    assert params["resumed.epochs"] == "2" and params["resumed.lr_gamma"] == "0.5"
+    steps = [m.step for m in MlflowClient().get_metric_history(first.run_id, "loss")]
+    assert steps == [10, 20, 40]  # epoch 2 reports every 20 samples, no step twice
+
+
+def test_a_second_process_continuing_the_same_run_is_refused(tmp_path: Path, mlflow_uri: str) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from helpers import cli
+
+    from seqtrack_mlflow.tracking import OWNER_TAG
+
+    first = run_train(small_settings(1), output_dir=tmp_path)
+    args = ["train", "--resume", first.run_id, "--epochs", "200", "--output_dir", str(tmp_path)]
+    owner = subprocess.Popen([sys.executable, "-m", "seqtrack_mlflow.cli", *args], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while OWNER_TAG not in MlflowClient().get_run(first.run_id).data.tags:
+            assert owner.poll() is None and time.time() < deadline, "the first resume did not start"
+            time.sleep(0.5)
+        second = cli(*args)
+        assert second.returncode == 2, second.stderr[-2000:]
+        (line,) = [x for x in second.stderr.splitlines() if x.startswith("error: ")]
+        assert f"run {first.run_id} is being continued by another process" in line
+        assert "Traceback" not in second.stderr
+    finally:
+        owner.kill()
+        owner.wait()

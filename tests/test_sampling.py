@@ -226,8 +226,9 @@ def test_same_seed_epoch_index_gives_identical_sample(sequence) -> None:
     a = TrainingSamples([sequence], MODEL, SamplingConfig(), 7, 8)
     b = TrainingSamples([sequence], MODEL, SamplingConfig(), 7, 8)
     b[5]  # what was computed before must not matter
-    for key, value in a[3].items():
-        assert torch.equal(value, b[3][key])
+    for key, value in a[3].items():  # tensors, plus the bad-frame bookkeeping ("" when none)
+        assert torch.equal(value, b[3][key]) if isinstance(value, torch.Tensor) else value == b[3][key]
+    assert a[3]["bad_frame"] == "" and int(a[3]["skipped"]) == 0 and not bool(a[3]["failed"])
     b.set_epoch(1)
     assert not torch.equal(a[3]["search"], b[3]["search"])
     assert not torch.equal(a[3]["search"], a[4]["search"])

@@ -4,6 +4,9 @@ The crop follows pytracking's `sample_target` (square side ceil(sqrt(w*h) * fact
 box, zero padding outside the image, resized to the output size) but does crop, pad and resize in one
 PIL affine pass, and asks the JPEG decoder for a reduced-resolution decode (DCT scaling through
 `Image.draft`) when the crop is being shrunk by 2x or more anyway. No per-pixel Python.
+
+A frame file that cannot be opened or decoded raises `lasot.FrameError`: one line naming the file,
+never PIL's traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from seqtrack_mlflow.data.lasot import DECODE_ERRORS, frame_error
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -71,7 +76,15 @@ def open_frame(path: str | Path, window: CropWindow | None = None) -> tuple[Imag
     """Open a frame, decoding a JPEG at 1/2, 1/4 or 1/8 scale when the crop shrinks it that much.
 
     Returns the decoded RGB image and the factor from full-resolution to decoded pixel coordinates.
+    A missing, truncated or non-image file raises `lasot.FrameError` naming it.
     """
+    try:
+        return _open_frame(path, window)
+    except DECODE_ERRORS as exc:
+        raise frame_error(path, exc) from None
+
+
+def _open_frame(path: str | Path, window: CropWindow | None) -> tuple[Image.Image, float]:
     img = Image.open(path)
     full_w, full_h = img.size
     scale = 1

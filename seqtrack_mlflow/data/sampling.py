@@ -24,12 +24,25 @@ official joint and per-crop transforms). Deliberate departures, each equivalent 
 - Every random number of sample `index` in epoch `epoch` comes from
   `np.random.default_rng([seed, epoch, index])`, never from global state, so a sample is the same
   whichever worker process (or rank, or worker count) computes it.
+
+Bad frames. A draw whose frames cannot be decoded (truncated, not an image, damaged data: a
+`lasot.FrameError`) is skipped and redrawn from `np.random.default_rng([seed, epoch, index, k])`,
+k = 1, 2, ...: still a pure function of (seed, epoch, index) and the files, so resume stays exact. Each
+sample carries how many draws it skipped and the last bad frame's one-line message; the trainer
+(`SkipCounter`) warns once per bad file, logs the epoch's count as the `skipped_samples` metric, and
+stops with one line naming the last bad frame when, on one process, an epoch skips more than
+`max(SKIP_LIMIT_MIN, SKIP_LIMIT_FRACTION x its share)` draws (10, or 1% of the share: 600 of 60,000),
+or one sample finds no decodable draw in `MAX_DRAWS`. One bad JPEG among LaSOT's 3.5 M frames costs a
+handful of redraws per epoch; past 1% the data is damaged broadly (an interrupted copy, a full disk)
+and training on the rest would silently bias the run.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import signal
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +52,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
+from seqtrack_mlflow.data.lasot import FrameError, LasotFormatError
 from seqtrack_mlflow.data.processing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -54,6 +68,9 @@ if TYPE_CHECKING:
     from seqtrack_mlflow.data.lasot import Sequence
 
 MAX_TRIES = 10  # draws per sample before falling back to an unjittered search crop
+MAX_DRAWS = 10  # draws per sample hitting undecodable frames before training stops
+SKIP_LIMIT_MIN = 10  # skipped draws an epoch may have on one process, at least ...
+SKIP_LIMIT_FRACTION = 0.01  # ... or this fraction of the process's share of the epoch
 GAP_STEP = 5  # official widening of the frame window when it holds no visible frame
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as cv2 RGB2GRAY
 # processing.normalize's ImageNet mean/std as one multiply-add on 0..255 values, channel-first.
@@ -63,6 +80,10 @@ _NORM_SHIFT = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)[:, None, None]
 
 class SamplingError(ValueError):
     """No training sample can be drawn from the given sequences (a data-selection mistake)."""
+
+
+class BadFramesError(LasotFormatError):
+    """Training met more undecodable frames than the documented limit: one line naming the last one."""
 
 
 @dataclass(frozen=True)
@@ -262,25 +283,112 @@ class TrainingSamples(Dataset):
             self.sampling,
         )
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def draw_rng(self, index: int, attempt: int) -> np.random.Generator:
+        """Draw `attempt` of sample `index`: 0 is `rng(index)`, k > 0 the k-th redraw after bad frames."""
+        if attempt == 0:
+            return self.rng(index)
+        return np.random.default_rng([self.seed, self.epoch, index, attempt])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        """The sample's tensors, plus `skipped` (draws discarded for bad frames), `bad_frame` (the last
+        bad frame's one-line message, or "") and `failed` (no decodable draw in MAX_DRAWS: the tensors
+        are zeros, the trainer stops). Never raises for a bad frame: a DataLoader worker would turn the
+        error into a multi-line traceback."""
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"sample index {index} out of range [0, {self.samples_per_epoch})")
-        draw = self.draw(index)
-        out = render_sample(
-            self.sequences[draw.sequence], draw, self.model_cfg, self.sampling, self.reduced_decode
-        )
-        return {k: torch.from_numpy(v) for k, v in out.items()}
+        bad: FrameError | None = None
+        for attempt in range(MAX_DRAWS):
+            draw = draw_sample(
+                self.sequences,
+                self.draw_rng(index, attempt),
+                self.model_cfg.num_templates,
+                self.model_cfg.search_size,
+                self.sampling,
+            )
+            try:
+                out = render_sample(
+                    self.sequences[draw.sequence], draw, self.model_cfg, self.sampling, self.reduced_decode
+                )
+            except FrameError as exc:
+                bad = exc
+                continue
+            return _sample(out, attempt, bad, failed=False)
+        t, s = self.model_cfg.template_size, self.model_cfg.search_size
+        zeros = {
+            "templates": np.zeros((self.model_cfg.num_templates, 3, t, t), dtype=np.float32),
+            "search": np.zeros((3, s, s), dtype=np.float32),
+            "search_box": np.zeros(4, dtype=np.float32),
+        }
+        return _sample(zeros, MAX_DRAWS, bad, failed=True)
+
+
+def _sample(
+    out: dict[str, np.ndarray], skipped: int, bad: FrameError | None, *, failed: bool
+) -> dict[str, torch.Tensor | str]:
+    return {
+        **{k: torch.from_numpy(v) for k, v in out.items()},
+        "skipped": torch.tensor(skipped, dtype=torch.int64),
+        "bad_frame": str(bad) if bad is not None else "",
+        "failed": torch.tensor(failed),
+    }
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class SkipCounter:
+    """One epoch's skipped draws on one process: warns once per bad file and stops past the limit.
+
+    `update(batch)` removes the bookkeeping keys (`skipped`, `bad_frame`, `failed`) from a collated
+    batch, leaving only the tensors the model takes.
+    """
+
+    def __init__(self, epoch: int, share: int, warn: Callable[[str], None] = _warn) -> None:
+        self.epoch = epoch
+        self.limit = max(SKIP_LIMIT_MIN, math.floor(SKIP_LIMIT_FRACTION * share))
+        self.count = 0
+        self.last = ""  # the last bad frame's message
+        self.warned: set[str] = set()
+        self.warn = warn
+
+    def update(self, batch: dict) -> None:
+        skipped = batch.pop("skipped", None)
+        bad_frames = batch.pop("bad_frame", ())
+        failed = batch.pop("failed", None)
+        if skipped is None:
+            return
+        self.count += int(skipped.sum())
+        messages = [m for m in bad_frames if m]
+        for message in messages:
+            if message not in self.warned:
+                self.warned.add(message)
+                self.warn(f"warning: skipped a training sample of epoch {self.epoch}: {message}")
+        self.last = messages[-1] if messages else self.last
+        last = self.last
+        if failed is not None and bool(failed.any()):
+            raise BadFramesError(
+                f"a training sample of epoch {self.epoch} found no decodable frames in {MAX_DRAWS} draws, "
+                f"the last {last}; find every bad frame with select_data -P verify_frames=true"
+            )
+        if self.count > self.limit:
+            raise BadFramesError(
+                f"epoch {self.epoch} skipped {self.count} training samples for undecodable frames, over "
+                f"the limit of {self.limit} (max({SKIP_LIMIT_MIN}, {SKIP_LIMIT_FRACTION:.0%} of the "
+                f"epoch)), the last {last}; find every bad frame with select_data -P verify_frames=true"
+            )
 
 
 class RankSampler(Sampler[int]):
     """Indices rank, rank + world_size, ... of the epoch, in order (each rank its own share, no padding)."""
 
-    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
+        """`start`: samples of this rank's share already done (a resumed epoch skips them)."""
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(
                 f"rank {rank} is invalid for world_size {world_size}: use 0 <= rank < {world_size}"
             )
-        self.indices = range(rank, num_samples, world_size)
+        self.indices = range(rank, num_samples, world_size)[start:]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
@@ -292,16 +400,28 @@ class RankSampler(Sampler[int]):
 def _worker_init(_worker_id: int) -> None:
     # Each worker decodes JPEGs on one core; torch intra-op threads would only oversubscribe.
     torch.set_num_threads(1)
+    # A signal to the process group is the main process's to handle (it stops at a step boundary and
+    # shuts the workers down); a worker dying on it first would end the epoch with a loader error.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def make_loader(
-    dataset: TrainingSamples, batch_size: int, workers: int, rank: int = 0, world_size: int = 1
+    dataset: TrainingSamples,
+    batch_size: int,
+    workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+    start: int = 0,
 ) -> DataLoader:
-    """Batches of this rank's share of the epoch. Ranks can differ by one sample (ceil/floor split)."""
+    """Batches of this rank's share of the epoch, from its `start`-th sample on (resume mid-epoch)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=RankSampler(len(dataset), rank, world_size),
+        sampler=RankSampler(len(dataset), rank, world_size, start),
+        # Its own generator: creating an iterator draws a base seed, which from the global RNG would
+        # shift the dropout stream of an epoch resumed part-way (samples are seeded per index anyway).
+        generator=torch.Generator().manual_seed(0),
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         drop_last=False,
@@ -311,7 +431,12 @@ def make_loader(
 
 
 __all__ = [
+    "MAX_DRAWS",
     "MAX_TRIES",
+    "SKIP_LIMIT_FRACTION",
+    "SKIP_LIMIT_MIN",
+    "BadFramesError",
+    "SkipCounter",
     "RankSampler",
     "SampleDraw",
     "SamplingError",

@@ -10,11 +10,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
+import time
 import uuid
 from pathlib import Path
 
 from ..config import ConfigError, DataConfig
-from .lasot import LASOT_CLASSES, LasotFormatError, available_classes
+from .lasot import (
+    LASOT_CLASSES,
+    LasotFormatError,
+    available_classes,
+    class_sequence_dirs,
+    read_sequence,
+    verify_frames,
+)
 
 SOURCES = ("auto", "local", "hub", "synthetic")
 COMPLETE_MARKER = ".complete"  # written inside a generated/extracted class folder before it is published
@@ -89,7 +98,29 @@ def synthetic_key(seed: int, sequences: int, frames: int, size: tuple[int, int])
 
 
 def prepare_root(cfg: DataConfig, classes: list[str], seed: int) -> Path:
-    """A LaSOT root holding `classes`: the local root, the fetched hub root, or a generated tree."""
+    """A LaSOT root holding `classes`: the local root, the fetched hub root, or a generated tree.
+    With `verify_frames`, every frame of those classes is then decoded once (`lasot.verify_frames`):
+    the first damaged one raises `lasot.FrameError`, one line naming the file."""
+    root = _prepare_root(cfg, classes, seed)
+    if cfg.verify_frames:
+        check_class_frames(root, classes)
+    return root
+
+
+def check_class_frames(root: Path, classes: list[str]) -> int:
+    """Decode every frame of the classes' sequences; returns the number of frames decoded."""
+    start = time.perf_counter()
+    sequences = [read_sequence(path) for name in classes for path in class_sequence_dirs(root, name)]
+    count = verify_frames(sequences)
+    print(
+        f"verify_frames: decoded all {count} frames of {len(sequences)} sequences "
+        f"in {time.perf_counter() - start:.1f} s",
+        file=sys.stderr,
+    )
+    return count
+
+
+def _prepare_root(cfg: DataConfig, classes: list[str], seed: int) -> Path:
     source = resolve_source(cfg)
     if source == "local":
         root = local_root(cfg)
@@ -160,6 +191,7 @@ __all__ = [
     "LasotFormatError",
     "SOURCES",
     "candidate_classes",
+    "check_class_frames",
     "default_cache_dir",
     "local_root",
     "parse_size",

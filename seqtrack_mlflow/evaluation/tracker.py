@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, replace, validate_model
+from seqtrack_mlflow.data.lasot import DECODE_ERRORS, FrameError, frame_error
 from seqtrack_mlflow.data.processing import (
     CropWindow,
     box_from_crop,
@@ -84,7 +85,13 @@ def tokens_to_image_box(tokens: torch.Tensor, window: CropWindow, bins: int) -> 
 
 
 class _Frame:
-    """One frame, decoded lazily per crop: JPEG paths at reduced scale when the crop shrinks them."""
+    """One frame, decoded lazily per crop: JPEG paths at reduced scale when the crop shrinks them.
+
+    A frame file that is missing, not an image, or fails to decode raises `_Frame.Error`: a TrackerError
+    that is also a `lasot.FrameError`, one line naming the file (never PIL's traceback)."""
+
+    class Error(TrackerError, FrameError):
+        """An unreadable frame file given to the tracker."""
 
     def __init__(self, image: ImageInput) -> None:
         self._path: Path | None = None
@@ -94,10 +101,9 @@ class _Frame:
             try:
                 with Image.open(self._path) as probe:  # header only: full-resolution size
                     self.size = probe.size
-            except (FileNotFoundError, OSError) as exc:
-                raise TrackerError(
-                    f"{self._path}: cannot read frame ({exc}): give an existing image"
-                ) from None
+            except DECODE_ERRORS as exc:
+                bad = frame_error(self._path, exc)
+                raise _Frame.Error(bad.path, bad.reason) from None
         else:
             arr = np.asarray(image)
             if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
@@ -110,7 +116,10 @@ class _Frame:
     def crop(self, window: CropWindow) -> np.ndarray:
         if self._pil is not None:
             return crop_image(self._pil, window)
-        img, scale = open_frame(self._path, window)
+        try:
+            img, scale = open_frame(self._path, window)
+        except FrameError as bad:
+            raise _Frame.Error(bad.path, bad.reason) from None
         return crop_image(img, window, scale)
 
 

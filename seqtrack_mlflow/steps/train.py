@@ -3,6 +3,7 @@ the MLflow bookkeeping (params, tags, metrics and artifacts through the trainer'
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 import torch.distributed as dist
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, TrainSettings
+from seqtrack_mlflow.config import ConfigError, DataConfig, TrainConfig, TrainSettings, validate_train
 from seqtrack_mlflow.steps.select_data import (
     Selection,
     check_same_data,
@@ -21,16 +22,40 @@ from seqtrack_mlflow.steps.select_data import (
     selection_from_run,
     used_data_settings,
 )
-from seqtrack_mlflow.tracking import RunLogger, fetch_artifact, git_commit, resolve_checkpoint, run_context
+from seqtrack_mlflow.tracking import (
+    Heartbeat,
+    RunLogger,
+    claim_run,
+    fetch_artifact,
+    git_commit,
+    last_metric_step,
+    release_run,
+    resolve_checkpoint,
+    run_context,
+)
 from seqtrack_mlflow.train import checkpoints, distributed
 from seqtrack_mlflow.train.artifacts import environment_requirements, plot_training_curves
 from seqtrack_mlflow.train.callbacks import TrainerCallbacks
 from seqtrack_mlflow.train.checkpoints import Checkpoint
+from seqtrack_mlflow.train.interrupt import Interrupted
 from seqtrack_mlflow.train.progress import Report, report_metrics
 from seqtrack_mlflow.train.trainer import Trainer, TrainOutcome
 
-# Settings a resumed run may change; everything else comes from the checkpoint.
-RESUME_OVERRIDABLE = ("epochs", "device", "workers", "log_every", "system_metrics", "amp")
+# Settings a resumed run may change (the schedule's length and shape, where and how it runs, where the
+# data lies); every other setting defines the model, the data or the optimisation and comes from the
+# checkpoint: giving another value is a conflict.
+RESUME_OVERRIDABLE = (
+    "epochs",
+    "lr_drop_epoch",
+    "lr_gamma",
+    "device",
+    "workers",
+    "log_every",
+    "system_metrics",
+    "amp",
+    "lasot_root",
+    "cache_dir",
+)
 LOG_FILE = "training_log.txt"
 
 
@@ -44,27 +69,69 @@ class TrainResult:
 
 
 class MlflowCallbacks(TrainerCallbacks):
-    """The trainer's reports, epoch summaries and checkpoints, sent to the run."""
+    """The trainer's reports, epoch summaries and checkpoints, sent to the run.
 
-    def __init__(self, logger: RunLogger, log_path: Path):
+    A run continued after a crash re-trains the part of an epoch after its last checkpoint: steps the
+    run already holds (`after_step`, `after_epoch_step`) are not logged twice."""
+
+    def __init__(self, logger: RunLogger, log_path: Path, after_step: int = -1, after_epoch_step: int = -1):
         self.logger, self.log_path = logger, log_path
+        self.after_step, self.after_epoch_step = after_step, after_epoch_step
 
     def on_report(self, report: Report) -> None:
-        self.logger.log_metrics(report_metrics(report), step=report.global_step)
+        if report.global_step > self.after_step:
+            self.logger.log_metrics(report_metrics(report), step=report.global_step)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float], step: int) -> None:
-        self.logger.log_metrics(metrics, step=step)
+        if step > self.after_epoch_step:
+            self.logger.log_metrics(metrics, step=step)
 
     def on_checkpoint(self, path: Path, epoch: int) -> None:
         self.logger.log_artifact(path, checkpoints.CHECKPOINT_DIR)
         self.logger.log_artifact(self.log_path)
 
 
-def resumed_settings(ckpt: Checkpoint, given: dict[str, Any]) -> TrainSettings:
-    """The checkpoint's settings, with the run-level ones the user gave explicitly."""
-    saved = ckpt.settings
+def resumed_settings(ckpt: Checkpoint, given: dict[str, Any], source: str) -> TrainSettings:
+    """The checkpoint's settings, with the ones a resume may change applied where the user gave them.
+
+    A given setting that defines the model, the data or the optimisation and differs from the
+    checkpoint's is refused (one line listing every difference), and so is an `epochs` that leaves
+    nothing to train."""
+    saved = ckpt.settings.params()
+    conflicts = [
+        f"{k}={v!r} (checkpoint: {saved[k]!r})"
+        for k, v in given.items()
+        if k in saved and k not in RESUME_OVERRIDABLE and not _same(v, saved[k])
+    ]
+    if conflicts:
+        raise ConfigError(
+            f"resume {source}: {'; '.join(conflicts)}: these settings come from the checkpoint, "
+            "drop them (or train a new run)"
+        )
     keep = {k: given[k] for k in RESUME_OVERRIDABLE if given.get(k) is not None}
-    return dataclasses.replace(saved, train=dataclasses.replace(saved.train, **keep))
+    train_keep = {k: v for k, v in keep.items() if k in TrainConfig.__dataclass_fields__}
+    data_keep = {k: v for k, v in keep.items() if k in DataConfig.__dataclass_fields__}
+    settings = dataclasses.replace(
+        ckpt.settings,
+        train=dataclasses.replace(ckpt.settings.train, **train_keep),
+        data=dataclasses.replace(ckpt.settings.data, **data_keep),
+    )
+    validate_train(settings.train)
+    if settings.train.epochs <= ckpt.epoch:
+        raise ConfigError(
+            f"resume {source}: nothing to train: the checkpoint is at epoch {ckpt.epoch} and epochs="
+            f"{settings.train.epochs}: pass -P epochs=N with N > {ckpt.epoch}"
+        )
+    return settings
+
+
+def _same(given: Any, saved: Any) -> bool:
+    if isinstance(saved, float) or isinstance(given, float):
+        try:
+            return float(given) == float(saved)
+        except (TypeError, ValueError):
+            return False
+    return given == saved
 
 
 def run_train(
@@ -88,10 +155,11 @@ def run_train(
         if resume:
             path, continue_run = resolve_checkpoint(resume, output_dir / "downloads" / f"rank{ctx.rank}")
             ckpt = checkpoints.load(path)
-            settings = resumed_settings(ckpt, given)
+            settings = resumed_settings(ckpt, given, resume)
         if not data_run:
             preflight(settings.data)
         env_run = os.environ.get("MLFLOW_RUN_ID")
+        token = claim_run(continue_run) if continue_run and ctx.is_main else None
         with run_context(
             "train",
             run_id=continue_run,
@@ -101,8 +169,22 @@ def run_train(
         ) as logger:
             if continue_run and env_run and env_run != continue_run:
                 RunLogger(env_run).set_tags({"seqtrack.continued_in": continue_run})
+            if logger.run_id and token is None:
+                token = claim_run(logger.run_id, settle=0.0)  # a new run: nobody else knows it yet
             run_values = {"resume": resume, "data": data_run, "output_dir": str(output_dir)}
-            return _train_in_run(settings, ckpt, run_values, given, logger, ctx, output_dir)
+            try:
+                with Heartbeat(logger.run_id) if logger.run_id else contextlib.nullcontext():
+                    return _train_in_run(settings, ckpt, run_values, given, logger, ctx, output_dir)
+            except Interrupted as exc:
+                target = logger.run_id or "<the checkpoint above>"
+                raise Interrupted(
+                    exc.signum,
+                    f"{exc}; resume with: mlflow run . -e train -P resume={target}  "
+                    f"(or seqtrack-mlflow train --resume {target})",
+                ) from None
+            finally:
+                if logger.run_id and token:
+                    release_run(logger.run_id, token)
     finally:
         distributed.teardown()
 
@@ -121,6 +203,11 @@ def _train_in_run(
         out_dir = output_dir / _broadcast_name(out_dir.name, ctx)
     selection = _select_once(settings, run_values["data"], given, out_dir, ctx)
     settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
+    if run_values["data"] and ckpt is None and given.get("seed") is None:
+        # An unset seed is the data run's (as in `main`, where one seed drives every step).
+        settings = dataclasses.replace(
+            settings, train=dataclasses.replace(settings.train, seed=int(selection.summary["seed"]))
+        )
     sequences = selection.sequences("train")
     if not sequences:
         raise ConfigError(
@@ -145,7 +232,12 @@ def _train_in_run(
         out_dir,
         ctx,
         selection.info,
-        callbacks=MlflowCallbacks(logger, log_path),
+        callbacks=MlflowCallbacks(
+            logger,
+            log_path,
+            last_metric_step(logger.run_id, "loss") if ckpt is not None and logger.run_id else -1,
+            last_metric_step(logger.run_id, "epoch_loss") if ckpt is not None and logger.run_id else -1,
+        ),
         run_id=logger.run_id or "",
     )
     if ckpt is not None:

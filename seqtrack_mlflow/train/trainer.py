@@ -9,6 +9,7 @@ loader does not shuffle, and the checkpoint carries the optimiser, scheduler and
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,13 +22,14 @@ from tqdm import tqdm
 
 from seqtrack_mlflow.config import TrainConfig, TrainSettings
 from seqtrack_mlflow.data.lasot import Sequence
-from seqtrack_mlflow.data.sampling import TrainingSamples, make_loader
+from seqtrack_mlflow.data.sampling import SkipCounter, TrainingSamples, make_loader
 from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model, logging_iou, sequence_loss
 from seqtrack_mlflow.model.tokens import box_to_tokens, teacher_forcing
 from seqtrack_mlflow.train import checkpoints, distributed
 from seqtrack_mlflow.train.callbacks import TrainerCallbacks
 from seqtrack_mlflow.train.checkpoints import Checkpoint
 from seqtrack_mlflow.train.distributed import DistContext, all_sum
+from seqtrack_mlflow.train.interrupt import Interrupted, StopRequest, stop_at_step_boundary
 from seqtrack_mlflow.train.progress import Report, due_reports, report_lines
 
 
@@ -113,8 +115,10 @@ class Trainer:
             sequences, settings.model, settings.sampling, tc.seed, tc.samples_per_epoch
         )
         self.start_epoch = 1
+        self.progress: Progress | None = None  # of the epoch in progress, when resumed mid-epoch
         self.elapsed_before = 0.0
         self.history = History()
+        self.skipped_samples = 0  # draws the last epoch skipped for undecodable frames (all processes)
         # Dropout must differ across ranks; model init above is identical on every rank.
         torch.manual_seed(tc.seed + 1000003 * ctx.rank)
         self.net: torch.nn.Module = (
@@ -127,7 +131,10 @@ class Trainer:
         self.log = LogFile(out_dir / "training_log.txt" if ctx.is_main else None)
 
     # -- state ---------------------------------------------------------------------------------
-    def checkpoint(self, epoch: int, loss: float, iou: float, elapsed: float) -> Checkpoint:
+    def checkpoint(
+        self, epoch: int, loss: float, iou: float, elapsed: float, progress: Progress | None = None
+    ):
+        """After epoch `epoch` (and, when `progress` is given, part of the next one)."""
         return Checkpoint(
             epoch=epoch,
             settings=self.settings,
@@ -141,18 +148,23 @@ class Trainer:
             mlflow_run_id=self.run_id,
             elapsed_seconds=elapsed,
             history=dataclasses.asdict(self.history),
+            progress=dataclasses.asdict(progress) if progress else {},
         )
 
     def load_state(self, ckpt: Checkpoint) -> None:
         self.model.load_state_dict(ckpt.model_state_dict)
         self.optimizer.load_state_dict(ckpt.optimizer_state_dict)
         self.scheduler.load_state_dict(ckpt.scheduler_state_dict)
+        # The schedule's shape may change on resume (the state dict restored the old one).
+        self.scheduler.step_size = self.settings.train.lr_drop_epoch
+        self.scheduler.gamma = self.settings.train.lr_gamma
         checkpoints.restore_rng_state(ckpt.rng_state)
         if self.ctx.rank:
             torch.manual_seed(self.settings.train.seed + 1000003 * self.ctx.rank + ckpt.epoch)
         self.start_epoch = ckpt.epoch + 1
         self.elapsed_before = ckpt.elapsed_seconds
         self.history = History(**ckpt.history)
+        self.progress = Progress(**ckpt.progress) if ckpt.progress else None
 
     def learning_rates(self) -> dict[str, float]:
         """The base rate (the paper's lr, on the decoder group) and the encoder's (lr x encoder_lr_mult)."""
@@ -161,50 +173,82 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainOutcome:
+        """Train to `epochs`. On SIGTERM/SIGINT: stop at the next step boundary, write
+        `checkpoints/epoch_<E>_partial.ckpt` when the epoch in progress has done any step (the
+        previous epoch's checkpoint holds everything otherwise), and raise `Interrupted`."""
         tc = self.settings.train
         start = time.perf_counter() - self.elapsed_before
         ckpt_path: Path | None = None
         loss = iou = float("nan")
-        for epoch in range(self.start_epoch, tc.epochs + 1):
-            loss, iou = self._epoch(epoch, start)
-            self.history.epoch_loss.append(loss)
-            self.history.epoch_iou.append(iou)
-            rates = self.learning_rates()
-            self.scheduler.step()
-            if self.ctx.is_main:
-                metrics = {"epoch_loss": loss, "epoch_iou": iou, **rates}
-                self.callbacks.on_epoch_end(epoch, metrics, epoch * tc.samples_per_epoch)
-                self.log.write(
-                    [f"Epoch {epoch} done : loss {loss:.4f} , IoU {iou:.4f} , lr {rates['lr']:.2e}"]
-                )
-                ckpt = self.checkpoint(epoch, loss, iou, time.perf_counter() - start)
-                ckpt_path = checkpoints.save(
-                    ckpt, self.out_dir / checkpoints.CHECKPOINT_DIR / checkpoints.checkpoint_name(epoch)
-                )
-                self.callbacks.on_checkpoint(ckpt_path, epoch)
+        with stop_at_step_boundary() as stop:
+            for epoch in range(self.start_epoch, tc.epochs + 1):
+                progress, self.progress = self.progress, None
+                result = self._epoch(epoch, start, progress, stop)
+                if isinstance(result, Progress):
+                    self._stopped(epoch, result, stop, start)
+                loss, iou = result
+                self.history.epoch_loss.append(loss)
+                self.history.epoch_iou.append(iou)
+                rates = self.learning_rates()
+                self.scheduler.step()
+                if self.ctx.is_main:
+                    metrics = {"epoch_loss": loss, "epoch_iou": iou, **rates}
+                    metrics["skipped_samples"] = self.skipped_samples  # draws skipped for bad frames
+                    self.callbacks.on_epoch_end(epoch, metrics, epoch * tc.samples_per_epoch)
+                    self.log.write(
+                        [f"Epoch {epoch} done : loss {loss:.4f} , IoU {iou:.4f} , lr {rates['lr']:.2e}"]
+                    )
+                    ckpt = self.checkpoint(epoch, loss, iou, time.perf_counter() - start)
+                    ckpt_path = checkpoints.save(
+                        ckpt, self.out_dir / checkpoints.CHECKPOINT_DIR / checkpoints.checkpoint_name(epoch)
+                    )
+                    self.callbacks.on_checkpoint(ckpt_path, epoch)
         return TrainOutcome(tc.epochs, loss, iou, ckpt_path, self.history)
 
-    def _epoch(self, epoch: int, start: float) -> tuple[float, float]:
+    def _stopped(self, epoch: int, progress: Progress, stop: StopRequest, start: float) -> None:
+        """Write the state so far (rank 0) and raise `Interrupted` with the line that says where it is."""
+        signame = signal.Signals(stop.signum or signal.SIGTERM).name
+        where = f"epoch {epoch}, sample {progress.samples} / {self.settings.train.samples_per_epoch}"
+        path = self.out_dir / checkpoints.CHECKPOINT_DIR / checkpoints.checkpoint_name(epoch - 1)
+        if progress.samples > 0 and self.ctx.is_main:
+            ckpt = self.checkpoint(
+                epoch - 1, float("nan"), float("nan"), time.perf_counter() - start, progress
+            )
+            path = checkpoints.save(ckpt, path.with_name(checkpoints.partial_name(epoch)))
+            self.callbacks.on_checkpoint(path, epoch - 1)
+        saved = f"state saved in {path}" if progress.samples > 0 or epoch > 1 else "nothing to save yet"
+        raise Interrupted(stop.signum or signal.SIGTERM, f"{signame} at {where}: {saved}")
+
+    def _epoch(
+        self, epoch: int, start: float, progress: Progress | None, stop: StopRequest
+    ) -> tuple[float, float] | Progress:
+        """Epoch `epoch` (from `progress` on, when resuming mid-epoch): (loss, IoU), or the progress
+        made when a stop was requested."""
         tc, mc, ctx = self.settings.train, self.settings.model, self.ctx
+        progress = progress or Progress()
         self.dataset.set_epoch(epoch)
-        loader = make_loader(self.dataset, tc.batch_size, tc.workers, ctx.rank, ctx.world_size)
         share = tc.samples_per_epoch // ctx.world_size  # equal on every rank (check_shares)
+        rank_done = progress.samples // ctx.world_size
+        loader = make_loader(self.dataset, tc.batch_size, tc.workers, ctx.rank, ctx.world_size, rank_done)
         self.net.train()
         epoch_start = time.perf_counter()
-        window_start, window_done = epoch_start, 0
+        window_start, window_done = epoch_start, progress.window_done
         # Running sums stay on the device: no host sync per step, only at report time.
-        window = torch.zeros(3, device=ctx.device, dtype=torch.float64)  # loss*n, iou*n, n
-        total = torch.zeros(3, device=ctx.device, dtype=torch.float64)
-        done = 0
+        window = torch.tensor(progress.window, device=ctx.device, dtype=torch.float64)  # loss*n, iou*n, n
+        total = torch.tensor(progress.total, device=ctx.device, dtype=torch.float64)
+        done = progress.samples
         bar = tqdm(
             total=tc.samples_per_epoch,
+            initial=done,
             desc=f"epoch {epoch}",
             unit="sample",
             disable=not (ctx.is_main and sys.stderr.isatty()),
             leave=False,
         )
         autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=tc.amp)
-        for step, batch in enumerate(loader, start=1):
+        skips = SkipCounter(epoch, share)  # bad frames: warn, count, stop past the limit (sampling.py)
+        for step, batch in enumerate(loader, start=rank_done // tc.batch_size + 1):
+            skips.update(batch)
             templates = batch["templates"].to(ctx.device, non_blocking=True)
             search = batch["search"].to(ctx.device, non_blocking=True)
             tokens = box_to_tokens(batch["search_box"].to(ctx.device), mc.search_size, mc.bins)
@@ -254,7 +298,30 @@ class Trainer:
                     self.history.iou.append(report.iou)
                 window.zero_()
                 window_start, window_done = now, done
+            if done < tc.samples_per_epoch and _any_rank(stop.requested, ctx):
+                bar.close()
+                return Progress(done, total.tolist(), window.tolist(), window_done)
         bar.close()
+        skipped = torch.tensor([skips.count], device=ctx.device, dtype=torch.float64)
+        self.skipped_samples = int(all_sum(skipped, ctx).item())
         total += window
         loss_sum, iou_sum, count = all_sum(total, ctx).tolist()
         return loss_sum / max(count, 1), iou_sum / max(count, 1)
+
+
+@dataclass
+class Progress:
+    """How far an interrupted epoch got: samples done (all ranks) and the running sums (loss * n,
+    IoU * n, n) of the epoch and of the report window, so a resumed epoch reports as if never stopped."""
+
+    samples: int = 0
+    total: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    window: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    window_done: int = 0
+
+
+def _any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank when one rank got the signal (they must stop at the same step)."""
+    if not ctx.distributed:
+        return flag
+    return bool(all_sum(torch.tensor([float(flag)], device=ctx.device, dtype=torch.float64), ctx).item() > 0)
