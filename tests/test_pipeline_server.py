@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST_TRAIN, download_artifact, mlflow_run
+from helpers import FAST_TRAIN, ROOT, download_artifact, mlflow_run
 
 from seqtrack_mlflow.config import step_settings
 
@@ -170,7 +171,7 @@ def test_demo_model_learns(tmp_path: Path, mlflow_uri: str) -> None:
         "system_metrics": "false",
         "output_dir": str(tmp_path / "out"),
     }
-    proc = mlflow_run("main", params)
+    proc = mlflow_run("main", params, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = MlflowClient().search_runs(
         experiment_ids=["0"], filter_string="tags.`mlflow.runName` = 'evaluate'"
@@ -178,3 +179,12 @@ def test_demo_model_learns(tmp_path: Path, mlflow_uri: str) -> None:
     (evaluation,) = runs
     metrics = evaluation.data.metrics
     assert metrics["auc"] > metrics["first_box_auc"] + 5, metrics
+    # The README's figures for this command stay true (training on another CPU may move the AUC a little;
+    # the first-box reference depends on the data alone).
+    readme = (ROOT / "README.md").read_text()
+    stated = re.search(
+        r"ends with AUC (\d+\.\d) on the synthetic test sequences, against (\d+\.\d) for", readme
+    )
+    assert stated, "the README no longer states the demo's result"
+    assert abs(metrics["auc"] - float(stated[1])) <= 2.0, (metrics["auc"], stated[0])
+    assert abs(metrics["first_box_auc"] - float(stated[2])) <= 0.05, (metrics["first_box_auc"], stated[0])
