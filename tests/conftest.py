@@ -1,8 +1,11 @@
-"""Shared fixtures. No test touches ./mlflow.db or ~/.cache: each gets its own store and cache."""
+"""Shared fixtures. No test touches ./mlflow.db, ./mlruns or ~/.cache: each runs in its own folder with its
+own store and cache, and the session checks that the working tree gained nothing."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,12 +17,53 @@ def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow.tracking import MlflowClient
 
     path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
+    # The default experiment's artifact folder is fixed, as an absolute path, when the store is created:
+    # under the current folder. Create it in the temporary folder, not in the checkout.
+    cwd = os.getcwd()
+    os.chdir(path.parent)
+    try:
+        MlflowClient(f"sqlite:///{path}").search_experiments()
+    finally:
+        os.chdir(cwd)
     return path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHES = ("__pycache__", ".pytest_cache", ".ruff_cache", ".egg-info")
+
+
+def working_tree_entries() -> set[str] | None:
+    """Untracked and ignored paths of the checkout (caches aside), or None outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    paths = {line[3:] for line in out.splitlines() if line[:2] in ("??", "!!")}
+    return {p for p in paths if not any(c in p for c in CACHES)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def working_tree_stays_clean():
+    """The suite writes nothing outside temporary folders: no ./mlruns, ./mlflow.db or ./outputs."""
+    before = working_tree_entries()
+    yield
+    after = working_tree_entries()
+    if before is not None and after is not None:
+        new = sorted(after - before)
+        assert not new, f"the tests wrote into the working tree: {new[:10]}"
 
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # MLflow puts artifacts of a SQLite store's default experiment under ./mlruns of the current folder.
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("SEQTRACK_CACHE", str(tmp_path / "cache"))
     for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "LASOT_ROOT"):

@@ -216,3 +216,22 @@ def test_synth_lasot_writes_a_readable_tree(tmp_path: Path) -> None:
     assert [s.name for s in seqs] == ["airplane-1", "airplane-2"]
     seq = read_sequence(seqs[0])
     assert seq.num_frames == 20 and seq.split == "test" and read_sequence(seqs[1]).split == "train"
+
+
+def test_a_run_id_with_no_store_here_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    """MLflow's default store is ./mlflow.db: from another folder, say where runs are looked up."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    for args in (["evaluate", "--checkpoint", "a" * 32], ["train", "--data", "b" * 32]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "seqtrack_mlflow.cli", *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+        assert "no MLflow store in this folder" in line and "MLFLOW_TRACKING_URI" in line, line
+        assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no empty mlflow.db, no outputs

@@ -60,6 +60,8 @@ def test_evaluate_a_checkpoint_file(small_checkpoint: Path, tmp_path: Path, mlfl
     assert params["classes"] == "airplane,bird" and params["update_interval"] == "450"
     assert params["seed"] == "3" and params["patch_size"] == "16"
     assert run.data.tags["seqtrack.train_run_id"] == "b" * 32
+    note = run.data.tags["mlflow.note.content"]  # the description the UI shows
+    assert note.startswith("Tracked 2 test sequences of airplane + bird (synthetic LaSOT-format data)"), note
     (dataset,) = mlflow.get_run(result.run_id).inputs.dataset_inputs
     assert {t.key: t.value for t in dataset.tags}["mlflow.data.context"] == "evaluation"
     assert {"per_sequence.csv", "success_plot.png", "precision_plot.png", "results"} <= {
@@ -113,3 +115,26 @@ def test_concurrent_evaluations_of_one_run_all_succeed(
     )
     assert len(evals) == 3 and all(r.info.status == "FINISHED" for r in evals)
     assert all(r.data.metrics["auc"] == evals[0].data.metrics["auc"] for r in evals)
+
+
+def test_synthetic_data_is_labelled_synthetic_in_lines_and_titles(
+    small_checkpoint: Path, tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture
+) -> None:
+    result = run_evaluate(
+        str(small_checkpoint), TrackerConfig(max_frames=3), device="cpu", output_dir=tmp_path
+    )
+    out = capsys.readouterr().out
+    assert "classes: airplane + bird, synthetic LaSOT-format data" in out
+    (line,) = [x for x in out.splitlines() if "AUC" in x]
+    assert line.startswith("synthetic LaSOT-format data, epoch_1.ckpt: AUC") and "LaSOT epoch" not in line
+    assert (result.out_dir / "success_plot.png").stat().st_size > 0
+
+
+def test_classes_line_says_what_the_seed_drew() -> None:
+    from seqtrack_mlflow.steps.select_data import classes_line
+
+    assert (
+        classes_line("airplane,random", ["airplane", "guitar"], 8, "synthetic")
+        == "classes: airplane + guitar (drawn with seed 8), synthetic LaSOT-format data"
+    )
+    assert classes_line("bear", ["bear"], 8, "local") == "classes: bear, LaSOT (local)"

@@ -41,3 +41,14 @@ def test_window_overshoot_is_normalised_to_log_every() -> None:
 def test_due_reports() -> None:
     assert due_reports(40, 50, 50) and due_reports(48, 56, 50)
     assert not due_reports(50, 60, 50) and not due_reports(0, 49, 50)
+
+
+def test_console_bar_keeps_reports_in_the_log_file_only(tmp_path, capsys) -> None:
+    from seqtrack_mlflow.train.trainer import LogFile
+
+    lines = ["Epoch 1 : 50 / 100", "loss : 1.0000"]
+    LogFile(tmp_path / "a.txt", "reports").write(lines)
+    assert capsys.readouterr().out == "\n".join(lines) + "\n"
+    LogFile(tmp_path / "b.txt", "bar").write(lines)
+    assert capsys.readouterr().out == ""
+    assert (tmp_path / "b.txt").read_text() == (tmp_path / "a.txt").read_text() == "\n".join(lines) + "\n"

@@ -64,7 +64,7 @@ def _plot(
     return out
 
 
-def plot_success(curves_by_name: Mapping[str, Mapping], path: str | Path) -> Path:
+def plot_success(curves_by_name: Mapping[str, Mapping], path: str | Path, dataset: str = "LaSOT") -> Path:
     """Overlap threshold vs success rate (%), legend with AUC."""
     return _plot(
         curves_by_name,
@@ -75,11 +75,11 @@ def plot_success(curves_by_name: Mapping[str, Mapping], path: str | Path) -> Pat
         score_label="AUC",
         xlabel="Overlap threshold",
         ylabel="Success rate (%)",
-        title="Success plot of OPE on LaSOT",
+        title=f"Success plot of OPE on {dataset}",
     )
 
 
-def plot_precision(curves_by_name: Mapping[str, Mapping], path: str | Path) -> Path:
+def plot_precision(curves_by_name: Mapping[str, Mapping], path: str | Path, dataset: str = "LaSOT") -> Path:
     """Location error threshold (px) vs precision (%), legend with P@20."""
     return _plot(
         curves_by_name,
@@ -90,11 +90,13 @@ def plot_precision(curves_by_name: Mapping[str, Mapping], path: str | Path) -> P
         score_label="P@20",
         xlabel="Location error threshold (pixels)",
         ylabel="Precision (%)",
-        title="Precision plot of OPE on LaSOT",
+        title=f"Precision plot of OPE on {dataset}",
     )
 
 
-def plot_norm_precision(curves_by_name: Mapping[str, Mapping], path: str | Path) -> Path:
+def plot_norm_precision(
+    curves_by_name: Mapping[str, Mapping], path: str | Path, dataset: str = "LaSOT"
+) -> Path:
     """Normalised location error threshold vs precision (%), legend with P_norm@0.2."""
     return _plot(
         curves_by_name,
@@ -105,7 +107,7 @@ def plot_norm_precision(curves_by_name: Mapping[str, Mapping], path: str | Path)
         score_label="P_norm@0.2",
         xlabel="Normalized location error threshold",
         ylabel="Normalized precision (%)",
-        title="Normalized precision plot of OPE on LaSOT",
+        title=f"Normalized precision plot of OPE on {dataset}",
     )
 
 

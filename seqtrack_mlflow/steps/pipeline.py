@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqtrack_mlflow.config import TrackerConfig, TrainSettings
+from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data, used_data_settings
 from seqtrack_mlflow.steps.train import TrainResult, run_train
 from seqtrack_mlflow.tracking import checkpoint_uri, git_commit, run_context
 from seqtrack_mlflow.train.checkpoints import checkpoint_name
+from seqtrack_mlflow.train.distributed import pick_device
 
 HEADLINE_METRICS = ("auc", "precision", "norm_precision", "fps")
 
@@ -32,6 +34,8 @@ def run_pipeline(
     settings: TrainSettings, tracker_cfg: TrackerConfig, *, output_dir: Path = Path("outputs")
 ) -> PipelineResult:
     seed = settings.train.seed
+    # Refuse what cannot run before any run starts (the train step prints the estimate itself).
+    check_run_cost(settings.model, settings.train, pick_device(settings.train.device))
     with run_context("main") as parent:
         parent.set_tags({"seqtrack.git_commit": git_commit(), "seqtrack.preset": settings.preset})
         selected = run_select_data(settings.data, seed, output_dir, nested=True)
@@ -47,6 +51,11 @@ def run_pipeline(
             }
         )
         parent.set_tags({"data.source": selection.source, "data.classes": ",".join(selection.classes)})
+        what = (
+            f"SeqTrack {settings.preset} on {' + '.join(selection.classes)} "
+            f"(seed {seed}, {selection.label}, patch {settings.model.patch_size})"
+        )
+        parent.describe(f"{what}: running")
         trained = run_train(settings, data_run=selected.run_id, output_dir=output_dir, nested=True)
         if trained.outcome.checkpoint is None:
             raise RuntimeError("training wrote no checkpoint")
@@ -65,6 +74,11 @@ def run_pipeline(
             nested=True,
         )
         parent.log_metrics({k: evaluation.metrics[k] for k in HEADLINE_METRICS})
+        m = evaluation.metrics
+        parent.describe(
+            f"{what}: AUC {m['auc']:.1f}, P {m['precision']:.1f}, P_norm {m['norm_precision']:.1f} "
+            f"on the {tracker_cfg.split} split (first-box reference AUC {m['first_box_auc']:.1f})"
+        )
         parent.set_tags(
             {
                 "seqtrack.select_data_run_id": selected.run_id or "",

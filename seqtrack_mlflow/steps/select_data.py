@@ -16,6 +16,7 @@ from typing import Any
 from seqtrack_mlflow.config import ConfigError, DataConfig
 from seqtrack_mlflow.data.lasot import Sequence
 from seqtrack_mlflow.data.selection import (
+    RANDOM,
     build_index,
     resolve_classes,
     sequences_from_index,
@@ -63,6 +64,11 @@ class Selection:
     def name(self) -> str:
         return f"lasot-{self.source}-{'-'.join(self.classes)}"
 
+    @property
+    def label(self) -> str:
+        """How lines, titles and summaries name the data: synthetic data is never called LaSOT."""
+        return "synthetic LaSOT-format data" if self.source == "synthetic" else "LaSOT"
+
 
 def preflight(data: DataConfig) -> None:
     """Refuse a bad source or a missing LaSOT root before a run starts or anything is written."""
@@ -80,10 +86,13 @@ def used_data_settings(data: DataConfig) -> DataConfig:
     )
 
 
-def select(data: DataConfig, seed: int, out_dir: Path | None) -> Selection:
-    """Pure data work (no MLflow): the selected classes, their index and (given a folder) summary files."""
+def select(data: DataConfig, seed: int, out_dir: Path | None, *, announce: bool = True) -> Selection:
+    """Pure data work (no MLflow): the selected classes, their index and (given a folder) summary files.
+    `announce`: say which classes were selected (and that a seed drew them) on the console."""
     source = resolve_source(data)
     classes = resolve_classes(data.classes, candidate_classes(data), seed)
+    if announce:
+        print(classes_line(data.classes, classes, seed, source))
     root = prepare_root(data, classes, seed)
     index = build_index(root, classes)
     summary = {**summarize(index, source, seed, classes), "root": str(root), "data": dataclasses.asdict(data)}
@@ -92,6 +101,13 @@ def select(data: DataConfig, seed: int, out_dir: Path | None) -> Selection:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = write_summary(summary, out_dir)
     return Selection(source, root, classes, index, summary, paths, data)
+
+
+def classes_line(spec: str, classes: list[str], seed: int, source: str) -> str:
+    """`classes: airplane + guitar (drawn with seed 8), synthetic data`: what a run trains or tracks on."""
+    drawn = f" (drawn with seed {seed})" if RANDOM in spec.lower() else ""
+    where = "synthetic LaSOT-format data" if source == "synthetic" else f"LaSOT ({source})"
+    return f"classes: {' + '.join(classes)}{drawn}, {where}"
 
 
 def selection_from_run(data_run: str, out_dir: Path) -> Selection:
@@ -183,4 +199,9 @@ def run_select_data(data: DataConfig, seed: int, output_dir: Path, *, nested: bo
         logger.log_params({"seed": seed, "output_dir": str(output_dir)})
         selection = select(data, seed, out_dir)
         log_selection(selection, logger, out_dir, context="training", save_index=True)
+        totals = selection.summary["totals"]
+        logger.describe(
+            f"Selected {' + '.join(selection.classes)} (seed {seed}) from {selection.label}: "
+            f"{totals['train']['sequences']} training and {totals['test']['sequences']} test sequences"
+        )
         return SelectResult(logger.run_id, dataclasses.replace(selection, run_id=logger.run_id))

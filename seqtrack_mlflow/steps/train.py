@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import torch.distributed as dist
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, TrainConfig, TrainSettings, validate_train
+from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.steps.select_data import (
     Selection,
     check_same_data,
@@ -31,11 +33,12 @@ from seqtrack_mlflow.tracking import (
     last_metric_step,
     release_run,
     resolve_checkpoint,
+    resolve_data_run,
     run_context,
 )
 from seqtrack_mlflow.train import checkpoints, distributed
 from seqtrack_mlflow.train.artifacts import environment_requirements, plot_training_curves
-from seqtrack_mlflow.train.callbacks import TrainerCallbacks
+from seqtrack_mlflow.train.callbacks import Chain, TrainerCallbacks
 from seqtrack_mlflow.train.checkpoints import Checkpoint
 from seqtrack_mlflow.train.interrupt import Interrupted
 from seqtrack_mlflow.train.progress import Report, report_metrics
@@ -53,6 +56,7 @@ RESUME_OVERRIDABLE = (
     "log_every",
     "system_metrics",
     "amp",
+    "console",
     "lasot_root",
     "cache_dir",
 )
@@ -109,6 +113,11 @@ def resumed_settings(ckpt: Checkpoint, given: dict[str, Any], source: str) -> Tr
             "drop them (or train a new run)"
         )
     keep = {k: given[k] for k in RESUME_OVERRIDABLE if given.get(k) is not None}
+    for key, var in (("cache_dir", "SEQTRACK_CACHE"), ("lasot_root", "LASOT_ROOT")):
+        # Folders are this machine's: its own variable wins over the path the checkpoint recorded on the
+        # machine that wrote it (node 0 of a multi-node run, or another computer).
+        if key not in keep and os.environ.get(var):
+            keep[key] = None  # unset: resolved from the variable, as in a fresh run
     train_keep = {k: v for k, v in keep.items() if k in TrainConfig.__dataclass_fields__}
     data_keep = {k: v for k, v in keep.items() if k in DataConfig.__dataclass_fields__}
     settings = dataclasses.replace(
@@ -142,9 +151,12 @@ def run_train(
     given: dict[str, Any] | None = None,
     output_dir: Path = Path("outputs"),
     nested: bool = False,
+    callbacks: TrainerCallbacks | None = None,
+    on_run: Callable[[RunLogger], None] | None = None,
 ) -> TrainResult:
     """`given`: the settings the user gave explicitly (resume applies those it may change; with
-    `data_run`, given data settings must agree with the data run's)."""
+    `data_run`, given data settings must agree with the data run's). `callbacks`: called after the
+    run's own (a sweep's pruning); `on_run(logger)`: once the run has started (a sweep tags it)."""
     given = given or {}
     ctx = distributed.setup(settings.train.device)
     try:
@@ -156,7 +168,14 @@ def run_train(
             path, continue_run = resolve_checkpoint(resume, output_dir / "downloads" / f"rank{ctx.rank}")
             ckpt = checkpoints.load(path)
             settings = resumed_settings(ckpt, given, resume)
-        if not data_run:
+        estimate = check_run_cost(
+            settings.model, settings.train, ctx.device, ctx.world_size, ckpt.epoch if ckpt else 0
+        )
+        if ctx.is_main:
+            print(estimate, flush=True)  # (too big for this machine: refused above, one line)
+        if data_run:
+            resolve_data_run(data_run)  # before a run starts: a missing store or run is one line
+        else:
             preflight(settings.data)
         env_run = os.environ.get("MLFLOW_RUN_ID")
         token = claim_run(continue_run) if continue_run and ctx.is_main else None
@@ -174,7 +193,11 @@ def run_train(
             run_values = {"resume": resume, "data": data_run, "output_dir": str(output_dir)}
             try:
                 with Heartbeat(logger.run_id) if logger.run_id else contextlib.nullcontext():
-                    return _train_in_run(settings, ckpt, run_values, given, logger, ctx, output_dir)
+                    if on_run is not None:
+                        on_run(logger)
+                    return _train_in_run(
+                        settings, ckpt, run_values, given, logger, ctx, output_dir, callbacks
+                    )
             except Interrupted as exc:
                 target = logger.run_id or "<the checkpoint above>"
                 raise Interrupted(
@@ -197,10 +220,12 @@ def _train_in_run(
     logger: RunLogger,
     ctx: distributed.DistContext,
     output_dir: Path,
+    extra: TrainerCallbacks | None = None,
 ) -> TrainResult:
     out_dir = output_dir / (logger.run_id or "offline")
     if ctx.distributed:
         out_dir = output_dir / _broadcast_name(out_dir.name, ctx)
+    logger.local_dir = out_dir  # holds what could not be uploaded if the tracking server goes away
     selection = _select_once(settings, run_values["data"], given, out_dir, ctx)
     settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
     if run_values["data"] and ckpt is None and given.get("seed") is None:
@@ -232,11 +257,14 @@ def _train_in_run(
         out_dir,
         ctx,
         selection.info,
-        callbacks=MlflowCallbacks(
-            logger,
-            log_path,
-            last_metric_step(logger.run_id, "loss") if ckpt is not None and logger.run_id else -1,
-            last_metric_step(logger.run_id, "epoch_loss") if ckpt is not None and logger.run_id else -1,
+        callbacks=Chain(
+            MlflowCallbacks(
+                logger,
+                log_path,
+                last_metric_step(logger.run_id, "loss") if ckpt is not None and logger.run_id else -1,
+                last_metric_step(logger.run_id, "epoch_loss") if ckpt is not None and logger.run_id else -1,
+            ),
+            *([extra] if extra is not None else []),
         ),
         run_id=logger.run_id or "",
     )
@@ -246,6 +274,12 @@ def _train_in_run(
             # Continue the run's training log instead of starting one that would replace it.
             fetch_artifact(logger.run_id, LOG_FILE, out_dir)
     outcome = trainer.fit()
+    logger.describe(
+        f"Trained SeqTrack {settings.preset} (patch {settings.model.patch_size}, "
+        f"{settings.model.num_tokens} tokens) for {settings.train.epochs} epochs of "
+        f"{settings.train.samples_per_epoch} samples on {' + '.join(selection.classes)} ({selection.label}): "
+        f"final loss {outcome.final_loss:.3f}, IoU {outcome.final_iou:.3f}"
+    )
     if ctx.is_main and logger.enabled:
         logger.log_dict(settings.to_dict(), "config.json")
         (out_dir / "requirements.txt").write_text(environment_requirements())
@@ -273,7 +307,7 @@ def _select_once(
         return selection
     if ctx.distributed and not ctx.is_main:
         dist.barrier()
-        return select(settings.data, settings.train.seed, None)
+        return select(settings.data, settings.train.seed, None, announce=False)
     selection = select(settings.data, settings.train.seed, out_dir)
     if ctx.distributed:
         dist.barrier()

@@ -21,3 +21,22 @@ class TrainerCallbacks:
 
     def on_checkpoint(self, path: Path, epoch: int) -> None:
         """After `checkpoints/epoch_N.ckpt` was written (atomically) and the training log appended."""
+
+
+class Chain(TrainerCallbacks):
+    """Several callbacks in order (the tracking run's first, then e.g. a sweep's pruning)."""
+
+    def __init__(self, *callbacks: TrainerCallbacks):
+        self.callbacks = callbacks
+
+    def on_report(self, report: Report) -> None:
+        for c in self.callbacks:
+            c.on_report(report)
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float], step: int) -> None:
+        for c in self.callbacks:
+            c.on_epoch_end(epoch, metrics, step)
+
+    def on_checkpoint(self, path: Path, epoch: int) -> None:
+        for c in self.callbacks:
+            c.on_checkpoint(path, epoch)

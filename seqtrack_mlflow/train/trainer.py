@@ -71,10 +71,11 @@ def seed_everything(seed: int) -> None:
 
 
 class LogFile:
-    """The text training log: every line goes to the console and to training_log.txt (rank 0)."""
+    """The text training log: every line goes to training_log.txt (rank 0) and, unless `console` is
+    "bar", to the console above the progress bar."""
 
-    def __init__(self, path: Path | None):
-        self.path = path
+    def __init__(self, path: Path | None, console: str = "reports"):
+        self.path, self.console = path, console
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -82,7 +83,8 @@ class LogFile:
         if self.path is None:
             return
         text = "\n".join(lines) + "\n"
-        tqdm.write(text, end="", file=sys.stdout)
+        if self.console != "bar":
+            tqdm.write(text, end="", file=sys.stdout)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(text)
 
@@ -128,7 +130,7 @@ class Trainer:
             if ctx.distributed
             else self.model
         )
-        self.log = LogFile(out_dir / "training_log.txt" if ctx.is_main else None)
+        self.log = LogFile(out_dir / "training_log.txt" if ctx.is_main else None, tc.console)
 
     # -- state ---------------------------------------------------------------------------------
     def checkpoint(
@@ -292,6 +294,7 @@ class Trainer:
                 )
                 if ctx.is_main:
                     self.log.write(report_lines(report))
+                    bar.set_postfix(loss=f"{report.loss:.3f}", iou=f"{report.iou:.3f}", refresh=False)
                     self.callbacks.on_report(report)
                     self.history.steps.append(report.global_step)
                     self.history.loss.append(report.loss)
