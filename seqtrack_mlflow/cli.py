@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -115,6 +116,8 @@ def user_facing(fn: Callable) -> Callable:
         from seqtrack_mlflow.train.interrupt import Interrupted, raise_on_signals
 
         raise_on_signals()  # SIGTERM unwinds like Ctrl-C: every open run ends KILLED
+        # MLflow's INFO lines ("Skip logging GPU metrics", ...) between the reports are noise here.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         try:
             return fn(*args, **kwargs)
         except (Interrupted, KeyboardInterrupt) as exc:
@@ -284,6 +287,33 @@ def main_cmd(**kw: Any) -> None:
     )
 
 
+@main.command("sweep")
+@step_options("sweep")
+@user_facing
+def sweep_cmd(**kw: Any) -> None:
+    """Optuna sweep: each trial a nested train + evaluate run pair under one parent run, the objective
+    the evaluation AUC, bad trials pruned on their epoch IoU. A setting given with a value other than its
+    default stays fixed (out of the default space)."""
+    from seqtrack_mlflow.config import SweepConfig
+    from seqtrack_mlflow.steps.sweep import run_sweep
+
+    given = {s.name for s in step_settings("sweep") if kw[s.name] not in (None, s.default_in("sweep"))}
+    result = run_sweep(
+        train_settings(kw),
+        tracker_config(kw),
+        SweepConfig(**given_for(SweepConfig, kw)),
+        given=given,
+        output_dir=Path(kw["output_dir"]),
+    )
+    best = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items()
+    )
+    click.echo(
+        f"sweep run {result.run_id}: best trial {result.best_number} of study {result.study_name}, "
+        f"AUC {result.best_value:.2f} ({best})"
+    )
+
+
 @main.command("mlproject")
 def mlproject_cmd() -> None:
     """Print the MLproject file generated from the settings (`seqtrack-mlflow mlproject > MLproject`)."""
@@ -298,6 +328,17 @@ def conda_env_cmd() -> None:
     from seqtrack_mlflow.project_files import conda_env_text
 
     click.echo(conda_env_text(), nl=False)
+
+
+@main.command("sync")
+@click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@user_facing
+def sync_cmd(folder: Path) -> None:
+    """Upload what a run that ended while the tracking server was away kept in FOLDER (its metrics,
+    checkpoints and other artifacts) and set the run's final status; MLFLOW_TRACKING_URI as usual."""
+    from seqtrack_mlflow.tracking import sync_run_folder
+
+    click.echo(sync_run_folder(folder))
 
 
 @main.command("synth-lasot")

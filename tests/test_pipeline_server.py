@@ -2,78 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST_TRAIN, ROOT, download_artifact, mlflow_run
+from helpers import FAST_TRAIN, ROOT, download_artifact, mlflow_run, server_fixture  # noqa: F401 - `server`
 
 from seqtrack_mlflow.config import step_settings
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    port = free_port()
-    home = tmp_path / "server"
-    home.mkdir()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{home / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(home / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        cwd=home,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(home / "server.log", "w"),  # noqa: SIM115 - lives as long as the server
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("mlflow server did not start: " + (home / "server.log").read_text()[-2000:])
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,6 +25,10 @@ def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: 
     params = {**FAST_TRAIN, "output_dir": str(tmp_path / "out"), "max_frames": "20"}
     proc = mlflow_run("main", params, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # A readable console: the classes the seed drew, and none of MLflow's noise from our process.
+    assert "classes: airplane + guitar (drawn with seed 8), synthetic LaSOT-format data" in proc.stdout
+    for noise in ("Downloading artifacts", "Skip logging GPU metrics", "Traceback"):
+        assert noise not in proc.stdout + proc.stderr, noise
 
     client = MlflowClient()
     runs = client.search_runs(experiment_ids=["0"])
@@ -121,6 +63,12 @@ def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: 
     for key, value in expected.items():
         assert parent.data.params[key] == value, key
     assert parent.data.params["selected_classes"] == "airplane,guitar"
+    # The UI's run descriptions: the parent says what it was and what it gave; each child what it did.
+    note = parent.data.tags["mlflow.note.content"]
+    for part in ("airplane + guitar", "seed 8", "tiny", "synthetic", f"AUC {parent.data.metrics['auc']:.1f}"):
+        assert part in note, (part, note)
+    for name, child in children.items():
+        assert child.data.tags.get("mlflow.note.content"), name
     for metric in ("auc", "precision", "norm_precision"):
         assert 0.0 <= parent.data.metrics[metric] <= 100.0
         assert parent.data.metrics[metric] == children["evaluate"].data.metrics[metric]

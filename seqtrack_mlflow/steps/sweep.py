@@ -1,0 +1,430 @@
+"""The sweep entry point: an Optuna study whose trials are nested train + evaluate runs of one parent run.
+
+    sweep (parent run)                      params: the fixed settings, the space; best.<setting>, ...
+     ├─ select_data (nested)                once; every trial trains and evaluates on its index
+     ├─ train    "trial-0-train"            the trial's settings; epoch_iou reported to the trial
+     ├─ evaluate "trial-0-evaluate"         the objective: its AUC
+     ├─ train    "trial-1-train"            pruned at epoch 2: KILLED, tag seqtrack.pruned=true,
+     │                                      no evaluate run
+     └─ ...
+
+Pruning: after each epoch the trainer's `on_epoch_end` reports `epoch_iou` to the trial (step = epoch);
+when Optuna's MedianPruner says so, the callback raises `TrialStopped`, which ends training at once. It
+is an `Interrupted` (a stop on purpose, not a failure), so the train run ends KILLED like a run stopped
+by a signal; the sweep then tags it `seqtrack.pruned=true`, `seqtrack.pruned_at_epoch=<epoch>` and
+`seqtrack.interrupted=pruned` (no signal came), tells Optuna the trial was PRUNED and skips its evaluate.
+
+Sharing: with `storage` (any SQLAlchemy URL Optuna accepts) every process that names the same
+`study_name` loads the same study and runs `trials` more of it; Optuna gives each trial its own number.
+
+Seeding (`SweepSampler`): trial N's parameters are drawn from (seed, N) while the study has fewer finished
+trials than TPE's startup count (10): the same seed gives the same parameters to trial N on whichever
+machine runs it, and processes sharing a study never repeat each other's draws. After that, TPE proposes
+values from the results so far; those depend on the results and, with several processes, on the order
+in which trials finish, so they are reproducible only for one process with deterministic training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import signal
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from seqtrack_mlflow.config import ConfigError, SweepConfig, TrackerConfig, TrainSettings, validate_tracker
+from seqtrack_mlflow.steps.evaluate import run_evaluate
+from seqtrack_mlflow.steps.select_data import run_select_data, used_data_settings
+from seqtrack_mlflow.steps.train import run_train
+from seqtrack_mlflow.sweep_space import Space, apply_values, resolve_space, space_json, suggest
+from seqtrack_mlflow.tracking import RunLogger, checkpoint_uri, git_commit, run_context
+from seqtrack_mlflow.train.callbacks import TrainerCallbacks
+from seqtrack_mlflow.train.checkpoints import checkpoint_name
+from seqtrack_mlflow.train.interrupt import Interrupted
+
+OBJECTIVE = "auc"
+TRIAL_METRICS = ("auc", "precision", "norm_precision")
+PRUNED_TAG = "seqtrack.pruned"
+PLOTS_DIR = "sweep"
+TPE_STARTUP_TRIALS = 10  # Optuna's default: random draws before TPE models the results
+
+
+def validate_sweep(cfg: SweepConfig) -> None:
+    checks = [
+        ("trials", cfg.trials >= 1, "1 or more trials"),
+        ("prune_startup_trials", cfg.prune_startup_trials >= 0, "0 or more trials"),
+        ("prune_warmup_epochs", cfg.prune_warmup_epochs >= 0, "0 or more epochs"),
+        ("study_name", bool(cfg.study_name.strip()), "a non-empty name"),
+    ]
+    for name, ok, want in checks:
+        if not ok:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} is invalid: use {want}")
+
+
+class SweepSampler(optuna.samplers.TPESampler):
+    """TPE whose startup draws depend on (seed, trial number, setting) only, not on the process's
+    history: see the module's "Seeding"."""
+
+    def __init__(self, seed: int, n_startup_trials: int = TPE_STARTUP_TRIALS):
+        super().__init__(seed=seed, n_startup_trials=n_startup_trials)
+        self.sweep_seed, self.startup_trials = seed, n_startup_trials
+
+    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        if len(study.get_trials(deepcopy=False, states=states)) < self.startup_trials:
+            key = f"{self.sweep_seed}:{trial.number}:{param_name}".encode()
+            draw_seed = int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
+            return optuna.samplers.RandomSampler(seed=draw_seed).sample_independent(
+                study, trial, param_name, param_distribution
+            )
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def masked_storage(url: str | None) -> str:
+    """The storage URL with its password hidden (it is logged and printed)."""
+    if not url:
+        return "in-memory"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise ConfigError(
+            f"storage={url!r} is not an SQLAlchemy URL: use e.g. sqlite:///sweep.db or "
+            "postgresql://user:password@host:5432/db"
+        ) from None
+
+
+def open_study(cfg: SweepConfig, seed: int) -> optuna.Study:
+    """Create the study, or load it from a shared storage (`load_if_exists`)."""
+    shown = masked_storage(cfg.storage)
+    pruner = optuna.pruners.MedianPruner(
+        n_startup_trials=cfg.prune_startup_trials, n_warmup_steps=cfg.prune_warmup_epochs + 1
+    )
+    try:
+        return optuna.create_study(
+            storage=cfg.storage or None,
+            study_name=cfg.study_name,
+            direction="maximize",
+            sampler=SweepSampler(seed),
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except ImportError as exc:
+        raise ConfigError(
+            f"storage={shown}: the database driver is missing ({_first_line(exc)}): install it, e.g. "
+            "pip install psycopg2-binary for postgresql://"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy/Optuna errors of a bad URL, database or study
+        raise ConfigError(
+            f"storage={shown}, study_name={cfg.study_name}: {_first_line(exc)}: check the URL, that the "
+            "database exists and answers, and that an existing study of that name maximises AUC"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+class TrialStopped(Interrupted):
+    """Raised by `PruneOnEpochIou` to end a pruned trial's training at once. An `Interrupted` (a
+    BaseException), so nothing in the training step takes it for an error: the run ends KILLED."""
+
+
+class PruneOnEpochIou(TrainerCallbacks):
+    """Reports each epoch's training IoU to the trial and stops training when the pruner says so."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+        self.pruned_at: int | None = None
+        self.pruned_iou = float("nan")
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float], step: int) -> None:
+        iou = float(metrics["epoch_iou"])
+        self.trial.report(iou, epoch)
+        if self.trial.should_prune():
+            self.pruned_at, self.pruned_iou = epoch, iou
+            raise TrialStopped(
+                signal.SIGTERM,
+                f"trial {self.trial.number} pruned after epoch {epoch}: epoch IoU {iou:.3f} below the median",
+            )
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    number: int
+    state: str  # COMPLETE, PRUNED or FAIL
+    params: dict[str, Any]
+    value: float | None
+    train_run_id: str | None
+    evaluate_run_id: str | None
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    run_id: str | None
+    study_name: str
+    trials: list[TrialResult]  # the ones this process ran
+    best_number: int | None
+    best_params: dict[str, Any]
+    best_value: float | None
+
+
+def run_sweep(
+    settings: TrainSettings,
+    tracker_cfg: TrackerConfig,
+    sweep_cfg: SweepConfig,
+    *,
+    given: set[str] = frozenset(),
+    output_dir: Path = Path("outputs"),
+) -> SweepResult:
+    """`given`: the names of the settings given explicitly; they stay fixed (out of the default space)."""
+    validate_sweep(sweep_cfg)
+    validate_tracker(tracker_cfg)
+    space = resolve_space(sweep_cfg.space, settings, tracker_cfg, set(given))
+    study = open_study(sweep_cfg, settings.train.seed)
+    seed = settings.train.seed
+    with run_context("sweep") as parent:
+        parent.set_tags(
+            {
+                "seqtrack.git_commit": git_commit(),
+                "seqtrack.preset": settings.preset,
+                "optuna.study_name": sweep_cfg.study_name,
+                "optuna.storage": masked_storage(sweep_cfg.storage),
+            }
+        )
+        selected = run_select_data(settings.data, seed, output_dir, nested=True)
+        selection = selected.selection
+        settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
+        fixed = {
+            k: v
+            for k, v in {**settings.params(), **dataclasses.asdict(tracker_cfg)}.items()
+            if k not in space
+        }
+        parent.log_params(
+            {
+                **fixed,
+                **dataclasses.asdict(sweep_cfg),
+                "storage": masked_storage(sweep_cfg.storage),
+                "space": json.dumps(space_json(space), sort_keys=True),
+                "output_dir": str(output_dir),
+                "selected_classes": ",".join(selection.classes),
+                "data_source": selection.source,
+            }
+        )
+        parent.log_dict(space_json(space), f"{PLOTS_DIR}/space.json")
+        what = (
+            f"Sweep of SeqTrack {settings.preset} on {' + '.join(selection.classes)} (study "
+            f"{sweep_cfg.study_name}, seed {seed}) over {', '.join(space)}"
+        )
+        parent.describe(f"{what}: running")
+        context = _Context(parent, study, space, settings, tracker_cfg, selected.run_id, output_dir)
+        results = [_run_trial(context) for _ in range(sweep_cfg.trials)]
+        return _summarise(context, results, what, output_dir / (parent.run_id or "offline"))
+
+
+@dataclass
+class _Context:
+    parent: RunLogger
+    study: optuna.Study
+    space: Space
+    settings: TrainSettings
+    tracker: TrackerConfig
+    data_run: str | None
+    output_dir: Path
+
+
+def _run_trial(c: _Context) -> TrialResult:
+    trial = c.study.ask()
+    n = trial.number
+    values = suggest(trial, c.space)
+    trial.set_user_attr("mlflow_parent_run_id", c.parent.run_id or "")
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
+    print(f"sweep: trial {n}: {shown}", flush=True)
+    tags = {
+        "seqtrack.sweep_run_id": c.parent.run_id or "",
+        "seqtrack.trial": n,
+        "optuna.study_name": c.study.study_name,
+    }
+    runs: dict[str, str | None] = {"train": None, "evaluate": None}
+
+    def on_train_run(logger: RunLogger) -> None:
+        runs["train"] = logger.run_id
+        trial.set_user_attr("train_run_id", logger.run_id or "")
+        logger.set_tags({**tags, "mlflow.runName": f"trial-{n}-train"})
+        logger.log_params(values)  # the trial's values the train run does not log itself (tracker ones)
+
+    pruning = PruneOnEpochIou(trial)
+    try:
+        settings, tracker = apply_values(values, c.settings, c.tracker)
+        trained = run_train(
+            settings,
+            data_run=c.data_run,
+            output_dir=c.output_dir,
+            nested=True,
+            callbacks=pruning,
+            on_run=on_train_run,
+        )
+        if trained.outcome.checkpoint is None:
+            raise RuntimeError("training wrote no checkpoint")
+        checkpoint = (
+            checkpoint_uri(trained.run_id, checkpoint_name(trained.outcome.epochs_done))
+            if trained.run_id
+            else str(trained.outcome.checkpoint)
+        )
+        evaluation = run_evaluate(
+            checkpoint,
+            tracker,
+            data_run=c.data_run,
+            device=settings.train.device,
+            output_dir=c.output_dir,
+            nested=True,
+        )
+    except Interrupted:
+        if pruning.pruned_at is None:  # a real signal: the trial did not finish, and neither does the sweep
+            c.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        return _pruned(c, trial, values, runs["train"], pruning)
+    except Exception as exc:  # noqa: BLE001 - one trial's failure (a setting that does not fit...) is the trial's
+        c.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        trial_failed = f"sweep: trial {n} failed: {_first_line(exc)}"
+        print(trial_failed, flush=True)
+        if runs["train"]:
+            RunLogger(runs["train"]).set_tags({"seqtrack.trial_error": _first_line(exc)[:5000]})
+        return TrialResult(n, "FAIL", values, None, runs["train"], None)
+    except BaseException:
+        c.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    metrics = evaluation.metrics
+    evaluated = RunLogger(evaluation.run_id) if evaluation.run_id else RunLogger(None)
+    evaluated.set_tags({**tags, "mlflow.runName": f"trial-{n}-evaluate"})
+    evaluated.log_params(values)  # one row per trial in the UI: the trial's values beside its AUC
+    for key in TRIAL_METRICS:
+        trial.set_user_attr(key, float(metrics[key]))
+    trial.set_user_attr("evaluate_run_id", evaluation.run_id or "")
+    value = float(metrics[OBJECTIVE])
+    c.study.tell(trial, value)
+    c.parent.log_metrics({"trial_auc": value}, step=n)
+    print(f"sweep: trial {n}: AUC {value:.2f}", flush=True)
+    return TrialResult(n, "COMPLETE", values, value, runs["train"], evaluation.run_id)
+
+
+def _pruned(
+    c: _Context, trial: optuna.Trial, values: dict[str, Any], train_run: str | None, pruning: PruneOnEpochIou
+) -> TrialResult:
+    c.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    epoch, iou = pruning.pruned_at, pruning.pruned_iou
+    if train_run:
+        logger = RunLogger(train_run)
+        # run_context tagged the (KILLED) run with the signal of an `Interrupted`: no signal came.
+        logger.set_tags(
+            {PRUNED_TAG: "true", "seqtrack.pruned_at_epoch": epoch, "seqtrack.interrupted": "pruned"}
+        )
+        logger.describe(
+            f"Trial {trial.number} of sweep study {c.study.study_name}: pruned after epoch {epoch} (epoch "
+            f"IoU {iou:.3f} below the median of the finished trials at that epoch); not evaluated"
+        )
+    print(f"sweep: trial {trial.number}: pruned after epoch {epoch} (epoch IoU {iou:.3f})", flush=True)
+    return TrialResult(trial.number, "PRUNED", values, None, train_run, None)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _summarise(c: _Context, results: list[TrialResult], what: str, out_dir: Path) -> SweepResult:
+    """Log the study's best trial (across every process of a shared study), the counts and the plots."""
+    study, parent = c.study, c.parent
+    trials = study.get_trials(deepcopy=False)
+    states = optuna.trial.TrialState
+    counts = {
+        f"trials_{name}": sum(t.state == state for t in trials)
+        for name, state in (("complete", states.COMPLETE), ("pruned", states.PRUNED), ("failed", states.FAIL))
+    }
+    parent.log_metrics({**counts, "trials_this_run": len(results)})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in _plots(study, out_dir):
+        parent.log_artifact(path, PLOTS_DIR)
+    table = out_dir / "trials.csv"
+    study.trials_dataframe().to_csv(table, index=False)
+    parent.log_artifact(table, PLOTS_DIR)
+    complete = [t for t in trials if t.state == states.COMPLETE]
+    if not complete:
+        parent.describe(f"{what}: no trial completed ({counts})")
+        raise RuntimeError(
+            f"no trial of study {study.study_name} completed ({counts['trials_pruned']} pruned, "
+            f"{counts['trials_failed']} failed): see the trials' runs under sweep run {parent.run_id}"
+        )
+    best = study.best_trial
+    parent.log_params({"best.trial": best.number, **{f"best.{k}": v for k, v in best.params.items()}})
+    parent.log_metrics(
+        {f"best_{k}": float(best.user_attrs[k]) for k in TRIAL_METRICS if k in best.user_attrs}
+        | {"best_trial": best.number}
+    )
+    parent.set_tags(
+        {
+            "seqtrack.best_trial": best.number,
+            "seqtrack.best_train_run_id": best.user_attrs.get("train_run_id", ""),
+            "seqtrack.best_evaluate_run_id": best.user_attrs.get("evaluate_run_id", ""),
+        }
+    )
+    shown = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
+    parent.describe(
+        f"{what}: best trial {best.number}, AUC {best.value:.1f} ({shown}); {counts['trials_complete']} "
+        f"complete, {counts['trials_pruned']} pruned, {counts['trials_failed']} failed"
+    )
+    return SweepResult(parent.run_id, study.study_name, results, best.number, dict(best.params), best.value)
+
+
+def _plots(study: optuna.Study, out_dir: Path) -> list[Path]:
+    """Optuna's optimisation history, parameter importances (2+ complete trials) and per-epoch IoUs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    plots = {
+        "optimization_history.png": ovm.plot_optimization_history,
+        "intermediate_values.png": ovm.plot_intermediate_values,
+    }
+    if len(complete) >= 2:
+        plots["param_importances.png"] = ovm.plot_param_importances
+    else:
+        print(f"sweep: no parameter importances: {len(complete)} complete trial(s), they need 2 or more")
+    paths = []
+    for name, plot in plots.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for its matplotlib plots
+            try:
+                ax = plot(study)
+            except (ValueError, RuntimeError) as exc:  # e.g. importances of a single distinct value
+                print(f"sweep: no {name}: {_first_line(exc)}")
+                continue
+        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+        fig.tight_layout()
+        path = out_dir / name
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+__all__ = [
+    "PruneOnEpochIou",
+    "SweepResult",
+    "SweepSampler",
+    "TrialResult",
+    "TrialStopped",
+    "masked_storage",
+    "open_study",
+    "run_sweep",
+]

@@ -1,0 +1,269 @@
+"""The sweep's search space: the default one, reading and checking a user's, and drawing a trial's values.
+
+A space maps setting names to dimensions, in JSON:
+
+    {"lr": {"low": 1e-5, "high": 1e-3, "log": true},      a float range (log: log-uniform)
+     "epochs": {"low": 2, "high": 6, "step": 2},           an int range (both bounds ints)
+     "batch_size": {"choices": [8, 16, 32]},               a categorical
+     "patch_size": [8, 16]}                                 a categorical, short form
+
+A setting the sweep may vary is a model or training setting the preset decides, or a tracker setting;
+the data, the seed and where things are written stay fixed across the trials of a study. Pure functions
+(no MLflow, no Optuna study): `suggest` takes any object with Optuna's `suggest_*` methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqtrack_mlflow.config import (
+    ConfigError,
+    ModelConfig,
+    TrackerConfig,
+    TrainConfig,
+    TrainSettings,
+    declared_settings,
+    validate_model,
+    validate_tracker,
+    validate_train,
+)
+
+# Settings that stay fixed within a study: they define where a trial runs or how it reports, not the model.
+NOT_SWEPT = ("device", "workers", "log_every", "system_metrics", "console", "amp", "pretrained", "max_frames")
+
+
+def sweepable() -> dict[str, type]:
+    """The settings a space may name, with their types."""
+    out: dict[str, type] = {}
+    for s in declared_settings():
+        if s.name in NOT_SWEPT or s.type not in (int, float):
+            continue
+        if (s.preset and "sweep" in s.steps) or (s.owner is TrackerConfig and "sweep" in s.steps):
+            out[s.name] = s.type
+    return out
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One swept setting: a range (`low`..`high`, `log`, `step`) or `choices`."""
+
+    name: str
+    kind: str  # "float", "int" or "categorical"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    def to_json(self) -> Any:
+        if self.kind == "categorical":
+            return {"choices": list(self.choices)}
+        spec: dict[str, Any] = {"low": self.low, "high": self.high}
+        if self.log:
+            spec["log"] = True
+        if self.step is not None:
+            spec["step"] = self.step
+        return spec
+
+
+Space = dict[str, Dimension]
+
+
+def divisor_patches(sizes: tuple[int, ...], lo: int = 8, hi: int = 32, min_grid: int = 2) -> list[int]:
+    """Patch sizes in [lo, hi] that divide every crop size and leave at least a min_grid x min_grid grid."""
+    return [p for p in range(lo, hi + 1) if all(s % p == 0 and s // p >= min_grid for s in sizes)]
+
+
+def default_space(settings: TrainSettings, tracker: TrackerConfig, fixed: set[str] = frozenset()) -> Space:
+    """The documented default space around the preset's values (README, "Sweeps"):
+
+    - lr: log-uniform over [lr / 10, lr * 10];
+    - batch_size: one of lr's batch size / 2, x 1, x 2;
+    - patch_size: the divisors of both crop sizes between 8 and 32 leaving at least a 2 x 2 grid, when
+      there are two or more and the encoder trains from scratch (a pretrained encoder keeps its patch);
+    - update_threshold: uniform over [0.3, 0.9].
+
+    Settings in `fixed` (given explicitly, as with `-P lr=...`) keep their value and are not swept."""
+    model, train = settings.model, settings.train
+    space: Space = {
+        "lr": Dimension("lr", "float", train.lr / 10, train.lr * 10, log=True),
+        "batch_size": Dimension(
+            "batch_size",
+            "categorical",
+            choices=tuple(sorted({max(1, train.batch_size // 2), train.batch_size, train.batch_size * 2})),
+        ),
+        "update_threshold": Dimension("update_threshold", "float", 0.3, 0.9),
+    }
+    patches = divisor_patches((model.template_size, model.search_size))
+    if model.pretrained == "none" and len(patches) >= 2:
+        space["patch_size"] = Dimension("patch_size", "categorical", choices=tuple(patches))
+    order = ("lr", "batch_size", "patch_size", "update_threshold")
+    return {k: space[k] for k in order if k in space and k not in fixed}
+
+
+def read_space(text: str) -> dict[str, Any]:
+    """`space` as given: a JSON file's path or JSON text -> the JSON object."""
+    text = text.strip()
+    source = "the space"
+    if not text.startswith(("{", "[")):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"space={text!r} is neither JSON text nor an existing file: pass a JSON object or the "
+                "path of a .json file"
+            )
+        source, text = f"space file {path}", path.read_text()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
+            'write e.g. {"lr": {"low": 1e-5, "high": 1e-3, "log": true}}'
+        ) from None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{source} must be a non-empty JSON object: {{setting: dimension, ...}}")
+    return raw
+
+
+def parse_space(
+    raw: dict[str, Any], settings: TrainSettings, tracker: TrackerConfig, fixed: set[str]
+) -> Space:
+    """Check a user's space, one line per mistake: known sweepable names, well-formed dimensions, values
+    the settings validation accepts (patch sizes that divide the crops, positive rates...)."""
+    names = sweepable()
+    space: Space = {}
+    for name, spec in raw.items():
+        if name not in names:
+            close = ", ".join(sorted(names))
+            raise ConfigError(f"space: {name!r} is not a setting a sweep may vary: use some of {close}")
+        if name in fixed:
+            raise ConfigError(f"space: {name} is both given (-P {name}=...) and swept: drop one of the two")
+        space[name] = _dimension(name, spec, names[name])
+    for dim in space.values():
+        for value in _corners(dim):
+            check_values({dim.name: value}, settings, tracker)
+    return space
+
+
+def _dimension(name: str, spec: Any, kind: type) -> Dimension:
+    form = '{"low": L, "high": H} (optional "log": true, "step": S) or {"choices": [...]} or [...]'
+    if isinstance(spec, list):
+        spec = {"choices": spec}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"space: {name} must be {form}, got {json.dumps(spec)}")
+    unknown = set(spec) - {"low", "high", "log", "step", "choices"}
+    if unknown:
+        raise ConfigError(f"space: {name} has unknown keys {sorted(unknown)}: use {form}")
+    if "choices" in spec:
+        choices = spec["choices"]
+        if set(spec) != {"choices"} or not isinstance(choices, list) or not choices:
+            raise ConfigError(f"space: {name} needs a non-empty list of choices and nothing else: {form}")
+        if not all(_number_of(kind, c) for c in choices):
+            raise ConfigError(f"space: {name} choices must be {kind.__name__}s, got {json.dumps(choices)}")
+        return Dimension(name, "categorical", choices=tuple(kind(c) for c in choices))
+    if "low" not in spec or "high" not in spec:
+        raise ConfigError(f"space: {name} needs both low and high: {form}")
+    low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
+    if not (_number_of(kind, low) and _number_of(kind, high)) or (
+        step is not None and not _number_of(kind, step)
+    ):
+        raise ConfigError(
+            f"space: {name} is a{'n' if kind is int else ''} {kind.__name__} setting: low, high "
+            f"and step must be {kind.__name__}s"
+        )
+    if not isinstance(log, bool):
+        raise ConfigError(f"space: {name} log must be true or false")
+    if not low < high:
+        raise ConfigError(f"space: {name} needs low < high, got low={low} high={high}")
+    if log and (low <= 0 or step is not None):
+        raise ConfigError(f"space: {name} is log-uniform: it needs low > 0 and no step")
+    if step is not None and step <= 0:
+        raise ConfigError(f"space: {name} step must be positive, got {step}")
+    return Dimension(name, kind.__name__, kind(low), kind(high), log, None if step is None else kind(step))
+
+
+def _number_of(kind: type, value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if kind is int:
+        return isinstance(value, int)
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _corners(dim: Dimension) -> tuple[Any, ...]:
+    return dim.choices if dim.kind == "categorical" else (dim.low, dim.high)
+
+
+def check_values(values: dict[str, Any], settings: TrainSettings, tracker: TrackerConfig) -> None:
+    """Raise ConfigError (naming the setting) if these values would make invalid settings."""
+    try:
+        apply_values(values, settings, tracker)
+    except ConfigError as exc:
+        raise ConfigError(f"space: {exc}") from None
+
+
+def resolve_space(
+    given: str | None, settings: TrainSettings, tracker: TrackerConfig, fixed: set[str]
+) -> Space:
+    """The user's space (`-P space=`), else the default one for these settings."""
+    if given:
+        return parse_space(read_space(given), settings, tracker, fixed)
+    space = default_space(settings, tracker, fixed)
+    if not space:
+        raise ConfigError("the default space is empty (every setting in it was given): pass -P space=...")
+    return space
+
+
+def space_json(space: Space) -> dict[str, Any]:
+    return {name: dim.to_json() for name, dim in space.items()}
+
+
+def suggest(trial: Any, space: Space) -> dict[str, Any]:
+    """Draw one value per dimension with an Optuna trial (suggest_float/int/categorical)."""
+    values: dict[str, Any] = {}
+    for name, dim in space.items():
+        if dim.kind == "categorical":
+            values[name] = trial.suggest_categorical(name, list(dim.choices))
+        elif dim.kind == "int":
+            values[name] = trial.suggest_int(
+                name, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log
+            )
+        else:
+            values[name] = trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
+    return values
+
+
+def apply_values(
+    values: dict[str, Any], settings: TrainSettings, tracker: TrackerConfig
+) -> tuple[TrainSettings, TrackerConfig]:
+    """A trial's settings: `values` applied to the sweep's base settings, validated."""
+    parts = {}
+    for cls in (ModelConfig, TrainConfig, TrackerConfig):
+        parts[cls] = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+    model = dataclasses.replace(settings.model, **parts[ModelConfig])
+    train = dataclasses.replace(settings.train, **parts[TrainConfig])
+    tracker = dataclasses.replace(tracker, **parts[TrackerConfig])
+    validate_model(model)
+    validate_train(train)
+    validate_tracker(tracker)
+    return dataclasses.replace(settings, model=model, train=train), tracker
+
+
+__all__ = [
+    "Dimension",
+    "Space",
+    "apply_values",
+    "default_space",
+    "divisor_patches",
+    "parse_space",
+    "read_space",
+    "resolve_space",
+    "space_json",
+    "suggest",
+    "sweepable",
+]
