@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-STEPS = ("main", "select_data", "train", "evaluate")
-PRESET_STEPS = ("main", "train")  # the steps that take a preset
-_TRAINING = ("main", "train")
-_DATA = ("main", "select_data", "train", "evaluate")
-_EVAL = ("main", "evaluate")
+STEPS = ("main", "select_data", "train", "evaluate", "sweep")
+PRESET_STEPS = ("main", "train", "sweep")  # the steps that take a preset
+_TRAINING = ("main", "train", "sweep")
+_DATA = ("main", "select_data", "train", "evaluate", "sweep")
+_EVAL = ("main", "evaluate", "sweep")
 
 
 class ConfigError(ValueError):
@@ -58,6 +58,11 @@ def setting(
             "required": required,
         },
     )
+
+
+def data_setting(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002
+    """A data setting: taken by every entry point; unset in train/evaluate = the earlier run's value."""
+    return setting(default, help, steps=_DATA, inherit=("train", "evaluate"), **kwargs)
 
 
 @dataclass(frozen=True)
@@ -130,49 +135,30 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where LaSOT comes from and which classes are used."""
+    """Where LaSOT comes from and which classes are used. Every entry point takes these; in `train` and
+    `evaluate` an unset one is the value of the run they build on (`data_setting`)."""
 
-    source: str = setting(
+    source: str = data_setting(
         "auto",
         "LaSOT source: auto = local when a root is given, else the Hugging Face hub",
-        steps=_DATA,
-        inherit=("train", "evaluate"),
         choices=("auto", "local", "hub", "synthetic"),
     )
-    lasot_root: str | None = setting(
-        None,
-        "LaSOT root folder for source=local",
-        steps=_DATA,
-        inherit=("train", "evaluate"),
-        unset="$LASOT_ROOT",
-    )
-    classes: str = setting(
+    lasot_root: str | None = data_setting(None, "LaSOT root folder for source=local", unset="$LASOT_ROOT")
+    classes: str = data_setting(
         "airplane,random",
         "comma-separated classes; 'random' = one class drawn with the seed; 'all' = every class",
-        steps=_DATA,
-        inherit=("train", "evaluate"),
     )
-    cache_dir: str | None = setting(
-        None,
-        "where hub downloads and synthetic data go",
-        steps=_DATA,
-        inherit=("train", "evaluate"),
-        unset="$SEQTRACK_CACHE or ~/.cache/seqtrack-mlflow",
+    cache_dir: str | None = data_setting(
+        None, "where hub downloads and synthetic data go", unset="$SEQTRACK_CACHE or ~/.cache/seqtrack-mlflow"
     )
-    synthetic_sequences: int = setting(
-        4, "sequences per class for source=synthetic", steps=_DATA, inherit=("train", "evaluate")
-    )
-    synthetic_frames: int = setting(
-        60, "frames per sequence for source=synthetic", steps=_DATA, inherit=("train", "evaluate")
-    )
-    synthetic_size: str = setting(
-        "320x240", "frame size WxH for source=synthetic", steps=_DATA, inherit=("train", "evaluate")
-    )
+    synthetic_sequences: int = data_setting(4, "sequences per class for source=synthetic")
+    synthetic_frames: int = data_setting(60, "frames per sequence for source=synthetic")
+    synthetic_size: str = data_setting("320x240", "frame size WxH for source=synthetic")
     verify_frames: bool = setting(
         False,
         "decode every frame of the selected classes in select_data to find damaged JPEGs "
         "(about 3 s per 1000 1280x720 frames per core; all of LaSOT's 3.5 M frames: about 3 core-hours)",
-        steps=("main", "select_data", "train"),
+        steps=("main", "select_data", "train", "sweep"),
         inherit=("train",),
     )
 
@@ -183,8 +169,8 @@ class TrainConfig:
 
     seed: int = setting(
         0,
-        "seeds the class draw, sampling, init and dropout",
-        steps=("main", "select_data", "train"),
+        "seeds the class draw, sampling, init and dropout (sweep: and the trials' parameters)",
+        steps=("main", "select_data", "train", "sweep"),
         inherit=("train",),
     )
     epochs: int = setting(500, "epochs", steps=_TRAINING, preset=True)
@@ -203,6 +189,13 @@ class TrainConfig:
     system_metrics: bool = setting(
         True, "log MLflow system metrics (CPU, memory, GPU)", steps=_TRAINING, preset=True
     )
+    console: str = setting(
+        "reports",
+        "console output: reports = the 6-line report every log_every samples (and a progress bar on a "
+        "terminal); bar = only the progress bar (training_log.txt always has the reports)",
+        steps=_TRAINING,
+        choices=("reports", "bar"),
+    )
 
 
 @dataclass(frozen=True)
@@ -216,6 +209,18 @@ class TrackerConfig:
     update_threshold: float = setting(0.6, "template update confidence threshold", steps=_EVAL)
     max_frames: int | None = setting(None, "frames tracked per sequence", steps=_EVAL, unset="all")
     split: str = setting("test", "which sequences to track", steps=_EVAL, choices=("test", "train", "all"))
+    eval_batch: int = setting(
+        1,
+        "sequences tracked at once in lockstep (one batched encode + decode per frame); same boxes as 1",
+        steps=("main", "evaluate"),
+    )
+    eval_precision: str = setting(
+        "fp32",
+        "encoder precision when tracking: int8 = dynamic int8 linear layers (CPU), bf16 = bfloat16 "
+        "(CPU with AVX512-BF16/AMX, or GPU); changes the numbers slightly",
+        steps=("main", "evaluate"),
+        choices=("fp32", "int8", "bf16"),
+    )
 
 
 @dataclass(frozen=True)
@@ -250,6 +255,35 @@ class RunConfig:
     )
 
 
+@dataclass(frozen=True)
+class SweepConfig:
+    """The `sweep` entry point's own settings: an Optuna study of train + evaluate trials."""
+
+    trials: int = setting(
+        8, "trials this process runs (with a shared storage: added to the study's)", steps=("sweep",)
+    )
+    storage: str | None = setting(
+        None,
+        "Optuna storage (an SQLAlchemy URL: sqlite:///sweep.db, postgresql://user:pw@host/db) shared by "
+        "every process that runs trials of the study",
+        steps=("sweep",),
+        unset="an in-memory study of this process only",
+    )
+    study_name: str = setting("seqtrack-sweep", "the Optuna study (loaded if it exists)", steps=("sweep",))
+    space: str | None = setting(
+        None,
+        "the search space: a JSON file or JSON text, {setting: {low, high, log} | {choices} | [choices]}",
+        steps=("sweep",),
+        unset="the default space for the preset (README, Sweeps)",
+    )
+    prune_startup_trials: int = setting(
+        5, "trials that must finish before the median rule prunes others", steps=("sweep",)
+    )
+    prune_warmup_epochs: int = setting(
+        1, "epochs every trial trains before it may be pruned", steps=("sweep",)
+    )
+
+
 SETTINGS_CLASSES: tuple[type, ...] = (
     RunConfig,
     TrainConfig,
@@ -257,6 +291,7 @@ SETTINGS_CLASSES: tuple[type, ...] = (
     SamplingConfig,
     DataConfig,
     TrackerConfig,
+    SweepConfig,
 )
 
 
@@ -498,6 +533,8 @@ def validate_tracker(cfg: TrackerConfig) -> None:
         ("max_frames", cfg.max_frames is None or cfg.max_frames >= 1, "1 or more (unset = all frames)"),
         ("eval_search_factor", cfg.eval_search_factor > 0, "a positive factor"),
         ("eval_template_factor", cfg.eval_template_factor > 0, "a positive factor"),
+        ("eval_batch", cfg.eval_batch >= 1, "1 or more sequences"),
+        ("eval_precision", cfg.eval_precision in ("fp32", "int8", "bf16"), "fp32, int8 or bf16"),
     ]
     for name, ok, want in checks:
         if not ok:
@@ -523,6 +560,7 @@ __all__ = [
     "RunConfig",
     "SamplingConfig",
     "Setting",
+    "SweepConfig",
     "TrackerConfig",
     "TrainConfig",
     "TrainSettings",

@@ -67,10 +67,7 @@ def test_two_nodes_train_checkpoint_and_resume(tmp_path: Path, mlflow_uri: str) 
     start = time.monotonic()
     second = torchrun_nodes(
         free_port(),
-        [
-            ([*resume, "--output_dir", str(o)], e)
-            for o, e in zip(outs, envs, strict=True)
-        ],
+        [([*resume, "--output_dir", str(o)], e) for o, e in zip(outs, envs, strict=True)],
         tmp_path,
     )
     print(f"resume on 2 nodes: {time.monotonic() - start:.0f}s")

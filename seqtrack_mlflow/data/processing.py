@@ -5,6 +5,11 @@ box, zero padding outside the image, resized to the output size) but does crop, 
 PIL affine pass, and asks the JPEG decoder for a reduced-resolution decode (DCT scaling through
 `Image.draft`) when the crop is being shrunk by 2x or more anyway. No per-pixel Python.
 
+With `SEQTRACK_JPEG_DECODER=simplejpeg` (`data/jpeg.py`; PIL is the default), `load_crop` decodes JPEG
+frames with simplejpeg (the same libjpeg-turbo pixels at the same DCT scale) and cuts the crop with
+`crop_array`, a separable numpy version of the PIL pass that reads only the rows and columns the crop
+samples; the two paths give the same crop within +-1 level of rounding.
+
 A frame file that cannot be opened or decoded raises `lasot.FrameError`: one line naming the file,
 never PIL's traceback.
 """
@@ -18,10 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from seqtrack_mlflow.data import jpeg
 from seqtrack_mlflow.data.lasot import DECODE_ERRORS, frame_error
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_TRUNC_EPS = np.float32(1e-3)
 
 
 @dataclass(frozen=True)
@@ -84,14 +91,22 @@ def open_frame(path: str | Path, window: CropWindow | None = None) -> tuple[Imag
         raise frame_error(path, exc) from None
 
 
+def reduction(window: CropWindow | None) -> int:
+    """The JPEG DCT scale divisor for a crop: 1, 2, 4 or 8, the largest the crop's shrink allows."""
+    scale = 1
+    if window is not None:
+        shrink = window.side / window.out_size  # image pixels per output pixel
+        while scale < 8 and shrink >= 2 * scale:
+            scale *= 2
+    return scale
+
+
 def _open_frame(path: str | Path, window: CropWindow | None) -> tuple[Image.Image, float]:
     img = Image.open(path)
     full_w, full_h = img.size
     scale = 1
     if window is not None and img.format == "JPEG":
-        shrink = window.side / window.out_size  # image pixels per output pixel
-        while scale < 8 and shrink >= 2 * scale:
-            scale *= 2
+        scale = reduction(window)
         if scale > 1:
             # Floor, so a width that is not a multiple of 8 still gets the largest reduction.
             img.draft("RGB", (max(1, full_w // scale), max(1, full_h // scale)))
@@ -119,10 +134,74 @@ def crop_image(img: Image.Image, window: CropWindow, decode_scale: float = 1.0) 
     return np.asarray(out)
 
 
+def _axis_taps(start: float, step: float, count: int, size: int) -> tuple[np.ndarray, ...]:
+    """PIL's bilinear taps along one axis: output i samples start + (i + 0.5) * step, which reads 0
+    outside [0, size) and else interpolates the two nearest pixel centres (clamped at the edge).
+    Returns the two source indices, the fraction of the second and the 0/1 inside mask."""
+    pos = start + (np.arange(count, dtype=np.float64) + 0.5) * step
+    inside = ((pos >= 0.0) & (pos < size)).astype(np.float32)
+    p = pos - 0.5
+    i0 = np.floor(p)
+    frac = (p - i0).astype(np.float32)
+    i0 = i0.astype(np.intp)
+    return np.clip(i0, 0, size - 1), np.clip(i0 + 1, 0, size - 1), frac, inside
+
+
+def crop_array(image: np.ndarray, window: CropWindow, decode_scale: float = 1.0) -> np.ndarray:
+    """`crop_image` on an (H, W, 3) uint8 array, separably (rows, then columns), touching only the
+    pixels the crop samples. PIL's arithmetic (a + (b - a) * t, truncated to uint8) in float32: equal
+    to PIL's double-precision pass but for rare +-1 where a value lands within float32 rounding of an
+    integer."""
+    s = decode_scale
+    n = window.out_size
+    height, width = image.shape[:2]
+    step = window.side * s / n
+    y_lo, y_hi, y_t, y_in = _axis_taps(window.y0 * s, step, n, height)
+    x_lo, x_hi, x_t, x_in = _axis_taps(window.x0 * s, step, n, width)
+    c0 = int(x_lo.min())
+    band = image[:, c0 : int(x_hi.max()) + 1]  # only the columns the crop reads
+    rows = band[y_lo].astype(np.float32)
+    rows += (band[y_hi] - rows) * y_t[:, None, None]
+    left = rows[:, x_lo - c0]
+    out = left + (rows[:, x_hi - c0] - left) * x_t[None, :, None]
+    out *= (y_in[:, None] * x_in[None, :])[:, :, None]
+    out += _TRUNC_EPS  # PIL truncates; keep exact integers (flat areas) from rounding down
+    return out.astype(np.uint8)
+
+
 def load_crop(path: str | Path, window: CropWindow) -> np.ndarray:
-    """Decode a frame (at reduced scale where possible) and cut the window out of it."""
+    """Decode a frame (at reduced scale where possible) and cut the window out of it.
+
+    With simplejpeg (`jpeg.decoder()`), a JPEG is decoded from its bytes and cut with `crop_array`;
+    anything simplejpeg refuses, and every frame with the PIL decoder, goes through PIL.
+    """
+    if jpeg.decoder() == "simplejpeg":
+        try:
+            data = jpeg.read_bytes(path)
+        except OSError as exc:
+            raise frame_error(path, exc) from None
+        crop = crop_jpeg_bytes(data, window)
+        if crop is not None:
+            return crop
     img, scale = open_frame(path, window)
     return crop_image(img, window, scale)
+
+
+def crop_jpeg_bytes(
+    data: bytes, window: CropWindow, size: tuple[int, int] | None = None
+) -> np.ndarray | None:
+    """The crop of a JPEG held in memory through simplejpeg, or None when it cannot decode it (the
+    caller then uses PIL, which accepts or refuses the file with its own message)."""
+    size = size or jpeg.header_size(data)
+    if size is None:
+        return None
+    scale = reduction(window)
+    image = jpeg.decode_scaled(data, size, scale)
+    if image is None:
+        return None
+    if scale > 1:  # the factor the decoder picked, as in _open_frame
+        scale = round(size[0] / image.shape[1]) if image.shape[1] else 1
+    return crop_array(image, window, 1.0 / scale)
 
 
 def normalize(crops_uint8: np.ndarray) -> np.ndarray:

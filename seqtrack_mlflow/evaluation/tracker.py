@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,15 +33,18 @@ import torch
 from PIL import Image
 
 from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, replace, validate_model
+from seqtrack_mlflow.data import jpeg
 from seqtrack_mlflow.data.lasot import DECODE_ERRORS, FrameError, frame_error
 from seqtrack_mlflow.data.processing import (
     CropWindow,
     box_from_crop,
     crop_image,
+    crop_jpeg_bytes,
     crop_window,
     normalize,
     open_frame,
 )
+from seqtrack_mlflow.model.precision import with_precision
 from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model
 from seqtrack_mlflow.model.tokens import hann_window, tokens_to_box
 
@@ -87,8 +91,10 @@ def tokens_to_image_box(tokens: torch.Tensor, window: CropWindow, bins: int) -> 
 class _Frame:
     """One frame, decoded lazily per crop: JPEG paths at reduced scale when the crop shrinks them.
 
-    A frame file that is missing, not an image, or fails to decode raises `_Frame.Error`: a TrackerError
-    that is also a `lasot.FrameError`, one line naming the file (never PIL's traceback)."""
+    A JPEG path is read once and each crop decoded from its bytes by simplejpeg (`data/jpeg.py`), PIL
+    being the fallback (no simplejpeg, or a file it refuses). A frame file that is missing, not an
+    image, or fails to decode raises `_Frame.Error`: a TrackerError that is also a `lasot.FrameError`,
+    one line naming the file (never PIL's traceback)."""
 
     class Error(TrackerError, FrameError):
         """An unreadable frame file given to the tracker."""
@@ -96,9 +102,16 @@ class _Frame:
     def __init__(self, image: ImageInput) -> None:
         self._path: Path | None = None
         self._pil: Image.Image | None = None
+        self._jpeg: bytes | None = None  # the file's bytes, when simplejpeg can decode it
         if isinstance(image, (str, Path)):
             self._path = Path(image)
             try:
+                if jpeg.decoder() == "simplejpeg":
+                    data = jpeg.read_bytes(self._path)
+                    size = jpeg.header_size(data)
+                    if size is not None:
+                        self._jpeg, self.size = data, size
+                        return
                 with Image.open(self._path) as probe:  # header only: full-resolution size
                     self.size = probe.size
             except DECODE_ERRORS as exc:
@@ -116,6 +129,10 @@ class _Frame:
     def crop(self, window: CropWindow) -> np.ndarray:
         if self._pil is not None:
             return crop_image(self._pil, window)
+        if self._jpeg is not None:
+            crop = crop_jpeg_bytes(self._jpeg, window, self.size)
+            if crop is not None:
+                return crop
         try:
             img, scale = open_frame(self._path, window)
         except FrameError as bad:
@@ -123,8 +140,26 @@ class _Frame:
         return crop_image(img, window, scale)
 
 
+@dataclass
+class TrackState:
+    """One sequence's tracking state: its templates, the previous box and the update bookkeeping."""
+
+    templates: torch.Tensor  # (1, num_templates, 3, T, T)
+    state: np.ndarray  # previous box, x, y, w, h (image pixels)
+    frame_id: int = 0  # frames tracked since initialisation
+    updates: list[int] = field(default_factory=list)  # frame ids at which template 2 was replaced
+    last_score: float = 0.0
+
+
 class SeqTrackTracker:
-    """Stateful single-object tracker around a SeqTrack model (batch of one, as in the benchmark)."""
+    """Stateful single-object tracker around a SeqTrack model.
+
+    `initialize` / `track` follow one sequence (batch of one, as in the benchmark); `start` / `step`
+    track several sequences in lockstep, one batched encode + decode per frame for all of them, each
+    with its own `TrackState` (templates, box, template updates). Both go through `step`, so a sequence
+    gets the same boxes alone or in a batch up to the float rounding of batched matrix products.
+    `cfg.eval_precision` (fp32, int8, bf16) runs the encoder at that precision (`model.precision`).
+    """
 
     def __init__(
         self,
@@ -141,15 +176,33 @@ class SeqTrackTracker:
                 f"eval_template_factor={cfg.eval_template_factor}: both must be positive"
             )
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.precision = cfg.eval_precision
+        self.model = with_precision(model.to(self.device).eval(), self.precision, self.device)
         self.cfg = cfg
         self.use_cache = use_cache
         self.window = hann_window(model.cfg.bins).to(self.device) if cfg.window_penalty else None
-        self.templates: torch.Tensor | None = None  # (1, num_templates, 3, T, T)
-        self.state: np.ndarray | None = None  # previous box, x, y, w, h (image pixels)
-        self.frame_id = 0  # frames tracked since initialize
-        self.updates: list[int] = []  # frame ids at which template 2 was replaced
-        self.last_score = 0.0
+        self._track: TrackState | None = None  # the sequence of initialize / track
+
+    # The single sequence's state, as attributes (None before initialize).
+    @property
+    def templates(self) -> torch.Tensor | None:
+        return self._track.templates if self._track else None
+
+    @property
+    def state(self) -> np.ndarray | None:
+        return self._track.state if self._track else None
+
+    @property
+    def frame_id(self) -> int:
+        return self._track.frame_id if self._track else 0
+
+    @property
+    def updates(self) -> list[int]:
+        return self._track.updates if self._track else []
+
+    @property
+    def last_score(self) -> float:
+        return self._track.last_score if self._track else 0.0
 
     @classmethod
     def from_weights(
@@ -191,46 +244,73 @@ class SeqTrackTracker:
         return self._to_tensor(frame.crop(window)).unsqueeze(1)
 
     @torch.inference_mode()
-    def initialize(self, image: ImageInput, box_xywh) -> None:
-        """Start a sequence: every template slot holds the crop around the first box ([z, z])."""
+    def start(self, image: ImageInput, box_xywh) -> TrackState:
+        """A new sequence's state: every template slot holds the crop around the first box ([z, z])."""
         box = np.asarray(box_xywh, dtype=np.float64).reshape(-1)
         if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
             raise TrackerError(f"initial box {box.tolist()} is invalid: give x, y, w, h with w > 0 and h > 0")
         frame = _Frame(image)
         z = self._template(frame, box)
-        self.templates = z.expand(-1, self.model.cfg.num_templates, -1, -1, -1).clone()
-        self.state = box
-        self.frame_id = 0
-        self.updates = []
-        self.last_score = 0.0
+        return TrackState(z.expand(-1, self.model.cfg.num_templates, -1, -1, -1).clone(), box)
 
-    @torch.inference_mode()
+    def initialize(self, image: ImageInput, box_xywh) -> None:
+        """Start a sequence: every template slot holds the crop around the first box ([z, z])."""
+        self._track = self.start(image, box_xywh)
+
     def track(self, image: ImageInput) -> tuple[np.ndarray, float]:
         """Track one frame; returns the box (x, y, w, h, image pixels) and the confidence score."""
-        if self.templates is None or self.state is None:
+        if self._track is None:
             raise TrackerError("track() called before initialize(): initialise on the first frame's box")
+        return self.step([self._track], [image])[0]
+
+    @torch.inference_mode()
+    def step(self, tracks: list[TrackState], images: list[ImageInput]) -> list[tuple[np.ndarray, float]]:
+        """Track the next frame of several sequences at once: `images[i]` is the next frame of the
+        sequence of `tracks[i]` (updated in place). Returns each one's box and confidence score."""
+        if len(tracks) != len(images) or not tracks:
+            raise TrackerError(
+                f"step() got {len(tracks)} states and {len(images)} images: give one per sequence"
+            )
         mc = self.model.cfg
-        self.frame_id += 1
-        frame = _Frame(image)
-        window = crop_window(self.state, self.cfg.eval_search_factor, mc.search_size)
-        search = self._to_tensor(frame.crop(window))
-        memory = self.model.encode(self.templates, search)
+        frames = [_Frame(image) for image in images]
+        windows = [crop_window(t.state, self.cfg.eval_search_factor, mc.search_size) for t in tracks]
+        search = [self._to_tensor(frame.crop(w)) for frame, w in zip(frames, windows, strict=True)]
+        if len(tracks) == 1:
+            templates, batch_search = tracks[0].templates, search[0]
+        else:
+            templates = torch.cat([t.templates for t in tracks])
+            batch_search = torch.cat(search)
+        memory = self.model.encode(templates, batch_search)
         tokens, confidences = self.model.decode_greedy(memory, self.window, use_cache=self.use_cache)
-        width, height = frame.size
-        self.state = clip_box(tokens_to_image_box(tokens[0], window, mc.bins), width, height)
-        score = float(confidences[0].sum()) * SCORE_SCALE  # official update score
-        self.last_score = score
-        if (
-            mc.num_templates > 1
-            and self.frame_id % self.cfg.update_interval == 0
-            and score > self.cfg.update_threshold
-        ):
-            # Keep the initial template; the newest goes last, the oldest online one drops out
-            # (with two templates: template 2 is replaced).
-            z = self._template(frame, self.state)
-            self.templates = torch.cat([self.templates[:, :1], self.templates[:, 2:], z], dim=1)
-            self.updates.append(self.frame_id)
-        return self.state.copy(), score
+        out = []
+        for i, (track, frame, window) in enumerate(zip(tracks, frames, windows, strict=True)):
+            track.frame_id += 1
+            width, height = frame.size
+            track.state = clip_box(tokens_to_image_box(tokens[i], window, mc.bins), width, height)
+            score = float(confidences[i].sum()) * SCORE_SCALE  # official update score
+            track.last_score = score
+            if (
+                mc.num_templates > 1
+                and track.frame_id % self.cfg.update_interval == 0
+                and score > self.cfg.update_threshold
+            ):
+                # Keep the initial template; the newest goes last, the oldest online one drops out
+                # (with two templates: template 2 is replaced).
+                z = self._template(frame, track.state)
+                track.templates = torch.cat([track.templates[:, :1], track.templates[:, 2:], z], dim=1)
+                track.updates.append(track.frame_id)
+            out.append((track.state.copy(), score))
+        return out
+
+
+def _frame_count(seq: Sequence, max_frames: int) -> tuple[int, np.ndarray]:
+    n = seq.num_frames if max_frames <= 0 else min(max_frames, seq.num_frames)
+    init_box = np.asarray(seq.boxes[0], dtype=np.float64)
+    if not (np.isfinite(init_box).all() and init_box[2] > 0 and init_box[3] > 0):
+        raise TrackerError(
+            f"{seq.name}: frame 1 box {init_box.tolist()} has no area: fix line 1 of its groundtruth.txt"
+        )
+    return n, init_box
 
 
 def track_sequence(tracker: SeqTrackTracker, seq: Sequence, max_frames: int = 0) -> tuple[np.ndarray, float]:
@@ -239,12 +319,7 @@ def track_sequence(tracker: SeqTrackTracker, seq: Sequence, max_frames: int = 0)
     Returns (N, 4) boxes with row 0 = the ground truth (N = all frames, or `max_frames` when > 0) and
     frames per second over the tracked frames (frame decoding included, initialisation excluded).
     """
-    n = seq.num_frames if max_frames <= 0 else min(max_frames, seq.num_frames)
-    init_box = np.asarray(seq.boxes[0], dtype=np.float64)
-    if not (np.isfinite(init_box).all() and init_box[2] > 0 and init_box[3] > 0):
-        raise TrackerError(
-            f"{seq.name}: frame 1 box {init_box.tolist()} has no area: fix line 1 of its groundtruth.txt"
-        )
+    n, init_box = _frame_count(seq, max_frames)
     boxes = np.zeros((n, 4), dtype=np.float64)
     boxes[0] = init_box
     tracker.initialize(seq.frame_path(0), init_box)
@@ -256,11 +331,74 @@ def track_sequence(tracker: SeqTrackTracker, seq: Sequence, max_frames: int = 0)
     return boxes, fps
 
 
+@dataclass
+class _Slot:
+    """A sequence being tracked in a batch."""
+
+    index: int  # position in the caller's list
+    seq: Sequence
+    boxes: np.ndarray
+    track: TrackState
+    next_frame: int = 1
+    seconds: float = 0.0  # its share of the batched steps' wall time
+
+
+def track_sequences(
+    tracker: SeqTrackTracker, sequences: list[Sequence], max_frames: int = 0, batch: int = 1
+) -> list[tuple[np.ndarray, float]]:
+    """`track_sequence` for every sequence, up to `batch` of them in lockstep (one batched step per frame).
+
+    A sequence that ends leaves its slot to the next one waiting (initialised on its first frame), so
+    the batch stays full until fewer than `batch` sequences are left; the rest then finish in a
+    smaller batch. Each sequence keeps its own state, so its boxes are those it gets alone (up to the
+    float rounding of batched matrix products). Returns, in the order given, each sequence's boxes and
+    frames per second, where a batched step's wall time is shared equally by the sequences in it: the
+    frames of all sequences over the sum of their seconds is the overall rate.
+    """
+    if batch < 1:
+        raise TrackerError(f"eval_batch={batch} is invalid: use 1 or more sequences")
+    results: list[tuple[np.ndarray, float] | None] = [None] * len(sequences)
+    waiting = list(enumerate(sequences))
+    active: list[_Slot] = []
+
+    def finish(slot: _Slot) -> None:
+        tracked = slot.next_frame - 1
+        fps = tracked / slot.seconds if tracked > 0 and slot.seconds > 0 else 0.0
+        results[slot.index] = (slot.boxes, fps)
+
+    while waiting or active:
+        while waiting and len(active) < batch:
+            index, seq = waiting.pop(0)
+            n, init_box = _frame_count(seq, max_frames)
+            boxes = np.zeros((n, 4), dtype=np.float64)
+            boxes[0] = init_box
+            slot = _Slot(index, seq, boxes, tracker.start(seq.frame_path(0), init_box))
+            if n > 1:
+                active.append(slot)
+            else:
+                finish(slot)
+        if not active:
+            continue
+        start = time.perf_counter()
+        out = tracker.step([s.track for s in active], [s.seq.frame_path(s.next_frame) for s in active])
+        share = (time.perf_counter() - start) / len(active)
+        for slot, (box, _) in zip(active, out, strict=True):
+            slot.boxes[slot.next_frame] = box
+            slot.next_frame += 1
+            slot.seconds += share
+        for slot in [s for s in active if s.next_frame >= len(s.boxes)]:
+            finish(slot)
+            active.remove(slot)
+    return [r for r in results if r is not None]
+
+
 __all__ = [
     "CLIP_MARGIN",
     "SeqTrackTracker",
+    "TrackState",
     "TrackerError",
     "clip_box",
     "tokens_to_image_box",
     "track_sequence",
+    "track_sequences",
 ]

@@ -14,8 +14,9 @@ import numpy as np
 from seqtrack_mlflow.config import ConfigError, DataConfig, ModelConfig, TrackerConfig, validate_tracker
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.plots import plot_precision, plot_success
-from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequence
+from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequences
 from seqtrack_mlflow.model.official import OfficialCheckpointError, is_official_checkpoint, read_official
+from seqtrack_mlflow.model.precision import check_precision
 from seqtrack_mlflow.steps.select_data import (
     check_same_data,
     log_selection,
@@ -23,7 +24,7 @@ from seqtrack_mlflow.steps.select_data import (
     select,
     selection_from_run,
 )
-from seqtrack_mlflow.tracking import RunLogger, git_commit, resolve_checkpoint, run_context
+from seqtrack_mlflow.tracking import RunLogger, git_commit, resolve_checkpoint, resolve_data_run, run_context
 from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.distributed import pick_device
 
@@ -119,10 +120,13 @@ def run_evaluate(
         )
     given = data_override or {}
     torch_device = pick_device(device)
+    check_precision(tracker_cfg.eval_precision, torch_device)  # one line, before a run starts
     path, ckpt_run = resolve_checkpoint(checkpoint, output_dir / "downloads")
     trained = load_trained_weights(path, preset)
     data = evaluation_data(trained, given)
-    if not data_run:
+    if data_run:
+        resolve_data_run(data_run)  # before a run starts: a missing store or run is one line
+    else:
         preflight(data)
     with run_context("evaluate", nested=nested, system_metrics=False) as logger:
         out_dir = output_dir / (logger.run_id or "offline")
@@ -161,7 +165,12 @@ def run_evaluate(
         log_selection(selection, logger, out_dir, context="evaluation", save_index=False)
         tracker = SeqTrackTracker.from_weights(trained.model, trained.state_dict, tracker_cfg, torch_device)
         metrics, rows, curves = _track_all(tracker, sequences, tracker_cfg, out_dir)
-        _publish(logger, metrics, rows, curves, out_dir, path.name)
+        _publish(logger, metrics, rows, curves, out_dir, path.name, selection.label)
+        logger.describe(
+            f"Tracked {len(rows)} {split} sequences of {' + '.join(selection.classes)} ({selection.label}) "
+            f"with {path.name}: AUC {metrics['auc']:.1f}, P {metrics['precision']:.1f}, "
+            f"P_norm {metrics['norm_precision']:.1f}"
+        )
         return EvalResult(logger.run_id, metrics, rows, out_dir)
 
 
@@ -172,8 +181,10 @@ def _track_all(
     by_class: dict[str, list[dict]] = {}
     baseline: list[dict] = []
     frames = seconds = 0.0
-    for seq in sequences:
-        boxes, fps = track_sequence(tracker, seq, cfg.max_frames or 0)
+    # Up to eval_batch sequences in lockstep; a row's fps is its frames over its share of the batched
+    # steps' time, so the overall fps below is all tracked frames over the total tracking time.
+    tracked = track_sequences(tracker, sequences, cfg.max_frames or 0, cfg.eval_batch)
+    for seq, (boxes, fps) in zip(sequences, tracked, strict=True):
         n = len(boxes)
         write_result_file(boxes, out_dir / "results" / f"{seq.name}.txt")
         curve = sequence_curves(boxes, seq.boxes[:n], seq.visible[:n])
@@ -216,6 +227,7 @@ def _publish(
     curves: dict[str, list[dict]],
     out_dir: Path,
     checkpoint_name: str,
+    dataset: str,
 ) -> None:
     table = out_dir / "per_sequence.csv"
     with table.open("w", newline="") as f:
@@ -223,10 +235,10 @@ def _publish(
         writer.writeheader()
         writer.writerows(rows)
     summaries = {name: summarize(cs) for name, cs in curves.items()}
-    success = plot_success(summaries, out_dir / "success_plot.png")
-    precision = plot_precision(summaries, out_dir / "precision_plot.png")
+    success = plot_success(summaries, out_dir / "success_plot.png", dataset)
+    precision = plot_precision(summaries, out_dir / "precision_plot.png", dataset)
     print(
-        f"LaSOT {checkpoint_name}: AUC {metrics['auc']:.2f}  P {metrics['precision']:.2f}  "
+        f"{dataset}, {checkpoint_name}: AUC {metrics['auc']:.2f}  P {metrics['precision']:.2f}  "
         f"P_norm {metrics['norm_precision']:.2f}  ({metrics['fps']:.1f} FPS, {len(rows)} sequences)"
     )
     logger.log_metrics(metrics)
