@@ -16,8 +16,7 @@ from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data, used_data_settings
 from seqtrack_mlflow.steps.train import TrainResult, run_train
-from seqtrack_mlflow.tracking import checkpoint_uri, git_commit, run_context
-from seqtrack_mlflow.train.checkpoints import checkpoint_name
+from seqtrack_mlflow.tracking import git_commit, run_context
 from seqtrack_mlflow.train.distributed import pick_device
 
 HEADLINE_METRICS = ("auc", "precision", "norm_precision", "fps")
@@ -57,14 +56,8 @@ def run_pipeline(
         )
         parent.describe(f"{what}: running")
         trained = run_train(settings, data_run=selected.run_id, output_dir=output_dir, nested=True)
-        if trained.outcome.checkpoint is None:
-            raise RuntimeError("training wrote no checkpoint")
+        checkpoint = trained.checkpoint_ref
         parent.log_metrics({"final_loss": trained.outcome.final_loss, "final_iou": trained.outcome.final_iou})
-        checkpoint = (
-            checkpoint_uri(trained.run_id, checkpoint_name(trained.outcome.epochs_done))
-            if trained.run_id
-            else str(trained.outcome.checkpoint)
-        )
         evaluation = run_evaluate(
             checkpoint,
             tracker_cfg,

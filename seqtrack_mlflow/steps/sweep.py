@@ -42,9 +42,8 @@ from seqtrack_mlflow.steps.evaluate import run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data, used_data_settings
 from seqtrack_mlflow.steps.train import run_train
 from seqtrack_mlflow.sweep_space import Space, apply_values, resolve_space, space_json, suggest
-from seqtrack_mlflow.tracking import RunLogger, checkpoint_uri, git_commit, run_context
+from seqtrack_mlflow.tracking import RunLogger, git_commit, run_context
 from seqtrack_mlflow.train.callbacks import TrainerCallbacks
-from seqtrack_mlflow.train.checkpoints import checkpoint_name
 from seqtrack_mlflow.train.interrupt import Interrupted
 
 OBJECTIVE = "auc"
@@ -272,15 +271,8 @@ def _run_trial(c: _Context) -> TrialResult:
             callbacks=pruning,
             on_run=on_train_run,
         )
-        if trained.outcome.checkpoint is None:
-            raise RuntimeError("training wrote no checkpoint")
-        checkpoint = (
-            checkpoint_uri(trained.run_id, checkpoint_name(trained.outcome.epochs_done))
-            if trained.run_id
-            else str(trained.outcome.checkpoint)
-        )
         evaluation = run_evaluate(
-            checkpoint,
+            trained.checkpoint_ref,
             tracker,
             data_run=c.data_run,
             device=settings.train.device,

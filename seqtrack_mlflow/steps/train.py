@@ -27,6 +27,7 @@ from seqtrack_mlflow.steps.select_data import (
 from seqtrack_mlflow.tracking import (
     Heartbeat,
     RunLogger,
+    checkpoint_uri,
     claim_run,
     fetch_artifact,
     git_commit,
@@ -70,6 +71,15 @@ class TrainResult:
     settings: TrainSettings
     selection: Selection
     out_dir: Path
+
+    @property
+    def checkpoint_ref(self) -> str:
+        """How a later step names the last checkpoint: its runs:/ URI (the local file without a run)."""
+        if self.outcome.checkpoint is None:
+            raise RuntimeError("training wrote no checkpoint")
+        if self.run_id:
+            return checkpoint_uri(self.run_id, checkpoints.checkpoint_name(self.outcome.epochs_done))
+        return str(self.outcome.checkpoint)
 
 
 class MlflowCallbacks(TrainerCallbacks):
