@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -116,8 +117,10 @@ def user_facing(fn: Callable) -> Callable:
         from seqtrack_mlflow.train.interrupt import Interrupted, raise_on_signals
 
         raise_on_signals()  # SIGTERM unwinds like Ctrl-C: every open run ends KILLED
-        # MLflow's INFO lines ("Skip logging GPU metrics", ...) between the reports are noise here.
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        # MLflow's INFO lines ("Skip logging GPU metrics", ...) between the reports are noise here. MLflow
+        # (re)configures its loggers from MLFLOW_LOGGING_LEVEL as its modules load; a user's value wins.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
         try:
             return fn(*args, **kwargs)
         except (Interrupted, KeyboardInterrupt) as exc:

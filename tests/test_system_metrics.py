@@ -31,3 +31,16 @@ def test_system_metrics_on_by_default_and_off_by_parameter(
     assert any(k.startswith("system/cpu_utilization") for k in keys), sorted(keys)
     assert any(k.startswith("system/system_memory_usage") for k in keys)
     assert not any(k.startswith("system/") for k in client.get_run(without.run_id).data.metrics)
+
+
+def test_the_console_has_no_mlflow_info_lines(tmp_path: Path, mlflow_uri: str) -> None:
+    """With system metrics on, MLflow logs "Skip logging GPU metrics" at INFO: not on our console."""
+    from helpers import cli
+
+    proc = cli(
+        "train", "--source", "synthetic", "--search_size", "32", "--template_size", "32", "--epochs", "1",
+        "--samples_per_epoch", "20", "--batch_size", "10", "--synthetic_frames", "30", "--device", "cpu",
+        "--output_dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "INFO mlflow" not in proc.stderr and "Skip logging GPU metrics" not in proc.stderr, proc.stderr
