@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -201,11 +203,14 @@ class _FixedHead(torch.nn.Module):
         return self.logits.expand(*hidden.shape[:-1], -1)
 
 
-def test_update_score_is_the_official_confidence(model, sequence, monkeypatch):
+def test_update_score_is_the_official_confidence(model, sequence):
     bins, chosen, peak = model.cfg.bins, 20, 5.0
     logits = torch.zeros(bins + 2)
     logits[chosen] = peak
-    monkeypatch.setattr(model, "head", _FixedHead(logits))
+    # A copy: the module-scoped model keeps its head (monkeypatch's undo of a submodule attribute is
+    # not the same across pytest versions: 9.2 deletes it).
+    model = copy.deepcopy(model)
+    model.head = _FixedHead(logits)
     # Softmax over the whole vocabulary (bins + END + START), not renormalised over the bins; the cx and
     # cy values are windowed (and the window keeps the peak the argmax); 10 x the sum of the four.
     p = np.exp(peak) / (np.exp(peak) + bins + 1)
