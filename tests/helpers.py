@@ -162,6 +162,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def mlflow_server_command(port: int, backend_store_uri: str, artifacts_destination: str) -> list[str]:
+    """`mlflow server` on 127.0.0.1:PORT serving artifacts from ARTIFACTS_DESTINATION, one worker."""
+    return [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", backend_store_uri, "--artifacts-destination", artifacts_destination,
+        "--serve-artifacts", "--workers", "1",
+    ]  # fmt: skip
+
+
 def start_mlflow_server(home: Path, port: int, log_name: str = "server.log") -> subprocess.Popen:
     """A real `mlflow server` on 127.0.0.1:PORT (SQLite backend and served artifacts under HOME), ready:
     its /health answers. The same HOME and PORT give a restarted server the same store."""
@@ -169,40 +178,15 @@ def start_mlflow_server(home: Path, port: int, log_name: str = "server.log") -> 
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{home / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(home / "artifacts"),
-            "--workers",
-            "1",
-        ],
+        mlflow_server_command(port, f"sqlite:///{home / 'mlflow.db'}", str(home / "artifacts")),
         cwd=home,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(home / log_name, "w"),  # noqa: SIM115 - lives as long as the server
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("mlflow server did not start: " + (home / log_name).read_text()[-2000:])
-        time.sleep(0.5)
+    if not _wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=120):
+        proc.kill()
+        pytest.fail("mlflow server did not start: " + (home / log_name).read_text()[-2000:])
     return proc
 
 
@@ -450,23 +434,7 @@ def start_team_mlflow_server(
         AWS_DEFAULT_REGION=S3_REGION,
     )
     log = home / "server.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        backend_store_uri,
-        "--artifacts-destination",
-        artifacts_destination,
-        "--serve-artifacts",
-        "--workers",
-        "1",
-    ]
+    cmd = mlflow_server_command(port, backend_store_uri, artifacts_destination)
     with open(log, "w") as err:
         proc = subprocess.Popen(
             cmd, cwd=home, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True

@@ -7,35 +7,18 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
+from test_checkpoint_integrity import tiny_checkpoint
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, build_settings, step_settings
-from seqtrack_mlflow.model.seqtrack import build_model
+from seqtrack_mlflow.config import ConfigError, TrackerConfig, step_settings
 from seqtrack_mlflow.steps.evaluate import run_evaluate
 from seqtrack_mlflow.train import checkpoints
-from seqtrack_mlflow.train.checkpoints import Checkpoint
 
 
 @pytest.fixture
 def small_checkpoint(tmp_path: Path) -> Path:
-    data = DataConfig(source="synthetic", classes="airplane,bird", synthetic_sequences=2, synthetic_frames=12)
-    settings = build_settings("tiny", {"search_size": 64, "template_size": 64}, {"seed": 3}, data)
-    torch.manual_seed(0)
-    model = build_model(settings.model)
-    ckpt = Checkpoint(
-        epoch=1,
-        settings=settings,
-        model_state_dict=model.state_dict(),
-        optimizer_state_dict={},
-        scheduler_state_dict={},
-        loss=1.0,
-        iou=0.0,
-        dataset_info={"source": "synthetic", "classes": ["airplane", "bird"]},
-        rng_state={},
-        mlflow_run_id="b" * 32,
-    )
-    return checkpoints.save(ckpt, tmp_path / "ckpt" / "epoch_1.ckpt")
+    """The tiny model at 64-px crops (seed 3, airplane + bird synthetic data), untrained, as a file."""
+    return checkpoints.save(tiny_checkpoint(), tmp_path / "ckpt" / "epoch_1.ckpt")
 
 
 def test_evaluate_a_checkpoint_file(small_checkpoint: Path, tmp_path: Path, mlflow_uri: str) -> None:
