@@ -11,6 +11,7 @@ import mlflow
 import pytest
 import torch
 from click.testing import CliRunner
+from test_flops import SMALL  # the same small model as the FLOP model's tests
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from seqtrack_mlflow.cli import main
@@ -23,18 +24,6 @@ from seqtrack_mlflow.model.tokens import teacher_forcing
 GIB = 2**30
 CPU_RATE = 100e9  # fp32 matmul FLOP/s of the 2-core development machine (README, "Performance")
 GPU_RATE = 50e12  # fp32 (no TF32) matmul of an H100/A100-class GPU, a conservative round figure
-SMALL = ModelConfig(
-    encoder_dim=64,
-    encoder_depth=2,
-    encoder_heads=4,
-    patch_size=8,
-    template_size=32,
-    search_size=48,
-    decoder_dim=32,
-    decoder_heads=4,
-    decoder_ffn=64,
-    bins=50,
-)
 
 
 def tiny(**over: int) -> ModelConfig:
