@@ -1,26 +1,22 @@
-"""JPEG frame decoding for crops: simplejpeg (libjpeg-turbo bundled in its wheel) with PIL as the fallback.
+"""Which JPEG decoder cuts crops: the region decoder (C extension `_jpegcrop`) or PIL.
 
-Both decoders run libjpeg-turbo with the same settings (accurate integer DCT, fancy upsampling) and, for
-a crop that shrinks the frame 2x or more, the same DCT-domain scale (1/2, 1/4 or 1/8, the rule of
-`processing.open_frame`), so they return the same pixels. simplejpeg decodes straight from the file's
-bytes into a numpy array (no PIL image object, no RGB -> RGBX -> RGB copies), and
-`processing.crop_array` then cuts, zero-pads and resizes with the same bilinear sampling as PIL's
-`transform` (within +-1 level of rounding). No maintained wheel decodes only a region of a JPEG:
-simplejpeg scales but cannot crop; PyTurboJPEG needs a system libturbojpeg, and Debian 12 ships 2.1.5,
-whose API only crops by lossless transcoding, which costs as much as a full decode (measured); the
-TurboJPEG 3 region decode (`tj3SetCroppingRegion`) is in no Debian 12 package.
+A training sample needs three crops of three 1280x720 frames; decoding each frame whole and then
+cutting the crop costs more than the frames' decode alone. The region decoder (`_jpegcrop.c`, built
+against the system libjpeg-turbo at install) decodes only the rows and columns a crop reads, at the
+same 1/2, 1/4 or 1/8 DCT scale as `processing.open_frame`, and resamples with PIL's exact bilinear
+arithmetic in the same call: its crops are PIL's to the bit (tests/test_jpeg_decode.py, every scale,
+4:2:0, 4:2:2, 4:4:4 and greyscale frames, boxes across and beyond the border). No maintained wheel
+does this: simplejpeg scales but cannot crop, PyTurboJPEG's cropped decode needs TurboJPEG 3, which
+no Debian 12 or Ubuntu 24.04 package ships.
 
-Which decoder runs is fixed per process by `SEQTRACK_JPEG_DECODER`: `pil` (the default) or `simplejpeg`
-(when it does not import: PIL, with one info line on stderr). PIL stays the default because the
-simplejpeg path measured slower end to end (CPU time per training sample, 1280x720 frames of 96 and 148
-KB, 256-px crops: 0.45x and 0.65x of decode-only against PIL's 0.53x and 0.76x): its decode is ~25%
-faster but the numpy crop costs more than PIL's affine pass for large search crops. Crops, and so
-training samples, are the same whichever worker computes them, but a run resumed with the other
-decoder is not bit-identical (crops differ by +-1 level in rare pixels).
+The decoder of a process is fixed by `SEQTRACK_JPEG_DECODER`: `region` (the default when the
+extension is built) or `pil`. Where the extension was not built (no C compiler or no libjpeg headers
+at install) the process says so once on stderr, names the fix, and uses PIL: the same crops, slower.
 
-A frame simplejpeg refuses (not a JPEG, CMYK, a libjpeg warning such as a corrupt or truncated stream)
-is handed to PIL, so both decoders accept and refuse the same files: a file PIL cannot decode raises
-`lasot.FrameError`, one line naming it.
+Damage: a frame the region decoder refuses (not a JPEG, CMYK, any libjpeg warning, or no end-of-image
+marker, i.e. truncated) goes to PIL, which decodes it or raises `lasot.FrameError`. Flipped bytes in
+rows below a crop are not read, so they go unnoticed where PIL would notice them (the pixels used are
+intact); `-P verify_frames=true` checks every frame whole.
 """
 
 from __future__ import annotations
@@ -31,38 +27,36 @@ from pathlib import Path
 
 import numpy as np
 
-ENV_VAR = "SEQTRACK_JPEG_DECODER"
-DECODERS = ("simplejpeg", "pil")
-
+INTERFACE_VERSION = 2  # of _jpegcrop.c; a build of another (a stale .so) is not used
 try:
-    import simplejpeg as _simplejpeg
-except ImportError:  # pragma: no cover - exercised by monkeypatching AVAILABLE in the tests
-    _simplejpeg = None
+    from seqtrack_mlflow.data import _jpegcrop
+except ImportError:  # not built: exercised in the tests by monkeypatching AVAILABLE
+    _jpegcrop = None
+if getattr(_jpegcrop, "INTERFACE_VERSION", None) != INTERFACE_VERSION:
+    _jpegcrop = None
 
-AVAILABLE = _simplejpeg is not None
+ENV_VAR = "SEQTRACK_JPEG_DECODER"
+DECODERS = ("region", "pil")
+AVAILABLE = _jpegcrop is not None
+BUILD_HINT = (
+    "the region JPEG decoder is not built (it needs a C compiler and libjpeg-turbo headers when the "
+    "project is installed: apt install gcc libjpeg-dev, then pip install -e . again)"
+)
+_EOI = b"\xff\xd9"
 _chosen: str | None = None
-_announced = False
-
-
-def _info(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def decoder() -> str:
-    """The decoder of this process: 'simplejpeg' or 'pil' (chosen once, see the module docstring)."""
-    global _chosen, _announced
+    """The decoder of this process: 'region' or 'pil' (see the module docstring)."""
+    global _chosen
     if _chosen is None:
-        wanted = os.environ.get(ENV_VAR, "").strip().lower() or "pil"
+        wanted = os.environ.get(ENV_VAR, "").strip().lower() or "region"
         if wanted not in DECODERS:
             raise ValueError(f"{ENV_VAR}={wanted!r} is invalid: use one of {', '.join(DECODERS)}")
-        if wanted == "simplejpeg" and not AVAILABLE:
-            if not _announced:
-                _announced = True
-                _info(
-                    "info: simplejpeg is not installed, decoding JPEG frames with PIL (slower; crops "
-                    "differ by rounding, so a resume is not bit-identical): pip install simplejpeg"
-                )
-            wanted = "pil"
+        if wanted == "region" and not AVAILABLE:
+            print(f"info: {BUILD_HINT}: cropping frames from full PIL decodes, slower", file=sys.stderr)
+            # Worker processes inherit the choice and stay quiet.
+            os.environ[ENV_VAR] = wanted = "pil"
         _chosen = wanted
     return _chosen
 
@@ -80,36 +74,21 @@ def set_decoder(name: str | None) -> str:
     return decoder()
 
 
-def is_jpeg(data: bytes) -> bool:
-    return data[:3] == b"\xff\xd8\xff"
-
-
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) of a JPEG held in memory, or None when simplejpeg cannot read its header."""
-    if _simplejpeg is None or not is_jpeg(data):
-        return None
+def crop(
+    data: bytes, scale: int, extent: tuple[float, float, float, float], out: np.ndarray, flip: bool = False
+) -> bool:
+    """Write into `out` ((n, n, 3) uint8, C-contiguous) the crop of `extent` (x0, y0, x1, y1 in the
+    coordinates of the frame decoded at 1/`scale`) as PIL's transform(EXTENT, BILINEAR) cuts it from
+    the whole frame, mirrored left-right when `flip`. False when the region decoder is not built or
+    refuses the data (the caller then uses PIL)."""
+    # No end-of-image marker: truncated. (0xFFD9 cannot occur inside entropy-coded data.)
+    if _jpegcrop is None or _EOI not in data[-64:]:
+        return False
     try:
-        height, width, _, _ = _simplejpeg.decode_jpeg_header(data)
+        _jpegcrop.crop(data, scale, *extent, out.shape[0], out, flip)
     except ValueError:
-        return None
-    return int(width), int(height)
-
-
-def decode_scaled(data: bytes, size: tuple[int, int], scale: int) -> np.ndarray | None:
-    """RGB (h, w, 3) uint8 of a JPEG at 1/`scale` (1, 2, 4 or 8), or None when simplejpeg refuses it."""
-    if _simplejpeg is None:
-        return None
-    width, height = size
-    try:
-        return _simplejpeg.decode_jpeg(
-            data,
-            colorspace="RGB",
-            # The smallest libjpeg-turbo scale (M/8) at least this large is exactly 1/scale.
-            min_width=max(1, width // scale) if scale > 1 else 0,
-            min_height=max(1, height // scale) if scale > 1 else 0,
-        )
-    except ValueError:
-        return None
+        return False
+    return True
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -117,14 +96,4 @@ def read_bytes(path: str | Path) -> bytes:
         return fh.read()
 
 
-__all__ = [
-    "AVAILABLE",
-    "DECODERS",
-    "ENV_VAR",
-    "decode_scaled",
-    "decoder",
-    "header_size",
-    "is_jpeg",
-    "read_bytes",
-    "set_decoder",
-]
+__all__ = ["AVAILABLE", "BUILD_HINT", "DECODERS", "ENV_VAR", "crop", "decoder", "read_bytes", "set_decoder"]

@@ -5,10 +5,8 @@ box, zero padding outside the image, resized to the output size) but does crop, 
 PIL affine pass, and asks the JPEG decoder for a reduced-resolution decode (DCT scaling through
 `Image.draft`) when the crop is being shrunk by 2x or more anyway. No per-pixel Python.
 
-With `SEQTRACK_JPEG_DECODER=simplejpeg` (`data/jpeg.py`; PIL is the default), `load_crop` decodes JPEG
-frames with simplejpeg (the same libjpeg-turbo pixels at the same DCT scale) and cuts the crop with
-`crop_array`, a separable numpy version of the PIL pass that reads only the rows and columns the crop
-samples; the two paths give the same crop within +-1 level of rounding.
+`load_crop` hands JPEG frames to the region decoder (`data/jpeg.py`): it decodes only the rows and
+columns the crop reads and cuts the same crop as the PIL pass, to the bit; PIL is its fallback.
 
 A frame file that cannot be opened or decoded raises `lasot.FrameError`: one line naming the file,
 never PIL's traceback.
@@ -28,7 +26,6 @@ from seqtrack_mlflow.data.lasot import DECODE_ERRORS, frame_error
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-_TRUNC_EPS = np.float32(1e-3)
 
 
 @dataclass(frozen=True)
@@ -134,74 +131,42 @@ def crop_image(img: Image.Image, window: CropWindow, decode_scale: float = 1.0) 
     return np.asarray(out)
 
 
-def _axis_taps(start: float, step: float, count: int, size: int) -> tuple[np.ndarray, ...]:
-    """PIL's bilinear taps along one axis: output i samples start + (i + 0.5) * step, which reads 0
-    outside [0, size) and else interpolates the two nearest pixel centres (clamped at the edge).
-    Returns the two source indices, the fraction of the second and the 0/1 inside mask."""
-    pos = start + (np.arange(count, dtype=np.float64) + 0.5) * step
-    inside = ((pos >= 0.0) & (pos < size)).astype(np.float32)
-    p = pos - 0.5
-    i0 = np.floor(p)
-    frac = (p - i0).astype(np.float32)
-    i0 = i0.astype(np.intp)
-    return np.clip(i0, 0, size - 1), np.clip(i0 + 1, 0, size - 1), frac, inside
+def load_crop(
+    path: str | Path, window: CropWindow, out: np.ndarray | None = None, flip: bool = False
+) -> np.ndarray:
+    """Decode a frame (at reduced scale where possible), cut the window out of it (mirrored when
+    `flip`) into `out` (a new (n, n, 3) uint8 array when None) and return it.
 
-
-def crop_array(image: np.ndarray, window: CropWindow, decode_scale: float = 1.0) -> np.ndarray:
-    """`crop_image` on an (H, W, 3) uint8 array, separably (rows, then columns), touching only the
-    pixels the crop samples. PIL's arithmetic (a + (b - a) * t, truncated to uint8) in float32: equal
-    to PIL's double-precision pass but for rare +-1 where a value lands within float32 rounding of an
-    integer."""
-    s = decode_scale
-    n = window.out_size
-    height, width = image.shape[:2]
-    step = window.side * s / n
-    y_lo, y_hi, y_t, y_in = _axis_taps(window.y0 * s, step, n, height)
-    x_lo, x_hi, x_t, x_in = _axis_taps(window.x0 * s, step, n, width)
-    c0 = int(x_lo.min())
-    band = image[:, c0 : int(x_hi.max()) + 1]  # only the columns the crop reads
-    rows = band[y_lo].astype(np.float32)
-    rows += (band[y_hi] - rows) * y_t[:, None, None]
-    left = rows[:, x_lo - c0]
-    out = left + (rows[:, x_hi - c0] - left) * x_t[None, :, None]
-    out *= (y_in[:, None] * x_in[None, :])[:, :, None]
-    out += _TRUNC_EPS  # PIL truncates; keep exact integers (flat areas) from rounding down
-    return out.astype(np.uint8)
-
-
-def load_crop(path: str | Path, window: CropWindow) -> np.ndarray:
-    """Decode a frame (at reduced scale where possible) and cut the window out of it.
-
-    With simplejpeg (`jpeg.decoder()`), a JPEG is decoded from its bytes and cut with `crop_array`;
-    anything simplejpeg refuses, and every frame with the PIL decoder, goes through PIL.
+    With the region decoder (`jpeg.decoder()`) only the part of a JPEG the crop reads is decoded;
+    anything it refuses, and every frame with the PIL decoder, goes through PIL: the same crop.
     """
-    if jpeg.decoder() == "simplejpeg":
+    if out is None:
+        out = np.empty((window.out_size, window.out_size, 3), dtype=np.uint8)
+    if jpeg.decoder() == "region":
         try:
             data = jpeg.read_bytes(path)
         except OSError as exc:
             raise frame_error(path, exc) from None
-        crop = crop_jpeg_bytes(data, window)
-        if crop is not None:
-            return crop
+        if jpeg.crop(data, *_scaled_extent(window), out, flip):
+            return out
     img, scale = open_frame(path, window)
-    return crop_image(img, window, scale)
+    crop = crop_image(img, window, scale)
+    out[...] = crop[:, ::-1] if flip else crop
+    return out
 
 
-def crop_jpeg_bytes(
-    data: bytes, window: CropWindow, size: tuple[int, int] | None = None
-) -> np.ndarray | None:
-    """The crop of a JPEG held in memory through simplejpeg, or None when it cannot decode it (the
-    caller then uses PIL, which accepts or refuses the file with its own message)."""
-    size = size or jpeg.header_size(data)
-    if size is None:
-        return None
+def _scaled_extent(window: CropWindow) -> tuple[int, tuple[float, float, float, float]]:
+    """The DCT scale for the window and its extent in that scale's pixels, as `crop_image` has it."""
     scale = reduction(window)
-    image = jpeg.decode_scaled(data, size, scale)
-    if image is None:
-        return None
-    if scale > 1:  # the factor the decoder picked, as in _open_frame
-        scale = round(size[0] / image.shape[1]) if image.shape[1] else 1
-    return crop_array(image, window, 1.0 / scale)
+    s = 1.0 / scale
+    return scale, (window.x0 * s, window.y0 * s, (window.x0 + window.side) * s, (window.y0 + window.side) * s)
+
+
+def crop_jpeg_bytes(data: bytes, window: CropWindow) -> np.ndarray | None:
+    """`crop_image(*open_frame(...))` of a JPEG held in memory, by the region decoder; None when it
+    is not built or refuses the data (the caller then uses PIL, which accepts or refuses the file)."""
+    out = np.empty((window.out_size, window.out_size, 3), dtype=np.uint8)
+    return out if jpeg.crop(data, *_scaled_extent(window), out) else None
 
 
 def normalize(crops_uint8: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ the crop corner is rounded to whole pixels (at most half an image pixel apart).
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,10 +92,10 @@ def tokens_to_image_box(tokens: torch.Tensor, window: CropWindow, bins: int) -> 
 class _Frame:
     """One frame, decoded lazily per crop: JPEG paths at reduced scale when the crop shrinks them.
 
-    A JPEG path is read once and each crop decoded from its bytes by simplejpeg (`data/jpeg.py`), PIL
-    being the fallback (no simplejpeg, or a file it refuses). A frame file that is missing, not an
-    image, or fails to decode raises `_Frame.Error`: a TrackerError that is also a `lasot.FrameError`,
-    one line naming the file (never PIL's traceback)."""
+    A JPEG path is read once and each crop decoded from its bytes by the region decoder
+    (`data/jpeg.py`), PIL being the fallback (the decoder not built, or a file it refuses). A frame
+    file that is missing, not an image, or fails to decode raises `_Frame.Error`: a TrackerError that
+    is also a `lasot.FrameError`, one line naming the file (never PIL's traceback)."""
 
     class Error(TrackerError, FrameError):
         """An unreadable frame file given to the tracker."""
@@ -102,17 +103,14 @@ class _Frame:
     def __init__(self, image: ImageInput) -> None:
         self._path: Path | None = None
         self._pil: Image.Image | None = None
-        self._jpeg: bytes | None = None  # the file's bytes, when simplejpeg can decode it
+        self._jpeg: bytes | None = None  # the file's bytes, for the region decoder
         if isinstance(image, (str, Path)):
             self._path = Path(image)
             try:
-                if jpeg.decoder() == "simplejpeg":
-                    data = jpeg.read_bytes(self._path)
-                    size = jpeg.header_size(data)
-                    if size is not None:
-                        self._jpeg, self.size = data, size
-                        return
-                with Image.open(self._path) as probe:  # header only: full-resolution size
+                if jpeg.decoder() == "region":
+                    self._jpeg = jpeg.read_bytes(self._path)
+                source = io.BytesIO(self._jpeg) if self._jpeg is not None else self._path
+                with Image.open(source) as probe:  # header only: full-resolution size
                     self.size = probe.size
             except DECODE_ERRORS as exc:
                 bad = frame_error(self._path, exc)
@@ -130,7 +128,7 @@ class _Frame:
         if self._pil is not None:
             return crop_image(self._pil, window)
         if self._jpeg is not None:
-            crop = crop_jpeg_bytes(self._jpeg, window, self.size)
+            crop = crop_jpeg_bytes(self._jpeg, window)
             if crop is not None:
                 return crop
         try:
