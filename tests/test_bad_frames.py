@@ -173,7 +173,8 @@ def test_loader_with_workers_reports_the_file(tree):
         counter = SkipCounter(1, len(ds), warn=messages.append)
         counter.update(batch)
         skipped += counter.count
-        assert set(batch) == {"templates", "search", "search_box"}  # bookkeeping removed
+        # The bad-frame bookkeeping is removed.
+        assert set(batch) == {"templates", "search", "search_box", "brightness", "gray"}
     assert skipped >= 1
     want = f"warning: skipped a training sample of epoch 1: {path}: cannot decode frame image (not an image"
     assert messages and all(m.startswith(want) for m in messages)

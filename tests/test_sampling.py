@@ -12,14 +12,13 @@ from PIL import Image
 
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
 from seqtrack_mlflow.data.lasot import read_sequence
+from seqtrack_mlflow.data.photometric import GRAY_WEIGHTS, model_inputs, photometric
 from seqtrack_mlflow.data.processing import IMAGENET_MEAN, IMAGENET_STD, normalize
 from seqtrack_mlflow.data.sampling import (
-    GRAY_WEIGHTS,
     MAX_TRIES,
     RankSampler,
     SamplingError,
     TrainingSamples,
-    augment,
     choose_frames,
     make_loader,
     render_sample,
@@ -65,8 +64,13 @@ def sequence(tmp_path_factory: pytest.TempPathFactory):
     return read_sequence(write_sequence(root, "airplane-1", 30, hidden=(3, 4, 5, 17)))
 
 
-def pixels(x: torch.Tensor) -> np.ndarray:
-    """Normalised (3, H, W) -> (H, W, 3) in [0, 255]."""
+def pixels(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A uint8 (H, W, 3) crop as float64."""
+    return np.asarray(x, dtype=np.float64)
+
+
+def unnormalise(x: torch.Tensor) -> np.ndarray:
+    """Model input (3, H, W) -> (H, W, 3) in [0, 255]."""
     return (np.moveaxis(x.numpy(), 0, -1) * IMAGENET_STD + IMAGENET_MEAN) * 255.0
 
 
@@ -134,10 +138,10 @@ def test_templates_centred_search_jittered_box_matches_pixels(sequence, flip_pro
     centres, sizes = [], []
     for i in range(len(ds)):
         sample = ds[i]
-        assert sample["templates"].shape == (2, 3, t, t) and sample["search"].shape == (3, s, s)
-        assert (
-            sample["templates"].dtype == sample["search"].dtype == sample["search_box"].dtype == torch.float32
-        )
+        assert sample["templates"].shape == (2, t, t, 3) and sample["search"].shape == (s, s, 3)
+        assert sample["templates"].dtype == sample["search"].dtype == torch.uint8
+        assert sample["search_box"].dtype == sample["brightness"].dtype == torch.float32
+        assert sample["brightness"].shape == (3,) and sample["gray"].dtype == torch.bool
         assert ds.draw(i).flip.tolist() == [bool(flip_prob)] * 3
         for template in sample["templates"]:  # no template jitter: target centred
             x0, y0, x1, y1 = red_bbox(pixels(template))
@@ -160,10 +164,10 @@ def test_flip_mirrors_each_crop_and_the_box_with_its_crop(sequence, flip: tuple[
     plain = render_sample(sequence, draw, MODEL, ds.sampling)
     flipped = render_sample(sequence, dataclasses.replace(draw, flip=np.array(flip)), MODEL, ds.sampling)
     for i, template_flipped in enumerate(flip[:-1]):
-        want = plain["templates"][i][..., ::-1] if template_flipped else plain["templates"][i]
-        np.testing.assert_allclose(flipped["templates"][i], want, atol=1e-6)
-    want = plain["search"][..., ::-1] if flip[-1] else plain["search"]
-    np.testing.assert_allclose(flipped["search"], want, atol=1e-6)
+        want = plain["templates"][i][:, ::-1] if template_flipped else plain["templates"][i]
+        np.testing.assert_array_equal(flipped["templates"][i], want)
+    want = plain["search"][:, ::-1] if flip[-1] else plain["search"]
+    np.testing.assert_array_equal(flipped["search"], want)
     x, y, w, h = plain["search_box"]
     want_box = [MODEL.search_size - x - w, y, w, h] if flip[-1] else [x, y, w, h]
     np.testing.assert_allclose(flipped["search_box"], want_box, atol=1e-5)
@@ -171,7 +175,7 @@ def test_flip_mirrors_each_crop_and_the_box_with_its_crop(sequence, flip: tuple[
     s = MODEL.search_size
     expected = np.clip(xyxy(flipped["search_box"]), 0, s)
     scale = flipped["search_box"][2] / sequence.boxes[draw.frames[-1]][2]
-    found = red_bbox(pixels(torch.from_numpy(flipped["search"].copy())))
+    found = red_bbox(pixels(flipped["search"]))
     np.testing.assert_allclose(found, expected, atol=0.6 + 0.35 * scale)
 
 
@@ -190,36 +194,44 @@ def test_flip_is_drawn_per_crop_and_grayscale_per_sample(sequence) -> None:
     assert all(np.array_equal(again.draw(i).flip, flips[i]) for i in (0, 999, 1999))
 
 
-def test_grayscale_and_brightness(sequence) -> None:
+def test_grayscale_and_brightness_on_the_device(sequence) -> None:
+    """The sample's gray roll and brightness factors, applied by `model_inputs` on the batch."""
     ds = TrainingSamples([sequence], MODEL, SamplingConfig(), 5, 4)
     draw = dataclasses.replace(ds.draw(1), gray=False, brightness=np.ones(3))
-    base = render_sample(sequence, draw, MODEL, ds.sampling)
-    gray = render_sample(sequence, dataclasses.replace(draw, gray=True), MODEL, ds.sampling)
-    g = pixels(torch.from_numpy(gray["search"]))
+
+    def search_input(d) -> np.ndarray:
+        out = render_sample(sequence, d, MODEL, ds.sampling)
+        batch = {k: torch.from_numpy(v)[None] for k, v in out.items()}  # a batch of one
+        templates, search = model_inputs(batch, torch.device("cpu"))
+        assert templates.shape == (1, 2, 3, 64, 64) and search.shape == (1, 3, 96, 96)
+        return unnormalise(search[0])
+
+    base = search_input(draw)
+    plain = render_sample(sequence, draw, MODEL, ds.sampling)["search"]
+    np.testing.assert_allclose(base, pixels(plain), atol=1e-3)
+    g = search_input(dataclasses.replace(draw, gray=True))
     np.testing.assert_allclose(g[..., 0], g[..., 1], atol=1e-3)
     np.testing.assert_allclose(g[..., 0], g[..., 2], atol=1e-3)
-    bright = render_sample(
-        sequence, dataclasses.replace(draw, brightness=np.full(3, 1.2)), MODEL, ds.sampling
-    )
-    a, b = pixels(torch.from_numpy(base["search"])), pixels(torch.from_numpy(bright["search"]))
-    dark = a < 200
-    np.testing.assert_allclose(b[dark], np.clip(a[dark] * 1.2, 0, 255), atol=1e-2)
-    assert b.max() <= 255.0 + 1e-3  # clipped, not overflowing
+    assert np.abs(g - base).max() > 20  # the crop did turn grey
+    bright = search_input(dataclasses.replace(draw, brightness=np.full(3, 1.2)))
+    dark = base < 200
+    np.testing.assert_allclose(bright[dark], np.clip(base[dark] * 1.2, 0, 255), atol=1e-2)
+    assert bright.max() <= 255.0 + 1e-3  # clipped, not overflowing
 
 
-@pytest.mark.parametrize("gray", [False, True])
-@pytest.mark.parametrize("flip", [(False, False), (True, False), (False, True), (True, True)])
-def test_augment_matches_plain_normalize(gray: bool, flip: tuple[bool, bool]) -> None:
-    crops = np.random.default_rng(0).integers(0, 256, (2, 8, 12, 3), dtype=np.uint8)
-    brightness = np.array([0.8, 1.2])
+@pytest.mark.parametrize("gray", [(False, False), (True, False), (True, True)])
+def test_photometric_matches_plain_normalize(gray: tuple[bool, bool]) -> None:
+    crops = np.random.default_rng(0).integers(0, 256, (2, 3, 8, 12, 3), dtype=np.uint8)  # B, n, H, W, 3
+    brightness = np.array([[0.8, 1.2, 1.0], [1.1, 0.9, 1.3]], dtype=np.float32)
     ref = crops.astype(np.float32)
-    if gray:
-        ref = np.repeat((ref @ GRAY_WEIGHTS)[..., None], 3, axis=-1)
-    ref = np.stack([r[:, ::-1] if f else r for r, f in zip(ref, flip, strict=True)])
-    ref = normalize(np.clip(ref * brightness[:, None, None, None].astype(np.float32), 0, 255))
-    out = augment(crops, brightness, gray, np.array(flip))
-    assert out.shape == (2, 3, 8, 12) and out.dtype == np.float32 and out.flags.c_contiguous
-    np.testing.assert_allclose(out, ref, atol=1e-5)
+    weights = np.array(GRAY_WEIGHTS, dtype=np.float32)
+    for b, rolled in enumerate(gray):
+        if rolled:
+            ref[b] = np.repeat((ref[b] @ weights)[..., None], 3, axis=-1)
+    ref = normalize(np.clip(ref * brightness[:, :, None, None, None], 0, 255))
+    out = photometric(torch.from_numpy(crops), torch.from_numpy(brightness), torch.tensor(gray))
+    assert out.shape == (2, 3, 3, 8, 12) and out.dtype == torch.float32 and out.is_contiguous()
+    np.testing.assert_allclose(out.numpy(), ref, atol=1e-5)
 
 
 def test_same_seed_epoch_index_gives_identical_sample(sequence) -> None:
@@ -263,11 +275,11 @@ def test_loader_batches_identical_for_any_worker_count(sequence) -> None:
     parallel = collect(make_loader(ds, batch_size=4, workers=2))
     assert [len(b["search"]) for b in serial] == [4, 4, 2]
     first = serial[0]
-    assert first["templates"].shape == (4, 2, 3, 64, 64)
-    assert first["search"].shape == (4, 3, 96, 96)
+    assert first["templates"].shape == (4, 2, 64, 64, 3) and first["templates"].dtype == torch.uint8
+    assert first["search"].shape == (4, 96, 96, 3)
     assert first["search_box"].shape == (4, 4) and first["search_box"].dtype == torch.float32
     for one, other in zip(serial, parallel, strict=True):
-        for key in ("templates", "search", "search_box"):
+        for key in ("templates", "search", "search_box", "brightness", "gray"):
             assert torch.equal(one[key], other[key])
     expected = torch.stack([ds[i]["search_box"] for i in range(10)])
     assert torch.equal(torch.cat([b["search_box"] for b in parallel]), expected)

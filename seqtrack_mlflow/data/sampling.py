@@ -19,8 +19,11 @@ official joint and per-crop transforms). Deliberate departures, each equivalent 
   geometry, done before any image is decoded: the target box mapped into the search crop must be at
   least 1 px wide and high with its centre inside the crop. After `MAX_TRIES` failed draws the last one
   is used with the search crop centred on the unjittered target (which always contains it).
-- Brightness jitter and ImageNet normalisation (processing's mean/std) run fused, channel-first and in
-  place (`augment`), equal to `processing.normalize` of the jittered crop up to float rounding.
+- A sample leaves the worker as uint8 crops (flipped) plus its brightness factors and grayscale roll;
+  grayscale, brightness and ImageNet normalisation run on the batch on the training device
+  (`data/photometric.py`), equal to `processing.normalize` of the jittered crop up to float rounding.
+  Float32 crops would be 4x the bytes through the worker-to-trainer shared memory (2.4 MB per
+  256-px sample), which cost a worker more than the crop itself; on a GPU it also quarters the copy.
 - Every random number of sample `index` in epoch `epoch` comes from
   `np.random.default_rng([seed, epoch, index])`, never from global state, so a sample is the same
   whichever worker process (or rank, or worker count) computes it.
@@ -54,8 +57,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
 from seqtrack_mlflow.data.lasot import FrameError, LasotFormatError
 from seqtrack_mlflow.data.processing import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     CropWindow,
     box_to_crop,
     crop_image,
@@ -72,10 +73,6 @@ MAX_DRAWS = 10  # draws per sample hitting undecodable frames before training st
 SKIP_LIMIT_MIN = 10  # skipped draws an epoch may have on one process, at least ...
 SKIP_LIMIT_FRACTION = 0.01  # ... or this fraction of the process's share of the epoch
 GAP_STEP = 5  # official widening of the frame window when it holds no visible frame
-GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as cv2 RGB2GRAY
-# processing.normalize's ImageNet mean/std as one multiply-add on 0..255 values, channel-first.
-_NORM_SCALE = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32)[:, None, None]
-_NORM_SHIFT = (IMAGENET_MEAN / IMAGENET_STD).astype(np.float32)[:, None, None]
 
 
 class SamplingError(ValueError):
@@ -176,31 +173,13 @@ def draw_sample(
     )
 
 
-def _load(path: Path, window: CropWindow, reduced_decode: bool) -> np.ndarray:
+def _load(path: Path, window: CropWindow, reduced_decode: bool, out: np.ndarray, flip: bool) -> None:
     if reduced_decode:
-        return load_crop(path, window)
+        load_crop(path, window, out, flip)
+        return
     img, scale = open_frame(path)  # full-resolution decode (for comparisons and benchmarks)
-    return crop_image(img, window, scale)
-
-
-def augment(crops: np.ndarray, brightness: np.ndarray, gray: bool, flip: np.ndarray) -> np.ndarray:
-    """(n, H, W, 3) uint8 crops -> (n, 3, H, W) float32: grayscale, per-crop flip, brightness, ImageNet norm.
-
-    Equals `processing.normalize(clip(gray/flip(crops) * brightness, 0, 255))` up to float rounding, but
-    works channel-first in place (one copy instead of six): about 2x faster, a sizeable share of a sample.
-    `flip` (n,) mirrors crop i horizontally where flip[i] is true.
-    """
-    n, height, width, _ = crops.shape
-    x = np.empty((n, 3, height, width), dtype=np.float32)
-    for i, crop in enumerate(crops):  # flip folded into the one uint8 -> float32 copy
-        x[i] = (crop[:, ::-1] if flip[i] else crop).transpose(2, 0, 1)
-    if gray:
-        x = np.repeat(np.tensordot(x, GRAY_WEIGHTS, axes=([1], [0]))[:, None], 3, axis=1)
-    x *= brightness.astype(np.float32)[:, None, None, None]
-    np.clip(x, 0.0, 255.0, out=x)
-    x *= _NORM_SCALE
-    x -= _NORM_SHIFT
-    return x
+    crop = crop_image(img, window, scale)
+    out[...] = crop[:, ::-1] if flip else crop
 
 
 def render_sample(
@@ -210,25 +189,39 @@ def render_sample(
     sampling: SamplingConfig,
     reduced_decode: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Decode and crop the drawn frames. Templates are cut around their ground-truth box (no template
-    jitter), the search crop around the jittered box; the box is returned in search-crop pixels."""
+    """Decode, crop and flip the drawn frames: uint8 (H, W, 3) crops, templates stacked first. Templates
+    are cut around their ground-truth box (no template jitter), the search crop around the jittered box;
+    the box is returned in search-crop pixels. Brightness and grayscale travel as numbers, applied on
+    the training device (`photometric.model_inputs`)."""
     t_size, s_size = model_cfg.template_size, model_cfg.search_size
     boxes = seq.boxes[draw.frames]
     windows = [crop_window(b, sampling.template_factor, t_size) for b in boxes[:-1]]
     windows.append(crop_window(draw.search_box, sampling.search_factor, s_size))
-    cache: dict[tuple[int, CropWindow], np.ndarray] = {}  # a frame drawn twice is decoded once
-    crops = []
-    for frame, window in zip(draw.frames.tolist(), windows, strict=True):
+    templates = np.empty((len(windows) - 1, t_size, t_size, 3), dtype=np.uint8)
+    search = np.empty((s_size, s_size, 3), dtype=np.uint8)
+    # Each crop is cut straight into its place in the sample; a frame drawn twice with the same
+    # window is decoded once.
+    done: dict[tuple[int, CropWindow], tuple[np.ndarray, bool]] = {}
+    for frame, window, flip, out in zip(
+        draw.frames.tolist(), windows, draw.flip.tolist(), [*templates, search], strict=True
+    ):
         key = (frame, window)
-        if key not in cache:
-            cache[key] = _load(seq.frame_path(frame), window, reduced_decode)
-        crops.append(cache[key])
-    templates = augment(np.stack(crops[:-1]), draw.brightness[:-1], draw.gray, draw.flip[:-1])
-    search = augment(crops[-1][None], draw.brightness[-1:], draw.gray, draw.flip[-1:])[0]
+        if key in done:
+            twin, twin_flip = done[key]
+            out[...] = twin[:, ::-1] if flip != twin_flip else twin
+        else:
+            _load(seq.frame_path(frame), window, reduced_decode, out, flip)
+            done[key] = (out, flip)
     box = box_to_crop(boxes[-1], windows[-1])
     if draw.flip[-1]:  # the box follows its crop: continuous x -> S - x
         box[0] = s_size - box[0] - box[2]
-    return {"templates": templates, "search": search, "search_box": box.astype(np.float32)}
+    return {
+        "templates": templates,
+        "search": search,
+        "search_box": box.astype(np.float32),
+        "brightness": np.asarray(draw.brightness, dtype=np.float32),
+        "gray": np.array(draw.gray),
+    }
 
 
 class TrainingSamples(Dataset):
@@ -315,9 +308,11 @@ class TrainingSamples(Dataset):
             return _sample(out, attempt, bad, failed=False)
         t, s = self.model_cfg.template_size, self.model_cfg.search_size
         zeros = {
-            "templates": np.zeros((self.model_cfg.num_templates, 3, t, t), dtype=np.float32),
-            "search": np.zeros((3, s, s), dtype=np.float32),
+            "templates": np.zeros((self.model_cfg.num_templates, t, t, 3), dtype=np.uint8),
+            "search": np.zeros((s, s, 3), dtype=np.uint8),
             "search_box": np.zeros(4, dtype=np.float32),
+            "brightness": np.ones(self.model_cfg.num_templates + 1, dtype=np.float32),
+            "gray": np.array(False),
         }
         return _sample(zeros, MAX_DRAWS, bad, failed=True)
 
@@ -441,7 +436,6 @@ __all__ = [
     "SampleDraw",
     "SamplingError",
     "TrainingSamples",
-    "augment",
     "choose_frames",
     "draw_sample",
     "is_usable",

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from seqtrack_mlflow.config import TrainConfig, TrainSettings
 from seqtrack_mlflow.data.lasot import Sequence
+from seqtrack_mlflow.data.photometric import model_inputs
 from seqtrack_mlflow.data.sampling import SkipCounter, TrainingSamples, make_loader
 from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model, logging_iou, sequence_loss
 from seqtrack_mlflow.model.tokens import box_to_tokens, teacher_forcing
@@ -251,8 +252,7 @@ class Trainer:
         skips = SkipCounter(epoch, share)  # bad frames: warn, count, stop past the limit (sampling.py)
         for step, batch in enumerate(loader, start=rank_done // tc.batch_size + 1):
             skips.update(batch)
-            templates = batch["templates"].to(ctx.device, non_blocking=True)
-            search = batch["search"].to(ctx.device, non_blocking=True)
+            templates, search = model_inputs(batch, ctx.device)  # uint8 -> normalised, on the device
             tokens = box_to_tokens(batch["search_box"].to(ctx.device), mc.search_size, mc.bins)
             inputs, targets = teacher_forcing(tokens, mc.bins)
             with autocast:
