@@ -1,4 +1,4 @@
-"""Data pipeline throughput: TrainingSamples + make_loader (JPEG decode, crop, jitter, augment, collate).
+"""Data pipeline throughput: TrainingSamples + make_loader (JPEG decode, crop, collate) + model_inputs.
 
 Frames are synthetic 1280x720 JPEG sequences in the LaSOT layout (data/synthetic.py), written to a
 temporary folder. LaSOT's frames are ~100-150 KB each at 1280x720 (estimated from its class archives);
@@ -11,12 +11,18 @@ count (the main process counts as one worker with 0 workers).
 "decode-only" is the rate of merely decoding each sample's distinct full frames with PIL (the same
 draws, in this process, measured right before each loader case): what a loader that decodes whole
 frames cannot beat. "ratio" = loader per-worker samples/s / decode-only samples/s. `--decoder` runs the
-loader with each JPEG decoder of `data/jpeg.py`: `pil` (the default: PIL decode, DCT-scaled where the
-crop shrinks the frame 2x or more, PIL affine crop) and `simplejpeg` (opt-in, SEQTRACK_JPEG_DECODER).
+loader with each JPEG decoder of `data/jpeg.py`: `region` (the default where the C extension is built:
+decodes only the rows and columns each crop reads, DCT-scaled where the crop shrinks the frame 2x or
+more) and `pil` (the fallback: the whole frame, DCT-scaled, then PIL's affine crop). Both cut the
+same crops, to the bit. Workers send uint8 crops; `photometric.model_inputs` (grayscale, brightness,
+ImageNet normalisation) runs on each batch in the consuming process on `--device`, as the trainer
+does: counted in samples/s, and its own time per sample is the "trainer ms" column (with workers it
+runs beside them, on the trainer's core or GPU).
 
     python benchmarks/loader_throughput.py            # defaults: a few minutes on 2 CPU cores
     python benchmarks/loader_throughput.py --quick    # seconds: checks the script runs
     python benchmarks/loader_throughput.py --samples 800 --workers 0,1,2,4 --frame-kb 0,150,250
+    python benchmarks/loader_throughput.py --device cuda   # the trainer-side step on the GPU
 """
 
 from __future__ import annotations
@@ -29,12 +35,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import add_threads_arg, apply_threads, cpu_model, markdown_table, print_header, verdict
+from common import (
+    add_threads_arg,
+    apply_threads,
+    cpu_model,
+    markdown_table,
+    print_header,
+    resolve_device,
+    sync,
+    verdict,
+)
 from PIL import Image
 
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
 from seqtrack_mlflow.data import jpeg
 from seqtrack_mlflow.data.lasot import read_sequence
+from seqtrack_mlflow.data.photometric import model_inputs
 from seqtrack_mlflow.data.sampling import TrainingSamples, make_loader
 from seqtrack_mlflow.data.synthetic import JPEG_QUALITY, generate_lasot
 
@@ -96,14 +112,20 @@ def make_dataset(sequences: list, crop: int, samples: int) -> TrainingSamples:
     return TrainingSamples(sequences, cfg, SamplingConfig(), seed=0, samples_per_epoch=samples)
 
 
-def run_case(dataset: TrainingSamples, workers: int, batch: int) -> tuple[float, float]:
-    """(steady-state samples/s, seconds to the first batch) for one loader configuration."""
+def run_case(
+    dataset: TrainingSamples, workers: int, batch: int, device: torch.device
+) -> tuple[float, float, float]:
+    """(steady-state samples/s, trainer-side ms per sample, seconds to the first batch) for one loader
+    configuration; each batch goes through `model_inputs` on `device`, as in the trainer."""
     loader = make_loader(dataset, batch_size=batch, workers=workers)
     skip = max(1, workers)  # one batch per worker: all of them are up and running
     start = time.perf_counter()
     first = mark = start
-    counted = 0
+    counted, trainer_s = 0, 0.0
     for i, item in enumerate(loader):
+        before = time.perf_counter()
+        model_inputs(item, device)
+        sync(device)
         now = time.perf_counter()
         if i == 0:
             first = now
@@ -111,9 +133,10 @@ def run_case(dataset: TrainingSamples, workers: int, batch: int) -> tuple[float,
             mark = now
         elif i >= skip:
             counted += item["search"].shape[0]
+            trainer_s += now - before
     end = time.perf_counter()
     rate = counted / (end - mark) if counted and end > mark else float("nan")
-    return rate, first - start
+    return rate, trainer_s / max(counted, 1) * 1e3, first - start
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -131,10 +154,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--decoder",
-        default="pil,simplejpeg",
-        help="JPEG decoders to run the loader with: pil (default path), simplejpeg (opt-in path)",
+        default="region,pil",
+        help="JPEG decoders to run the loader with: region (the default path), pil (the fallback)",
     )
     p.add_argument("--quick", action="store_true", help="few samples, 0 and 1 workers: a check that it runs")
+    p.add_argument("--device", default="cpu", help="where model_inputs runs: cpu (default) | cuda | cuda:N")
     add_threads_arg(p)
     return p.parse_args(argv)
 
@@ -142,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     apply_threads(args.threads)
+    device = resolve_device(args.device)
     samples = args.samples or (40 if args.quick else 160)
     workers = [int(w) for w in (args.workers or ("0,1" if args.quick else "0,1,2")).split(",")]
     crops = [int(c) for c in args.crops.split(",")]
@@ -152,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in decoders:
         if name not in jpeg.DECODERS:
             raise SystemExit(f"--decoder {name}: use {' or '.join(jpeg.DECODERS)}")
-        if name == "simplejpeg" and not jpeg.AVAILABLE:
-            raise SystemExit("--decoder simplejpeg: simplejpeg is not installed (pip install simplejpeg)")
+        if name == "region" and not jpeg.AVAILABLE:
+            raise SystemExit(f"--decoder region: {jpeg.BUILD_HINT}")
     rows: list[list[object]] = []
     targets: dict[tuple[str, str], float] = {}
     cpu = cpu_model()
@@ -185,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         print_header(
             "Data pipeline throughput",
-            torch.device("cpu"),
+            device,
             [
                 f"{len(dirs)} synthetic sequences of {frames} frames at {FRAME_SIZE[0]}x{FRAME_SIZE[1]} "
                 f"JPEG quality {JPEG_QUALITY} (written in {generated:.1f} s); LaSOT: ~100-150 KB per frame",
@@ -196,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
                 "the same window is decoded once)",
                 "decode-only = PIL decode of each sample's distinct full frames, in this process, right "
                 "before the case; ratio = loader per worker / decode-only",
+                f"trainer ms = model_inputs (uint8 -> normalised float32) per sample on {device}, in the "
+                "consuming process: in samples/s at 0 workers, beside the workers otherwise",
             ],
         )
         for set_name, sequences in sets:
@@ -205,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
                         jpeg.set_decoder(name)  # workers inherit it (environment variable)
                         dataset = make_dataset(sequences, crop, samples)
                         base = decode_only(dataset, samples)
-                        rate, first = run_case(dataset, w, args.batch)
+                        rate, trainer_ms, first = run_case(dataset, w, args.batch, device)
                         per_worker = rate / max(w, 1)
                         ratio = per_worker / base
                         rows.append(
@@ -218,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
                                 f"{per_worker:.1f}",
                                 f"{base:.1f}",
                                 f"{ratio:.2f}x",
+                                f"{trainer_ms:.2f}",
                                 f"{first:.2f}",
                             ]
                         )
@@ -236,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
                 "per worker",
                 "decode-only/s",
                 "ratio",
+                "trainer ms",
                 "first batch s",
             ],
             rows,
