@@ -14,8 +14,8 @@ extension is built) or `pil`. Where the extension was not built (no C compiler o
 at install) the process says so once on stderr, names the fix, and uses PIL: the same crops, slower.
 
 Damage: a frame the region decoder refuses (not a JPEG, CMYK, any libjpeg warning, or no end-of-image
-marker, i.e. truncated) goes to PIL, which decodes it or raises `lasot.FrameError`. Flipped bytes in
-rows below a crop are not read, so they go unnoticed where PIL would notice them (the pixels used are
+marker, i.e. truncated) goes to PIL, which decodes it or raises `lasot.FrameError`. Data below a crop's
+last row is never read, so damage there goes unnoticed where PIL would notice it (the pixels used are
 intact); `-P verify_frames=true` checks every frame whole.
 """
 
