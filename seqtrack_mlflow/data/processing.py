@@ -116,17 +116,20 @@ def _open_frame(path: str | Path, window: CropWindow | None) -> tuple[Image.Imag
     return img, 1.0 / scale
 
 
+def window_extent(window: CropWindow, decode_scale: float) -> tuple[float, float, float, float]:
+    """The window as (x0, y0, x1, y1) in the pixels of a frame decoded at `decode_scale`: what both the
+    PIL pass and the region decoder resample, so their crops agree to the bit."""
+    s = decode_scale
+    return (window.x0 * s, window.y0 * s, (window.x0 + window.side) * s, (window.y0 + window.side) * s)
+
+
 def crop_image(img: Image.Image, window: CropWindow, decode_scale: float = 1.0) -> np.ndarray:
     """Crop + zero-pad + bilinear resize in one affine pass. Returns uint8 (out, out, 3)."""
-    s = decode_scale
-    extent = (
-        window.x0 * s,
-        window.y0 * s,
-        (window.x0 + window.side) * s,
-        (window.y0 + window.side) * s,
-    )
     out = img.transform(
-        (window.out_size, window.out_size), Image.Transform.EXTENT, extent, Image.Resampling.BILINEAR
+        (window.out_size, window.out_size),
+        Image.Transform.EXTENT,
+        window_extent(window, decode_scale),
+        Image.Resampling.BILINEAR,
     )
     return np.asarray(out)
 
@@ -156,10 +159,9 @@ def load_crop(
 
 
 def _scaled_extent(window: CropWindow) -> tuple[int, tuple[float, float, float, float]]:
-    """The DCT scale for the window and its extent in that scale's pixels, as `crop_image` has it."""
+    """The DCT scale for the window and its extent in that scale's pixels."""
     scale = reduction(window)
-    s = 1.0 / scale
-    return scale, (window.x0 * s, window.y0 * s, (window.x0 + window.side) * s, (window.y0 + window.side) * s)
+    return scale, window_extent(window, 1.0 / scale)
 
 
 def crop_jpeg_bytes(data: bytes, window: CropWindow) -> np.ndarray | None:
