@@ -194,8 +194,9 @@ static PyObject *crop(PyObject *self, PyObject *args) {
     struct jpeg_decompress_struct cinfo;
     ErrorManager err;
     Tap *volatile taps = NULL;
-    unsigned char *volatile region = NULL; /* one decoded row */
-    PyThreadState *volatile thread = NULL;
+    unsigned char *volatile row = NULL; /* one decoded row of the cropped columns */
+    PyThreadState *volatile thread = NULL; /* set while the GIL is released */
+    PyObject *result = NULL;
 
     cinfo.err = jpeg_std_error(&err.pub);
     err.pub.error_exit = on_error;
@@ -206,13 +207,8 @@ static PyObject *crop(PyObject *self, PyObject *args) {
         if (thread != NULL) {
             PyEval_RestoreThread(thread);
         }
-        jpeg_destroy_decompress(&cinfo);
-        free(taps);
-        free(region);
-        PyBuffer_Release(&data);
-        PyBuffer_Release(&target);
         PyErr_SetString(PyExc_ValueError, err.message);
-        return NULL;
+        goto done;
     }
     jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
     jpeg_read_header(&cinfo, TRUE);
@@ -227,10 +223,8 @@ static PyObject *crop(PyObject *self, PyObject *args) {
     /* Taps (2n), then the resampler's work space: 9n ints (+1 keeps the doubles aligned), 15n doubles. */
     taps = (Tap *)malloc(sizeof(Tap) * 2 * (size_t)n + (sizeof(int) * 10 + sizeof(double) * 15) * (size_t)n);
     if (taps == NULL) {
-        jpeg_destroy_decompress(&cinfo);
-        PyBuffer_Release(&data);
-        PyBuffer_Release(&target);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        goto done;
     }
     Tap *xt = taps, *yt = taps + n;
     /* PIL's EXTENT -> AFFINE conversion: xs = (x1 - x0) / w, ys = (y1 - y0) / h. */
@@ -261,29 +255,28 @@ static PyObject *crop(PyObject *self, PyObject *args) {
         if (span < (JDIMENSION)width) {
             jpeg_crop_scanline(&cinfo, &left, &span);
         }
-        region = (unsigned char *)malloc((size_t)span * 3); /* one row of the cropped columns */
-        if (region == NULL) {
+        row = (unsigned char *)malloc((size_t)span * 3);
+        if (row == NULL) {
             PyEval_RestoreThread(thread);
-            jpeg_destroy_decompress(&cinfo);
-            free(taps);
-            PyBuffer_Release(&data);
-            PyBuffer_Release(&target);
-            return PyErr_NoMemory();
+            PyErr_NoMemory();
+            goto done;
         }
         if (row_lo > 0) {
             jpeg_skip_scanlines(&cinfo, (JDIMENSION)row_lo);
         }
         int *iwork = (int *)(taps + 2 * n);
         double *work = (double *)(iwork + 10 * n);
-        resample(pixels, n, flip, &cinfo, row_lo, region, (int)left, xt, yt, iwork, work);
+        resample(pixels, n, flip, &cinfo, row_lo, row, (int)left, xt, yt, iwork, work);
     }
     PyEval_RestoreThread(thread);
+    result = Py_BuildValue("(ii)", width, height);
+done: /* every exit: an error (Python exception set, GIL held) or the result */
     jpeg_destroy_decompress(&cinfo);
     free(taps);
-    free(region);
+    free(row);
     PyBuffer_Release(&data);
     PyBuffer_Release(&target);
-    return Py_BuildValue("(ii)", width, height);
+    return result;
 }
 
 static PyMethodDef methods[] = {
