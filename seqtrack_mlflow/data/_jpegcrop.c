@@ -26,6 +26,11 @@
 
 #include <jpeglib.h>
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+#endif
+
 typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
@@ -90,8 +95,8 @@ static void axis_taps(Tap *taps, int n, double start, double step, int size, int
  * channel), 0 outside the frame: the two source bytes are gathered first, so the arithmetic runs
  * over contiguous arrays. `dx3` holds each column's fraction once per channel (0 outside). */
 VECTOR_CLONES
-static void lerp_row(double *h, int count, const unsigned char *src, const int *off0,
-                     const int *off1, const double *dx3, double *a, double *b) {
+static void lerp_row_scalar(double *h, int count, const unsigned char *src, const int *off0,
+                            const int *off1, const double *dx3, double *a, double *b) {
     for (int i = 0; i < count; i++) {
         a[i] = src[off0[i]];
         b[i] = src[off1[i]];
@@ -100,6 +105,34 @@ static void lerp_row(double *h, int count, const unsigned char *src, const int *
         h[i] = a[i] + (b[i] - a[i]) * dx3[i];
     }
 }
+
+#ifdef HAVE_AVX2_PATH
+/* The same lerp a pixel at a time: its three bytes (and the next one, ignored) widened to four
+ * doubles, one subtract, multiply and add each, as the scalar code: identical values. Gathering whole
+ * pixels rather than single bytes is what makes it ~3x faster. Writes h[count] (one padding double)
+ * and reads one byte past the last pixel (the row buffer has padding). */
+__attribute__((target("avx2"))) static void lerp_row_avx2(double *h, int count,
+                                                         const unsigned char *src, const int *off0,
+                                                         const int *off1, const double *dx3,
+                                                         double *a, double *b) {
+    (void)a;
+    (void)b;
+    for (int i = 0; i < count; i += 3) {
+        int wa, wb;
+        memcpy(&wa, src + off0[i], 4);
+        memcpy(&wb, src + off1[i], 4);
+        __m256d va = _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(wa)));
+        __m256d vb = _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(wb)));
+        __m256d d = _mm256_set1_pd(dx3[i]);
+        _mm256_storeu_pd(h + i, _mm256_add_pd(va, _mm256_mul_pd(_mm256_sub_pd(vb, va), d)));
+    }
+}
+#endif
+
+typedef void (*LerpRow)(double *, int, const unsigned char *, const int *, const int *,
+                        const double *, double *, double *);
+
+static LerpRow lerp_row = lerp_row_scalar; /* set once at import for the CPU */
 
 /* PIL's vertical lerp v1 + (v2 - v1) * dy, truncated to uint8. */
 VECTOR_CLONES
@@ -118,14 +151,15 @@ static void lerp_rows(unsigned char *out, int count, const double *v1, const dou
  * in order, from `first_row` (the decoder's next row) into `row` (one row of the cropped columns,
  * starting at column `left`): the source rows of successive output rows never go back, and the last
  * two rows' lerps are kept, which are all a next output row can share. `flip` mirrors the crop
- * left-right (the columns' taps are laid out mirrored). `iwork` holds 9n ints, `work` 15n doubles. */
+ * left-right (the columns' taps are laid out mirrored). `iwork` holds 9n ints, `work` 15n + 2 doubles. */
 static void resample(unsigned char *out, int n, int flip, j_decompress_ptr cinfo, int first_row,
                      unsigned char *row, int left, const Tap *xt, const Tap *yt, int *iwork,
                      double *work) {
     int count = n * 3;
     int *off0 = iwork, *off1 = iwork + count, *truncated = iwork + 2 * count;
-    double *dx3 = work, *slot[2] = {work + count, work + 2 * count};
-    double *a = work + 3 * count, *b = work + 4 * count;
+    /* The slots hold one padding double each (lerp_row_avx2 writes one past the row). */
+    double *dx3 = work, *slot[2] = {work + count, work + 2 * count + 1};
+    double *a = work + 3 * count + 2, *b = work + 4 * count + 2;
     for (int x = 0; x < n; x++) {
         const Tap *tx = &xt[flip ? n - 1 - x : x];
         for (int c = 0; c < 3; c++) {
@@ -136,6 +170,15 @@ static void resample(unsigned char *out, int n, int flip, j_decompress_ptr cinfo
             off1[i] = tx->inside ? (tx->hi - left) * 3 + c : 0;
             dx3[i] = tx->inside ? tx->frac : 0.0;
         }
+    }
+    /* The columns outside the frame, zeroed in every row: sample positions increase along x, so
+     * they are a run at each end of the output row (at least one column is inside). */
+    int lead = 0, trail = 0;
+    while (!xt[flip ? n - 1 - lead : lead].inside) {
+        lead++;
+    }
+    while (!xt[flip ? trail : n - 1 - trail].inside) {
+        trail++;
     }
     int next = first_row; /* the next row the decoder returns */
     int tag[2] = {-1, -1};
@@ -167,11 +210,8 @@ static void resample(unsigned char *out, int n, int flip, j_decompress_ptr cinfo
             have[k] = s;
         }
         lerp_rows(px, count, slot[have[0]], slot[have[1]], ty->hi >= 0 ? ty->frac : 0.0, truncated);
-        for (int x = 0; x < n; x++) {
-            if (!xt[flip ? n - 1 - x : x].inside) {
-                px[x * 3] = px[x * 3 + 1] = px[x * 3 + 2] = 0;
-            }
-        }
+        memset(px, 0, (size_t)lead * 3);
+        memset(px + (size_t)(n - trail) * 3, 0, (size_t)trail * 3);
     }
 }
 
@@ -220,8 +260,10 @@ static PyObject *crop(PyObject *self, PyObject *args) {
     jpeg_calc_output_dimensions(&cinfo);
     int width = (int)cinfo.output_width, height = (int)cinfo.output_height;
 
-    /* Taps (2n), then the resampler's work space: 9n ints (+1 keeps the doubles aligned), 15n doubles. */
-    taps = (Tap *)malloc(sizeof(Tap) * 2 * (size_t)n + (sizeof(int) * 10 + sizeof(double) * 15) * (size_t)n);
+    /* Taps (2n), then the resampler's work space: 9n ints (+1 keeps the doubles aligned), 15n + 2
+     * doubles. */
+    taps = (Tap *)malloc(sizeof(Tap) * 2 * (size_t)n + (sizeof(int) * 10 + sizeof(double) * 15) * (size_t)n +
+                         sizeof(double) * 2);
     if (taps == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -255,7 +297,7 @@ static PyObject *crop(PyObject *self, PyObject *args) {
         if (span < (JDIMENSION)width) {
             jpeg_crop_scanline(&cinfo, &left, &span);
         }
-        row = (unsigned char *)malloc((size_t)span * 3);
+        row = (unsigned char *)malloc((size_t)span * 3 + 1); /* + 1: lerp_row_avx2 reads 4 bytes a pixel */
         if (row == NULL) {
             PyEval_RestoreThread(thread);
             PyErr_NoMemory();
@@ -297,6 +339,12 @@ static struct PyModuleDef module = {
 #define INTERFACE_VERSION 2
 
 PyMODINIT_FUNC PyInit__jpegcrop(void) {
+#ifdef HAVE_AVX2_PATH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) {
+        lerp_row = lerp_row_avx2;
+    }
+#endif
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0) {
         Py_DECREF(m);
