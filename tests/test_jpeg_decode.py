@@ -15,6 +15,8 @@ from seqtrack_mlflow.data.processing import crop_image, crop_window, load_crop, 
 from seqtrack_mlflow.evaluation.tracker import _Frame
 
 needs_region = pytest.mark.skipif(not jpeg.AVAILABLE, reason=jpeg.BUILD_HINT)
+# The resampler's kernels this CPU runs (AVX2 and plain C): each must cut PIL's crops.
+KERNELS = jpeg._jpegcrop.kernels() if jpeg.AVAILABLE else ("none",)
 
 WIDTH, HEIGHT = 333, 250  # not a multiple of the 16-px MCU, so the edge blocks are partial
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
@@ -52,11 +54,19 @@ def test_ci_builds_the_region_decoder():
     assert jpeg.decoder() == "region"  # the default
 
 
+@pytest.fixture
+def kernel(request: pytest.FixtureRequest):
+    jpeg._jpegcrop.set_kernel(request.param)
+    yield request.param
+    jpeg._jpegcrop.set_kernel(KERNELS[0])
+
+
 @needs_region
+@pytest.mark.parametrize("kernel", KERNELS, indirect=True)
 @pytest.mark.parametrize(
     "mode,subsampling", [("RGB", "4:2:0"), ("RGB", "4:2:2"), ("RGB", "4:4:4"), ("L", "4:4:4")]
 )
-def test_crops_equal_pil_on_random_boxes(tmp_path: Path, mode: str, subsampling: str):
+def test_crops_equal_pil_on_random_boxes(tmp_path: Path, mode: str, subsampling: str, kernel: str):
     path = _frame(tmp_path / "f.jpg", mode=mode, subsampling=subsampling)
     rng = np.random.default_rng(0)
     scales = set()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-INTERFACE_VERSION = 2  # of _jpegcrop.c; a build of another (a stale .so) is not used
+INTERFACE_VERSION = 3  # of _jpegcrop.c; a build of another (a stale .so) is not used
 try:
     from seqtrack_mlflow.data import _jpegcrop
 except ImportError:  # not built: exercised in the tests by monkeypatching AVAILABLE
