@@ -15,6 +15,7 @@ import torch
 from seqtrack_mlflow import cli
 from seqtrack_mlflow.config import DataConfig, ModelConfig, SamplingConfig, build_settings, preset, replace
 from seqtrack_mlflow.data import sampling
+from seqtrack_mlflow.data.batches import make_loader
 from seqtrack_mlflow.data.lasot import (
     FrameError,
     LasotFormatError,
@@ -22,7 +23,7 @@ from seqtrack_mlflow.data.lasot import (
     read_sequence,
     verify_frames,
 )
-from seqtrack_mlflow.data.sampling import BadFramesError, SkipCounter, TrainingSamples, make_loader
+from seqtrack_mlflow.data.sampling import BadFramesError, SkipCounter, TrainingSamples
 from seqtrack_mlflow.data.sources import prepare_root
 from seqtrack_mlflow.data.synthetic import generate_lasot
 

@@ -16,11 +16,9 @@ from seqtrack_mlflow.data.photometric import GRAY_WEIGHTS, model_inputs, photome
 from seqtrack_mlflow.data.processing import IMAGENET_MEAN, IMAGENET_STD, normalize
 from seqtrack_mlflow.data.sampling import (
     MAX_TRIES,
-    RankSampler,
     SamplingError,
     TrainingSamples,
     choose_frames,
-    make_loader,
     render_sample,
 )
 
@@ -262,40 +260,3 @@ def test_retry_keeps_the_target_inside_the_search_crop(sequence) -> None:
     for i in range(len(hopeless)):
         x, y, w, h = hopeless[i]["search_box"].tolist()
         assert abs(x + w / 2 - s / 2) <= 1.0 and abs(y + h / 2 - s / 2) <= 1.0
-
-
-def collect(loader) -> list[dict[str, torch.Tensor]]:
-    return list(loader)
-
-
-def test_loader_batches_identical_for_any_worker_count(sequence) -> None:
-    ds = TrainingSamples([sequence], MODEL, SamplingConfig(), 11, 10)
-    ds.set_epoch(2)  # workers must see the epoch set before iteration
-    serial = collect(make_loader(ds, batch_size=4, workers=0))
-    parallel = collect(make_loader(ds, batch_size=4, workers=2))
-    assert [len(b["search"]) for b in serial] == [4, 4, 2]
-    first = serial[0]
-    assert first["templates"].shape == (4, 2, 64, 64, 3) and first["templates"].dtype == torch.uint8
-    assert first["search"].shape == (4, 96, 96, 3)
-    assert first["search_box"].shape == (4, 4) and first["search_box"].dtype == torch.float32
-    for one, other in zip(serial, parallel, strict=True):
-        for key in ("templates", "search", "search_box", "brightness", "gray"):
-            assert torch.equal(one[key], other[key])
-    expected = torch.stack([ds[i]["search_box"] for i in range(10)])
-    assert torch.equal(torch.cat([b["search_box"] for b in parallel]), expected)
-
-
-def test_rank_split_covers_every_index_once(sequence) -> None:
-    shares = [list(RankSampler(11, rank, 2)) for rank in range(2)]
-    assert shares == [[0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9]]
-    assert sorted(shares[0] + shares[1]) == list(range(11))
-    assert [len(RankSampler(11, rank, 2)) for rank in range(2)] == [6, 5]
-    ds = TrainingSamples([sequence], MODEL, SamplingConfig(), 4, 5)
-    boxes = {
-        rank: torch.cat([b["search_box"] for b in make_loader(ds, 2, 0, rank=rank, world_size=2)])
-        for rank in range(2)
-    }
-    assert torch.equal(boxes[0], torch.stack([ds[i]["search_box"] for i in (0, 2, 4)]))
-    assert torch.equal(boxes[1], torch.stack([ds[i]["search_box"] for i in (1, 3)]))
-    with pytest.raises(ValueError, match="rank 2 is invalid"):
-        RankSampler(11, 2, 2)

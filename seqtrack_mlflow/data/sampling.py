@@ -24,6 +24,7 @@ official joint and per-crop transforms). Deliberate departures, each equivalent 
   (`data/photometric.py`), equal to `processing.normalize` of the jittered crop up to float rounding.
   Float32 crops would be 4x the bytes through the worker-to-trainer shared memory (2.4 MB per
   256-px sample), which cost a worker more than the crop itself; on a GPU it also quarters the copy.
+  The loader (`batches.py`) has the workers cut the crops straight into reused shared-memory slots.
 - Every random number of sample `index` in epoch `epoch` comes from
   `np.random.default_rng([seed, epoch, index])`, never from global state, so a sample is the same
   whichever worker process (or rank, or worker count) computes it.
@@ -43,16 +44,15 @@ and training on the rest would silently bias the run.
 from __future__ import annotations
 
 import math
-import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
 from seqtrack_mlflow.data.lasot import FrameError, LasotFormatError
@@ -188,17 +188,22 @@ def render_sample(
     model_cfg: ModelConfig,
     sampling: SamplingConfig,
     reduced_decode: bool = True,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Decode, crop and flip the drawn frames: uint8 (H, W, 3) crops, templates stacked first. Templates
     are cut around their ground-truth box (no template jitter), the search crop around the jittered box;
     the box is returned in search-crop pixels. Brightness and grayscale travel as numbers, applied on
-    the training device (`photometric.model_inputs`)."""
+    the training device (`photometric.model_inputs`). `out`: (templates, search) arrays to cut the crops
+    into (a batch slot in shared memory, `batches.py`) instead of new ones."""
     t_size, s_size = model_cfg.template_size, model_cfg.search_size
     boxes = seq.boxes[draw.frames]
     windows = [crop_window(b, sampling.template_factor, t_size) for b in boxes[:-1]]
     windows.append(crop_window(draw.search_box, sampling.search_factor, s_size))
-    templates = np.empty((len(windows) - 1, t_size, t_size, 3), dtype=np.uint8)
-    search = np.empty((s_size, s_size, 3), dtype=np.uint8)
+    if out is None:
+        templates = np.empty((len(windows) - 1, t_size, t_size, 3), dtype=np.uint8)
+        search = np.empty((s_size, s_size, 3), dtype=np.uint8)
+    else:
+        templates, search = out
     # Each crop is cut straight into its place in the sample; a frame drawn twice with the same
     # window is decoded once.
     done: dict[tuple[int, CropWindow], tuple[np.ndarray, bool]] = {}
@@ -284,9 +289,25 @@ class TrainingSamples(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         """The sample's tensors, plus `skipped` (draws discarded for bad frames), `bad_frame` (the last
-        bad frame's one-line message, or "") and `failed` (no decodable draw in MAX_DRAWS: the tensors
+        bad frame's one-line message, or "") and `failed` (no decodable draw in MAX_DRAWS: the crops
         are zeros, the trainer stops). Never raises for a bad frame: a DataLoader worker would turn the
         error into a multi-line traceback."""
+        t, s = self.model_cfg.template_size, self.model_cfg.search_size
+        templates = np.empty((self.model_cfg.num_templates, t, t, 3), dtype=np.uint8)
+        search = np.empty((s, s, 3), dtype=np.uint8)
+        fields = self.render_into(index, templates, search)
+        return {
+            "templates": torch.from_numpy(templates),
+            "search": torch.from_numpy(search),
+            **{k: torch.from_numpy(v) for k, v in fields.items() if isinstance(v, np.ndarray)},
+            "bad_frame": fields["bad_frame"],
+        }
+
+    def render_into(
+        self, index: int, templates: np.ndarray, search: np.ndarray
+    ) -> dict[str, np.ndarray | str]:
+        """Sample `index`'s crops cut into `templates` (num_templates, T, T, 3) and `search` (S, S, 3);
+        returns its other fields: search_box, brightness, gray, skipped, failed (arrays), bad_frame (str)."""
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"sample index {index} out of range [0, {self.samples_per_epoch})")
         bad: FrameError | None = None
@@ -300,31 +321,37 @@ class TrainingSamples(Dataset):
             )
             try:
                 out = render_sample(
-                    self.sequences[draw.sequence], draw, self.model_cfg, self.sampling, self.reduced_decode
+                    self.sequences[draw.sequence],
+                    draw,
+                    self.model_cfg,
+                    self.sampling,
+                    self.reduced_decode,
+                    out=(templates, search),
                 )
             except FrameError as exc:
                 bad = exc
                 continue
-            return _sample(out, attempt, bad, failed=False)
-        t, s = self.model_cfg.template_size, self.model_cfg.search_size
+            return _fields(out, attempt, bad, failed=False)
+        templates[...] = 0
+        search[...] = 0
         zeros = {
-            "templates": np.zeros((self.model_cfg.num_templates, t, t, 3), dtype=np.uint8),
-            "search": np.zeros((s, s, 3), dtype=np.uint8),
             "search_box": np.zeros(4, dtype=np.float32),
             "brightness": np.ones(self.model_cfg.num_templates + 1, dtype=np.float32),
             "gray": np.array(False),
         }
-        return _sample(zeros, MAX_DRAWS, bad, failed=True)
+        return _fields(zeros, MAX_DRAWS, bad, failed=True)
 
 
-def _sample(
+def _fields(
     out: dict[str, np.ndarray], skipped: int, bad: FrameError | None, *, failed: bool
-) -> dict[str, torch.Tensor | str]:
+) -> dict[str, np.ndarray | str]:
     return {
-        **{k: torch.from_numpy(v) for k, v in out.items()},
-        "skipped": torch.tensor(skipped, dtype=torch.int64),
+        "search_box": out["search_box"],
+        "brightness": out["brightness"],
+        "gray": out["gray"],
+        "skipped": np.array(skipped, dtype=np.int64),
         "bad_frame": str(bad) if bad is not None else "",
-        "failed": torch.tensor(failed),
+        "failed": np.array(failed),
     }
 
 
@@ -374,57 +401,6 @@ class SkipCounter:
             )
 
 
-class RankSampler(Sampler[int]):
-    """Indices rank, rank + world_size, ... of the epoch, in order (each rank its own share, no padding)."""
-
-    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
-        """`start`: samples of this rank's share already done (a resumed epoch skips them)."""
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(
-                f"rank {rank} is invalid for world_size {world_size}: use 0 <= rank < {world_size}"
-            )
-        self.indices = range(rank, num_samples, world_size)[start:]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-def _worker_init(_worker_id: int) -> None:
-    # Each worker decodes JPEGs on one core; torch intra-op threads would only oversubscribe.
-    torch.set_num_threads(1)
-    # A signal to the process group is the main process's to handle (it stops at a step boundary and
-    # shuts the workers down); a worker dying on it first would end the epoch with a loader error.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)
-
-
-def make_loader(
-    dataset: TrainingSamples,
-    batch_size: int,
-    workers: int,
-    rank: int = 0,
-    world_size: int = 1,
-    start: int = 0,
-) -> DataLoader:
-    """Batches of this rank's share of the epoch, from its `start`-th sample on (resume mid-epoch)."""
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=RankSampler(len(dataset), rank, world_size, start),
-        # Its own generator: creating an iterator draws a base seed, which from the global RNG would
-        # shift the dropout stream of an epoch resumed part-way (samples are seeded per index anyway).
-        generator=torch.Generator().manual_seed(0),
-        num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
-        drop_last=False,
-        persistent_workers=False,
-        worker_init_fn=_worker_init if workers > 0 else None,
-    )
-
-
 __all__ = [
     "MAX_DRAWS",
     "MAX_TRIES",
@@ -432,7 +408,6 @@ __all__ = [
     "SKIP_LIMIT_MIN",
     "BadFramesError",
     "SkipCounter",
-    "RankSampler",
     "SampleDraw",
     "SamplingError",
     "TrainingSamples",
@@ -440,7 +415,6 @@ __all__ = [
     "draw_sample",
     "is_usable",
     "jitter_box",
-    "make_loader",
     "render_sample",
     "target_in_crop",
 ]
