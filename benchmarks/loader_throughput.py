@@ -9,8 +9,12 @@ is excluded (process start-up), so samples/s is the steady state. "per worker" d
 count (the main process counts as one worker with 0 workers).
 
 "decode-only" is the rate of merely decoding each sample's distinct full frames with PIL (the same
-draws, in this process, the best of three passes right before each loader case): what a loader that
-decodes whole frames cannot beat. "ratio" = loader per-worker samples/s / decode-only samples/s.
+draws, in this process): what a loader that decodes whole frames cannot beat. "ratio" = loader
+per-worker samples/s / decode-only samples/s. A shared machine's speed drifts by tens of percent within
+a minute, so each case runs `--rounds` pairs of (decode-only pass, loader epoch) back to back, each
+ratio against the pass right before it, and reports the medians. The consumer (main process) runs
+with cores - workers torch threads (at least 1; `--threads` overrides): with all of them, its
+parallel regions preempt the workers on a small machine.
 
 `--decoder` runs the loader with each JPEG decoder of `data/jpeg.py`: `region` (the default where the
 C extension is built: decodes only the rows and columns each crop reads, DCT-scaled where the crop
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +43,6 @@ import numpy as np
 import torch
 from common import (
     add_threads_arg,
-    apply_threads,
     cpu_model,
     markdown_table,
     print_header,
@@ -50,9 +54,10 @@ from PIL import Image
 
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
 from seqtrack_mlflow.data import jpeg
+from seqtrack_mlflow.data.batches import make_loader
 from seqtrack_mlflow.data.lasot import read_sequence
 from seqtrack_mlflow.data.photometric import model_inputs
-from seqtrack_mlflow.data.sampling import TrainingSamples, make_loader
+from seqtrack_mlflow.data.sampling import TrainingSamples
 from seqtrack_mlflow.data.synthetic import JPEG_QUALITY, generate_lasot
 
 TARGET_RATIO = 1.5  # loader per-worker samples/s at 256-px crops over decode-only (PIL, full frames)
@@ -93,24 +98,24 @@ def copy_annotations(src_root: Path, dst_root: Path) -> None:
             out.write_bytes(path.read_bytes())
 
 
-def decode_only(dataset: TrainingSamples, samples: int, rounds: int = 3) -> float:
-    """Samples/s of decoding each sample's distinct full frames with PIL, nothing else: the best of
-    `rounds` passes (on a shared machine the best pass is the least disturbed one, so the ratio
-    against it errs low)."""
+def frame_paths(dataset: TrainingSamples, samples: int) -> list[list[Path]]:
+    """Each sample's distinct frames (the loader decodes a frame drawn twice with one window once)."""
     paths = []
     for index in range(samples):
         draw = dataset.draw(index)
         seq = dataset.sequences[draw.sequence]
         paths.append([seq.frame_path(f) for f in sorted(set(draw.frames.tolist()))])
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for frames in paths:
-            for path in frames:
-                with Image.open(path) as img:
-                    img.load()
-        best = min(best, time.perf_counter() - start)
-    return samples / best
+    return paths
+
+
+def decode_only(paths: list[list[Path]]) -> float:
+    """Samples/s of decoding each sample's full frames with PIL, nothing else."""
+    start = time.perf_counter()
+    for frames in paths:
+        for path in frames:
+            with Image.open(path) as img:
+                img.load()
+    return len(paths) / (time.perf_counter() - start)
 
 
 def make_dataset(sequences: list, crop: int, samples: int) -> TrainingSamples:
@@ -145,6 +150,30 @@ def run_case(
     return rate, trainer_s / max(counted, 1) * 1e3, first - start
 
 
+def measure(
+    dataset: TrainingSamples, samples: int, workers: int, batch: int, device: torch.device, rounds: int
+) -> dict[str, float]:
+    """`rounds` x (a decode-only pass, then a loader epoch), back to back: on a shared machine the speed
+    drifts by tens of percent within a minute, so each loader epoch is compared with the decode-only
+    pass right before it, and the medians are reported."""
+    paths = frame_paths(dataset, samples)
+    bases, rates, ratios, trainer, first = [], [], [], [], []
+    for _ in range(rounds):
+        bases.append(decode_only(paths))
+        rate, trainer_ms, first_s = run_case(dataset, workers, batch, device)
+        rates.append(rate)
+        ratios.append(rate / max(workers, 1) / bases[-1])
+        trainer.append(trainer_ms)
+        first.append(first_s)
+    return {
+        "rate": float(np.median(rates)),
+        "base": float(np.median(bases)),
+        "ratio": float(np.median(ratios)),
+        "trainer_ms": float(np.median(trainer)),
+        "first": float(np.median(first)),
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=0, help="samples per case (default 160; quick 40)")
@@ -163,6 +192,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="region,pil",
         help="JPEG decoders to run the loader with: region (the default path), pil (the fallback)",
     )
+    p.add_argument("--rounds", type=int, default=0, help="decode-only/loader pairs (default 3; quick 1)")
     p.add_argument("--quick", action="store_true", help="few samples, 0 and 1 workers: a check that it runs")
     p.add_argument("--device", default="cpu", help="where model_inputs runs: cpu (default) | cuda | cuda:N")
     add_threads_arg(p)
@@ -171,7 +201,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    apply_threads(args.threads)
+    cores = len(os.sched_getaffinity(0))
+    rounds = args.rounds or (1 if args.quick else 3)
     device = resolve_device(args.device)
     samples = args.samples or (40 if args.quick else 160)
     workers = [int(w) for w in (args.workers or ("0,1" if args.quick else "0,1,2")).split(",")]
@@ -225,8 +256,10 @@ def main(argv: list[str] | None = None) -> None:
                 "each worker excluded); 'first batch' includes worker start-up",
                 "each sample = 2 template crops + 1 search crop from 3 frames (a frame drawn twice with "
                 "the same window is decoded once)",
-                "decode-only = PIL decode of each sample's distinct full frames, in this process, best of 3 "
-                "passes right before the case; ratio = loader per worker / decode-only",
+                f"{rounds} rounds per case of a decode-only pass (PIL decode of each sample's distinct full "
+                "frames, in this process) then a loader epoch; ratio = loader per worker / the decode-only "
+                "pass right before it; medians of the rounds",
+                f"consumer threads: {args.threads or 'cores - workers (at least 1)'}; {cores} cores",
                 f"trainer ms = model_inputs (uint8 -> normalised float32) per sample on {device}, in the "
                 "consuming process: in samples/s at 0 workers, beside the workers otherwise",
             ],
@@ -234,29 +267,29 @@ def main(argv: list[str] | None = None) -> None:
         for set_name, sequences in sets:
             for crop in crops:
                 for w in workers:
+                    # The consumer keeps to the cores the workers leave (a trainer on a GPU leaves
+                    # them all): its threads would otherwise preempt a worker at every parallel region.
+                    torch.set_num_threads(args.threads or max(1, cores - w))
                     for name in decoders:
                         jpeg.set_decoder(name)  # workers inherit it (environment variable)
                         dataset = make_dataset(sequences, crop, samples)
-                        base = decode_only(dataset, samples)
-                        rate, trainer_ms, first = run_case(dataset, w, args.batch, device)
-                        per_worker = rate / max(w, 1)
-                        ratio = per_worker / base
+                        m = measure(dataset, samples, w, args.batch, device, rounds)
                         rows.append(
                             [
                                 set_name,
                                 crop,
                                 name,
                                 w,
-                                f"{rate:.1f}",
-                                f"{per_worker:.1f}",
-                                f"{base:.1f}",
-                                f"{ratio:.2f}x",
-                                f"{trainer_ms:.2f}",
-                                f"{first:.2f}",
+                                f"{m['rate']:.1f}",
+                                f"{m['rate'] / max(w, 1):.1f}",
+                                f"{m['base']:.1f}",
+                                f"{m['ratio']:.2f}x",
+                                f"{m['trainer_ms']:.2f}",
+                                f"{m['first']:.2f}",
                             ]
                         )
                         if crop == 256 and w == 1:
-                            targets[(set_name, name)] = ratio
+                            targets[(set_name, name)] = m["ratio"]
         jpeg.set_decoder(None)
     print(f"CPU: {cpu}\n")
     print(
