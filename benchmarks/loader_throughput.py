@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cores = len(os.sched_getaffinity(0))
     rounds = args.rounds or (1 if args.quick else 3)
+    default = "region" if jpeg.AVAILABLE else "pil"  # the decoder a training run uses
     device = resolve_device(args.device)
     samples = args.samples or (40 if args.quick else 160)
     workers = [int(w) for w in (args.workers or ("0,1" if args.quick else "0,1,2")).split(",")]
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
                                 f"{m['first']:.2f}",
                             ]
                         )
-                        if crop == 256 and w == 1:
+                        if crop == 256 and w == 1 and name == default:  # the fallback has no target
                             targets[(set_name, name)] = m["ratio"]
         jpeg.set_decoder(None)
     print(f"CPU: {cpu}\n")
