@@ -11,11 +11,7 @@ int8 or bfloat16, the decoder, the head and the token choice in float32 as befor
   `torch.compile`; torchao itself is not a dependency). When a torch release drops the API,
   `eval_precision=int8` is refused with one line, as on a build without the kernels.
   The activations are quantised per call over the whole tensor, so each sample of a batch goes through
-  the encoder on its own: int8 results never depend on which sequences share a batch. torch's dynamic
-  Linear always quantises them to 7 bits ("reduce_range"), because AVX2's pairwise u8 x s8 products
-  saturate at 16 bits; where fbgemm runs its VNNI kernels (32-bit accumulation; probed once,
-  `full_range_int8`) `Int8Linear` calls the same kernel with all 8 bits, which halves the error (a
-  ViT-B-size layer with an outlier channel: 19% -> 9%; the demo encoder's output: 1.2% -> 0.6%).
+  the encoder on its own: int8 results never depend on which sequences share a batch.
 - `bf16`: the encoder under bfloat16 autocast (matrix products in bf16; LayerNorm, softmax and the
   residual stream in float32; the memory handed on in float32); on the CPU only where it has native
   bf16 dot products (AVX512-BF16 or AMX), elsewhere oneDNN would emulate them, slower than float32.
@@ -27,7 +23,6 @@ returns the model converted (a copy; the float32 model given is never modified).
 from __future__ import annotations
 
 import copy
-import functools
 import warnings
 
 import torch
@@ -129,43 +124,8 @@ class PerSampleEncoder(nn.Module):
         return torch.cat(parts)
 
 
-@functools.cache
-def full_range_int8() -> bool:
-    """Whether the int8 kernels take 8-bit activations without overflow here: true where fbgemm runs
-    its VNNI kernels (32-bit accumulation), false with its AVX2 ones (pairwise sums saturate at 16
-    bits). Probed once with the worst case (inputs at the top of the range, weights all at +max)
-    rather than read from the CPU flags: the build or FBGEMM_ENABLE_INSTRUCTIONS may pick the AVX2
-    kernels on a VNNI CPU."""
-    engine = _int8_engine()
-    if engine is None:
-        return False
-    torch.backends.quantized.engine = engine
-    scales, zeros = torch.full((8,), 0.5 / 127), torch.zeros(8, dtype=torch.long)
-    weight = torch.quantize_per_channel(torch.full((8, 64), 0.5), scales, zeros, 0, torch.qint8)
-    packed = torch.ops.quantized.linear_prepack(weight, None)
-    out = torch.ops.quantized.linear_dynamic(torch.full((2, 64), 3.0), packed, reduce_range=False)
-    return bool(torch.allclose(out, torch.full_like(out, 64 * 1.5), rtol=0.01))
-
-
-class Int8Linear(nn.Module):
-    """torch's dynamic int8 Linear with a choice of activation range: `full_range` (8 bits, for VNNI
-    kernels) or 7 bits as torch's own module always uses (safe on AVX2, see the module docstring)."""
-
-    def __init__(self, quantized: nn.Module, full_range: bool) -> None:
-        super().__init__()
-        self.packed = quantized._packed_params  # the per-channel int8 weights and the bias, prepacked
-        self.full_range = full_range
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = torch.ops.quantized.linear_dynamic(
-            x, self.packed._packed_params, reduce_range=not self.full_range
-        )
-        return out.to(x.dtype)
-
-
-def quantize_int8(encoder: nn.Module, full_range: bool | None = None) -> nn.Module:
-    """The encoder with every nn.Linear replaced by a dynamic int8 linear (in place); `full_range`:
-    8-bit activations (default: where the kernels take them, `full_range_int8`)."""
+def quantize_int8(encoder: nn.Module) -> nn.Module:
+    """The encoder with every nn.Linear replaced by a dynamic int8 linear (in place)."""
     engine = _int8_engine()
     if engine is None:
         raise ConfigError("eval_precision=int8: no fbgemm/x86 quantized engine in this torch build")
@@ -181,13 +141,7 @@ def quantize_int8(encoder: nn.Module, full_range: bool | None = None) -> nn.Modu
             for name, module in encoder.named_modules()
             if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in INT8_LAYERS
         }
-        quantize_dynamic(encoder, spec, inplace=True)
-    full_range = full_range_int8() if full_range is None else full_range
-    for name in spec:
-        parent, _, child = name.rpartition(".")
-        owner = encoder.get_submodule(parent) if parent else encoder
-        setattr(owner, child, Int8Linear(getattr(owner, child), full_range))
-    return encoder
+        return quantize_dynamic(encoder, spec, inplace=True)
 
 
 def with_precision(model: nn.Module, precision: str, device: torch.device | str = "cpu") -> nn.Module:
@@ -206,11 +160,8 @@ def with_precision(model: nn.Module, precision: str, device: torch.device | str 
 __all__ = [
     "PRECISIONS",
     "CastEncoder",
-    "Int8Linear",
     "PerSampleEncoder",
     "check_precision",
     "cpu_bf16_native",
-    "full_range_int8",
-    "quantize_int8",
     "with_precision",
 ]
