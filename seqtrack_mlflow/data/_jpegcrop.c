@@ -164,8 +164,8 @@ static const unsigned char *block_row(RowBlock *b, int r) {
             b->count = 1;
         }
         JSAMPROW dest[BLOCK_ROWS + 1];
-        int want = BLOCK_ROWS + 1 - b->count, left = b->last + 1 - (b->base + b->count);
-        want = want < left ? want : left;
+        int want = BLOCK_ROWS + 1 - b->count, remaining = b->last + 1 - (b->base + b->count);
+        want = want < remaining ? want : remaining;
         for (int i = 0; i < want; i++) {
             dest[i] = b->rows + (size_t)(b->count + i) * b->stride;
         }
