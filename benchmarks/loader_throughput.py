@@ -1,5 +1,4 @@
-"""Data pipeline throughput: TrainingSamples + make_loader (JPEG decode and crop into shared-memory
-slots) + model_inputs.
+"""Data pipeline throughput: training samples through the loader's slots, then model_inputs.
 
 Frames are synthetic 1280x720 JPEG sequences in the LaSOT layout (data/synthetic.py), written to a
 temporary folder. LaSOT's frames are ~100-150 KB each at 1280x720 (estimated from its class archives);
