@@ -126,7 +126,7 @@ __attribute__((target("avx2"))) static void lerp_row_avx2(double *h, int n, cons
 
 typedef void (*LerpRow)(double *, int, const unsigned char *, const int *, const int *, const double *);
 
-static LerpRow lerp_row = lerp_row_scalar; /* set at import for the CPU, or by set_kernel */
+static LerpRow lerp_row = lerp_row_scalar; /* the fastest at import (find_kernels), or set_kernel's */
 
 /* PIL's vertical lerp v1 + (v2 - v1) * dy, truncated to uint8. */
 VECTOR_CLONES
@@ -346,14 +346,38 @@ done: /* every exit: an error (Python exception set, GIL held) or the result */
     return result;
 }
 
-/* The horizontal-lerp kernels this CPU runs, the default (fastest) first: tests run each. */
-static PyObject *kernels(PyObject *self, PyObject *unused) {
+/* The horizontal-lerp kernels this CPU runs, fastest (the default) first; found once at import. */
+typedef struct {
+    const char *name;
+    LerpRow fn;
+} Kernel;
+
+static Kernel available[2];
+static int available_count = 0;
+
+static void find_kernels(void) {
 #ifdef HAVE_AVX2_PATH
+    __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2")) {
-        return Py_BuildValue("(ss)", "avx2", "scalar");
+        available[available_count++] = (Kernel){"avx2", lerp_row_avx2};
     }
 #endif
-    return Py_BuildValue("(s)", "scalar");
+    available[available_count++] = (Kernel){"scalar", lerp_row_scalar};
+    lerp_row = available[0].fn;
+}
+
+/* Their names, the default first: tests run each. */
+static PyObject *kernels(PyObject *self, PyObject *unused) {
+    PyObject *names = PyTuple_New(available_count);
+    for (int i = 0; names != NULL && i < available_count; i++) {
+        PyObject *name = PyUnicode_FromString(available[i].name);
+        if (name == NULL) {
+            Py_CLEAR(names);
+            break;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    return names;
 }
 
 static PyObject *set_kernel(PyObject *self, PyObject *args) {
@@ -361,16 +385,12 @@ static PyObject *set_kernel(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "s", &name)) {
         return NULL;
     }
-    if (strcmp(name, "scalar") == 0) {
-        lerp_row = lerp_row_scalar;
-        Py_RETURN_NONE;
+    for (int i = 0; i < available_count; i++) {
+        if (strcmp(name, available[i].name) == 0) {
+            lerp_row = available[i].fn;
+            Py_RETURN_NONE;
+        }
     }
-#ifdef HAVE_AVX2_PATH
-    if (strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2")) {
-        lerp_row = lerp_row_avx2;
-        Py_RETURN_NONE;
-    }
-#endif
     PyErr_Format(PyExc_ValueError, "kernel %s does not run on this CPU: use one of kernels()", name);
     return NULL;
 }
@@ -395,12 +415,7 @@ static struct PyModuleDef module = {
 #define INTERFACE_VERSION 3
 
 PyMODINIT_FUNC PyInit__jpegcrop(void) {
-#ifdef HAVE_AVX2_PATH
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) {
-        lerp_row = lerp_row_avx2;
-    }
-#endif
+    find_kernels();
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0) {
         Py_DECREF(m);
