@@ -23,6 +23,7 @@ on a GPU.
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from collections.abc import Iterator
@@ -62,16 +63,13 @@ class BatchSlots:
     slot: a worker sets it when it takes the slot, the consumer clears it when it lets the slot go."""
 
     def __init__(self, samples: TrainingSamples, batch_size: int, workers: int) -> None:
-        cfg = samples.model_cfg
-        self.template_shape = (batch_size, cfg.num_templates, cfg.template_size, cfg.template_size, 3)
-        self.search_shape = (batch_size, cfg.search_size, cfg.search_size, 3)
-        t_bytes, s_bytes = int(np.prod(self.template_shape)), int(np.prod(self.search_shape))
-        self.per_worker = SLOTS_PER_WORKER
+        template_shape, search_shape = ((batch_size, *shape) for shape in samples.crop_shapes())
+        t_bytes, s_bytes = math.prod(template_shape), math.prod(search_shape)
         count = max(workers, 1) * SLOTS_PER_WORKER
         size = t_bytes + s_bytes
         self.buffers = [torch.empty(size, dtype=torch.uint8).share_memory_() for _ in range(count)]
-        self.templates = [b[:t_bytes].view(self.template_shape) for b in self.buffers]
-        self.search = [b[t_bytes:].view(self.search_shape) for b in self.buffers]
+        self.templates = [b[:t_bytes].view(template_shape) for b in self.buffers]
+        self.search = [b[t_bytes:].view(search_shape) for b in self.buffers]
         self.busy = torch.zeros(count, dtype=torch.int32).share_memory_()
         # The slot's own references to its storage; more means a batch handed out is still alive.
         self.own_refs = [_use_count(b) for b in self.buffers]
@@ -79,7 +77,7 @@ class BatchSlots:
     def take(self, worker: int) -> int:
         """A free slot of `worker` (now busy), or -1 when all of them are in use."""
         busy = self.busy.numpy()
-        for slot in range(worker * self.per_worker, (worker + 1) * self.per_worker):
+        for slot in range(worker * SLOTS_PER_WORKER, (worker + 1) * SLOTS_PER_WORKER):
             if busy[slot] == 0:
                 busy[slot] = 1
                 return slot
@@ -118,9 +116,9 @@ class _RenderBatches(Dataset):
         if slot >= 0:
             templates, search = self.slots.templates[slot].numpy(), self.slots.search[slot].numpy()
         else:
-            cfg = self.samples.model_cfg
-            templates = np.empty((n, cfg.num_templates, cfg.template_size, cfg.template_size, 3), np.uint8)
-            search = np.empty((n, cfg.search_size, cfg.search_size, 3), np.uint8)
+            template_shape, search_shape = self.samples.crop_shapes()
+            templates = np.empty((n, *template_shape), np.uint8)
+            search = np.empty((n, *search_shape), np.uint8)
         fields = [self.samples.render_into(i, templates[k], search[k]) for k, i in enumerate(indices)]
         batch = {key: np.stack([f[key] for f in fields]) for key in fields[0] if key != "bad_frame"}
         batch["bad_frame"] = [f["bad_frame"] for f in fields]

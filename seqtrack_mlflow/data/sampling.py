@@ -287,14 +287,19 @@ class TrainingSamples(Dataset):
             return self.rng(index)
         return np.random.default_rng([self.seed, self.epoch, index, attempt])
 
+    def crop_shapes(self) -> tuple[tuple[int, int, int, int], tuple[int, int, int]]:
+        """A sample's uint8 crops: templates (num_templates, T, T, 3) and search (S, S, 3)."""
+        t, s = self.model_cfg.template_size, self.model_cfg.search_size
+        return (self.model_cfg.num_templates, t, t, 3), (s, s, 3)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         """The sample's tensors, plus `skipped` (draws discarded for bad frames), `bad_frame` (the last
         bad frame's one-line message, or "") and `failed` (no decodable draw in MAX_DRAWS: the crops
         are zeros, the trainer stops). Never raises for a bad frame: a DataLoader worker would turn the
         error into a multi-line traceback."""
-        t, s = self.model_cfg.template_size, self.model_cfg.search_size
-        templates = np.empty((self.model_cfg.num_templates, t, t, 3), dtype=np.uint8)
-        search = np.empty((s, s, 3), dtype=np.uint8)
+        template_shape, search_shape = self.crop_shapes()
+        templates = np.empty(template_shape, dtype=np.uint8)
+        search = np.empty(search_shape, dtype=np.uint8)
         fields = self.render_into(index, templates, search)
         return {
             "templates": torch.from_numpy(templates),
@@ -306,7 +311,7 @@ class TrainingSamples(Dataset):
     def render_into(
         self, index: int, templates: np.ndarray, search: np.ndarray
     ) -> dict[str, np.ndarray | str]:
-        """Sample `index`'s crops cut into `templates` (num_templates, T, T, 3) and `search` (S, S, 3);
+        """Sample `index`'s crops cut into `templates` and `search` (shaped as `crop_shapes`);
         returns its other fields: search_box, brightness, gray, skipped, failed (arrays), bad_frame (str)."""
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"sample index {index} out of range [0, {self.samples_per_epoch})")
