@@ -19,13 +19,10 @@ CPU_MATMUL_SIZE = 2048
 GPU_MATMUL_SIZE = 8192
 
 
-def add_threads_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch intra-op threads (default: torch's choice, usually the core count)",
-    )
+def add_threads_arg(
+    parser: argparse.ArgumentParser, default: str = "torch's choice, usually the core count"
+) -> None:
+    parser.add_argument("--threads", type=int, default=0, help=f"torch intra-op threads (default: {default})")
 
 
 def add_run_args(parser: argparse.ArgumentParser, quick_help: str) -> None:

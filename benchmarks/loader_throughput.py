@@ -195,7 +195,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=0, help="decode-only/loader pairs (default 3; quick 1)")
     p.add_argument("--quick", action="store_true", help="few samples, 0 and 1 workers: a check that it runs")
     p.add_argument("--device", default="cpu", help="where model_inputs runs: cpu (default) | cuda | cuda:N")
-    add_threads_arg(p)
+    add_threads_arg(p, "the consumer's: cores - workers, at least 1")
     return p.parse_args(argv)
 
 
