@@ -1,6 +1,6 @@
 """`seqtrack-mlflow`: the click CLI behind every MLproject entry point (same option names).
 
-The options of each step are generated from the settings declarations in `config.py`. They use
+The options of each step are generated from the settings declarations in `config/`. They use
 MLproject's snake_case names (`--patch_size`); the kebab-case spelling works too. A user mistake ends in
 one line on stderr and exit status 2, never a traceback: the errors of the steps through `user_facing`
 (each command's decorator), click's own (unknown option, bad value, missing option) through `_Group`,
@@ -28,10 +28,13 @@ from seqtrack_mlflow.config import (
     Setting,
     TrackerConfig,
     build_settings,
+    environment_help,
     given_for,
     step_settings,
 )
 
+# `--help` ends with the environment variables a step reads (`\b`: click keeps these lines as they are).
+ENVIRONMENT_EPILOG = "\b\nEnvironment variables:\n" + environment_help()
 _CLICK_TYPES = {int: click.INT, float: click.FLOAT, bool: click.BOOL, str: click.STRING}
 
 
@@ -195,6 +198,16 @@ def run_config(kw: dict[str, Any]) -> RunConfig:
     return RunConfig(**given_for(RunConfig, kw))
 
 
+def given_settings(kw: dict[str, Any], step: str, cls: type | None = None) -> dict[str, Any]:
+    """The settings the user gave (`Setting.given`: set, and not the option's default), optionally only
+    those of settings class `cls`: the one meaning of "given" for every command."""
+    return {
+        s.name: kw[s.name]
+        for s in step_settings(step)
+        if s.given(kw[s.name], step) and (cls is None or s.owner is cls)
+    }
+
+
 def data_config(kw: dict[str, Any]) -> DataConfig:
     return DataConfig(**given_for(DataConfig, kw))
 
@@ -219,7 +232,7 @@ def main() -> None:
     """Train and evaluate SeqTrack on LaSOT subsets, tracked with MLflow."""
 
 
-@main.command("select-data")
+@main.command("select-data", epilog=ENVIRONMENT_EPILOG)
 @step_options("select_data")
 @user_facing
 def select_data_cmd(**kw: Any) -> None:
@@ -234,7 +247,7 @@ def select_data_cmd(**kw: Any) -> None:
     )
 
 
-@main.command("train")
+@main.command("train", epilog=ENVIRONMENT_EPILOG)
 @step_options("train")
 @user_facing
 def train_cmd(**kw: Any) -> None:
@@ -246,14 +259,14 @@ def train_cmd(**kw: Any) -> None:
         train_settings(kw),
         resume=run.resume,
         data_run=run.data,
-        given={k: v for k, v in kw.items() if v is not None},
+        given=given_settings(kw, "train"),
         output_dir=Path(run.output_dir),
     )
     if result.outcome.checkpoint:
         click.echo(f"checkpoint: {result.outcome.checkpoint}  (MLflow run {result.run_id})")
 
 
-@main.command("evaluate")
+@main.command("evaluate", epilog=ENVIRONMENT_EPILOG)
 @step_options("evaluate")
 @user_facing
 def evaluate_cmd(**kw: Any) -> None:
@@ -264,7 +277,7 @@ def evaluate_cmd(**kw: Any) -> None:
     run_evaluate(
         run.checkpoint or "",
         tracker_config(kw),
-        data_override=given_for(DataConfig, kw),
+        data_override=given_settings(kw, "evaluate", DataConfig),
         data_run=run.data,
         preset=kw["preset"],
         device=kw["device"],
@@ -272,7 +285,7 @@ def evaluate_cmd(**kw: Any) -> None:
     )
 
 
-@main.command("main")
+@main.command("main", epilog=ENVIRONMENT_EPILOG)
 @step_options("main")
 @user_facing
 def main_cmd(**kw: Any) -> None:
@@ -290,7 +303,7 @@ def main_cmd(**kw: Any) -> None:
     )
 
 
-@main.command("sweep")
+@main.command("sweep", epilog=ENVIRONMENT_EPILOG)
 @step_options("sweep")
 @user_facing
 def sweep_cmd(**kw: Any) -> None:
@@ -300,12 +313,11 @@ def sweep_cmd(**kw: Any) -> None:
     from seqtrack_mlflow.config import SweepConfig
     from seqtrack_mlflow.steps.sweep import run_sweep
 
-    given = {s.name for s in step_settings("sweep") if kw[s.name] not in (None, s.default_in("sweep"))}
     result = run_sweep(
         train_settings(kw),
         tracker_config(kw),
         SweepConfig(**given_for(SweepConfig, kw)),
-        given=given,
+        given=set(given_settings(kw, "sweep")),
         output_dir=Path(kw["output_dir"]),
     )
     best = ", ".join(

@@ -32,7 +32,7 @@ def declared_in_mlproject(s: Setting, step: str) -> bool:
 
 def mlproject_text() -> str:
     lines = [
-        "# GENERATED from seqtrack_mlflow/config.py by `seqtrack-mlflow mlproject > MLproject`: edit the",
+        "# GENERATED from seqtrack_mlflow/config/ by `seqtrack-mlflow mlproject > MLproject`: edit the",
         "# settings there, not this file (tests/test_project_files.py fails when the two differ).",
         "#",
         "#   mlflow run . --env-manager local -P seed=8 -P source=synthetic      (whole pipeline)",

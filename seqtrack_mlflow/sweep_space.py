@@ -28,20 +28,14 @@ from seqtrack_mlflow.config import (
     TrainConfig,
     TrainSettings,
     declared_settings,
-    validate_model,
-    validate_tracker,
-    validate_train,
 )
-
-# Settings that stay fixed within a study: they define where a trial runs or how it reports, not the model.
-NOT_SWEPT = ("device", "workers", "log_every", "system_metrics", "console", "amp", "pretrained", "max_frames")
 
 
 def sweepable() -> dict[str, type]:
     """The settings a space may name, with their types."""
     out: dict[str, type] = {}
     for s in declared_settings():
-        if s.name in NOT_SWEPT or s.type not in (int, float):
+        if not s.sweep or s.type not in (int, float):
             continue
         if (s.preset and "sweep" in s.steps) or (s.owner is TrackerConfig and "sweep" in s.steps):
             out[s.name] = s.type
@@ -248,9 +242,9 @@ def apply_values(
     model = dataclasses.replace(settings.model, **parts[ModelConfig])
     train = dataclasses.replace(settings.train, **parts[TrainConfig])
     tracker = dataclasses.replace(tracker, **parts[TrackerConfig])
-    validate_model(model)
-    validate_train(train)
-    validate_tracker(tracker)
+    model.validate()
+    train.validate()
+    tracker.validate()
     return dataclasses.replace(settings, model=model, train=train), tracker
 
 

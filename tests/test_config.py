@@ -116,3 +116,64 @@ def test_settings_round_trip() -> None:
 
     s = build_settings("tiny", {"patch_size": 8}, {"seed": 3}, DataConfig(source="synthetic"))
     assert TrainSettings.from_dict(s.to_dict()) == s
+
+
+def test_resume_sweep_and_env_rules_are_declared_on_the_settings():
+    from seqtrack_mlflow.config import declared_settings, resume_overridable
+
+    by_name = {s.name: s for s in declared_settings()}
+    # A resume may change the schedule and where/how it runs, never the model, data or optimisation.
+    assert set(resume_overridable()) == {
+        "epochs", "lr_drop_epoch", "lr_gamma", "device", "workers", "log_every", "system_metrics", "amp",
+        "console", "lasot_root", "cache_dir",
+    }  # fmt: skip
+    assert not by_name["lr"].resume and not by_name["patch_size"].resume
+    assert not by_name["workers"].sweep and by_name["lr"].sweep
+    assert (by_name["lasot_root"].env, by_name["cache_dir"].env) == ("LASOT_ROOT", "SEQTRACK_CACHE")
+
+
+def test_resumed_settings_keep_the_checkpoint_but_take_overridable_and_env(monkeypatch):
+    from seqtrack_mlflow.config import DataConfig, build_settings, resumed_settings
+
+    saved = build_settings("tiny", {}, {"epochs": 2}, DataConfig(lasot_root="/elsewhere/LaSOT"))
+    monkeypatch.setenv("LASOT_ROOT", "/here/LaSOT")
+    got = resumed_settings(saved, 1, {"epochs": 4, "workers": 2}, "run x")
+    assert (got.train.epochs, got.train.workers) == (4, 2)
+    assert got.data.lasot_root is None  # this machine's variable wins over the recorded folder
+    with pytest.raises(ConfigError, match=r"lr=0.1 \(checkpoint: 0.0005\)"):
+        resumed_settings(saved, 1, {"lr": 0.1}, "run x")
+    with pytest.raises(ConfigError, match="nothing to train"):
+        resumed_settings(saved, 2, {}, "run x")
+
+
+def test_each_settings_class_validates_its_declared_checks():
+    from seqtrack_mlflow.config import DataConfig, SweepConfig, TrainConfig
+
+    with pytest.raises(ConfigError, match="synthetic_sequences=21 is invalid"):
+        DataConfig(synthetic_sequences=21).validate()
+    with pytest.raises(ConfigError, match="synthetic_size='12x12' is too small"):
+        DataConfig(synthetic_size="12x12").validate()
+    with pytest.raises(ConfigError, match="study_name='' is invalid"):
+        SweepConfig(study_name="").validate()
+    with pytest.raises(ConfigError, match="log_every=0 is invalid"):
+        TrainConfig(log_every=0).validate()
+    DataConfig().validate()
+
+
+def test_help_documents_the_environment_variables():
+    from click.testing import CliRunner
+
+    from seqtrack_mlflow.cli import main
+
+    out = CliRunner().invoke(main, ["train", "--help"]).output
+    for var in ("LASOT_ROOT", "SEQTRACK_CACHE", "SEQTRACK_JPEG_DECODER"):
+        assert var in out
+
+
+def test_given_means_set_and_not_the_default_in_every_command():
+    from seqtrack_mlflow.cli import given_settings
+    from seqtrack_mlflow.config import step_settings
+
+    kw = {s.name: s.default_in("sweep") for s in step_settings("sweep")}
+    kw.update(trials=3, lr=1e-3)  # `mlflow run` passes every default too: only these two were given
+    assert given_settings(kw, "sweep") == {"trials": 3, "lr": 1e-3}

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_committed_mlproject_is_the_generated_one() -> None:
     assert (ROOT / "MLproject").read_text() == mlproject_text(), (
-        "MLproject differs from the settings in seqtrack_mlflow/config.py: "
+        "MLproject differs from the settings in seqtrack_mlflow/config/: "
         "run `seqtrack-mlflow mlproject > MLproject`"
     )
 

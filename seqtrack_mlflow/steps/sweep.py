@@ -37,7 +37,7 @@ from typing import Any
 
 import optuna
 
-from seqtrack_mlflow.config import ConfigError, SweepConfig, TrackerConfig, TrainSettings, validate_tracker
+from seqtrack_mlflow.config import ConfigError, SweepConfig, TrackerConfig, TrainSettings
 from seqtrack_mlflow.steps.evaluate import run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data, used_data_settings
 from seqtrack_mlflow.steps.train import run_train
@@ -51,18 +51,6 @@ TRIAL_METRICS = ("auc", "precision", "norm_precision")
 PRUNED_TAG = "seqtrack.pruned"
 PLOTS_DIR = "sweep"
 TPE_STARTUP_TRIALS = 10  # Optuna's default: random draws before TPE models the results
-
-
-def validate_sweep(cfg: SweepConfig) -> None:
-    checks = [
-        ("trials", cfg.trials >= 1, "1 or more trials"),
-        ("prune_startup_trials", cfg.prune_startup_trials >= 0, "0 or more trials"),
-        ("prune_warmup_epochs", cfg.prune_warmup_epochs >= 0, "0 or more epochs"),
-        ("study_name", bool(cfg.study_name.strip()), "a non-empty name"),
-    ]
-    for name, ok, want in checks:
-        if not ok:
-            raise ConfigError(f"{name}={getattr(cfg, name)!r} is invalid: use {want}")
 
 
 class SweepSampler(optuna.samplers.TPESampler):
@@ -185,8 +173,8 @@ def run_sweep(
     output_dir: Path = Path("outputs"),
 ) -> SweepResult:
     """`given`: the names of the settings given explicitly; they stay fixed (out of the default space)."""
-    validate_sweep(sweep_cfg)
-    validate_tracker(tracker_cfg)
+    sweep_cfg.validate()
+    tracker_cfg.validate()
     space = resolve_space(sweep_cfg.space, settings, tracker_cfg, set(given))
     study = open_study(sweep_cfg, settings.train.seed)
     seed = settings.train.seed

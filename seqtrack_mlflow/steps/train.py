@@ -13,7 +13,7 @@ from typing import Any
 
 import torch.distributed as dist
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, TrainConfig, TrainSettings, validate_train
+from seqtrack_mlflow.config import ConfigError, DataConfig, TrainSettings, resumed_settings
 from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.steps.select_data import (
     Selection,
@@ -45,22 +45,6 @@ from seqtrack_mlflow.train.interrupt import Interrupted
 from seqtrack_mlflow.train.progress import Report, report_metrics
 from seqtrack_mlflow.train.trainer import Trainer, TrainOutcome
 
-# Settings a resumed run may change (the schedule's length and shape, where and how it runs, where the
-# data lies); every other setting defines the model, the data or the optimisation and comes from the
-# checkpoint: giving another value is a conflict.
-RESUME_OVERRIDABLE = (
-    "epochs",
-    "lr_drop_epoch",
-    "lr_gamma",
-    "device",
-    "workers",
-    "log_every",
-    "system_metrics",
-    "amp",
-    "console",
-    "lasot_root",
-    "cache_dir",
-)
 LOG_FILE = "training_log.txt"
 
 
@@ -105,54 +89,6 @@ class MlflowCallbacks(TrainerCallbacks):
         self.logger.log_artifact(self.log_path)
 
 
-def resumed_settings(ckpt: Checkpoint, given: dict[str, Any], source: str) -> TrainSettings:
-    """The checkpoint's settings, with the ones a resume may change applied where the user gave them.
-
-    A given setting that defines the model, the data or the optimisation and differs from the
-    checkpoint's is refused (one line listing every difference), and so is an `epochs` that leaves
-    nothing to train."""
-    saved = ckpt.settings.params()
-    conflicts = [
-        f"{k}={v!r} (checkpoint: {saved[k]!r})"
-        for k, v in given.items()
-        if k in saved and k not in RESUME_OVERRIDABLE and not _same(v, saved[k])
-    ]
-    if conflicts:
-        raise ConfigError(
-            f"resume {source}: {'; '.join(conflicts)}: these settings come from the checkpoint, "
-            "drop them (or train a new run)"
-        )
-    keep = {k: given[k] for k in RESUME_OVERRIDABLE if given.get(k) is not None}
-    for key, var in (("cache_dir", "SEQTRACK_CACHE"), ("lasot_root", "LASOT_ROOT")):
-        # Folders are this machine's: its own variable wins over the path the checkpoint recorded on the
-        # machine that wrote it (node 0 of a multi-node run, or another computer).
-        if key not in keep and os.environ.get(var):
-            keep[key] = None  # unset: resolved from the variable, as in a fresh run
-    train_keep = {k: v for k, v in keep.items() if k in TrainConfig.__dataclass_fields__}
-    data_keep = {k: v for k, v in keep.items() if k in DataConfig.__dataclass_fields__}
-    settings = dataclasses.replace(
-        ckpt.settings,
-        train=dataclasses.replace(ckpt.settings.train, **train_keep),
-        data=dataclasses.replace(ckpt.settings.data, **data_keep),
-    )
-    validate_train(settings.train)
-    if settings.train.epochs <= ckpt.epoch:
-        raise ConfigError(
-            f"resume {source}: nothing to train: the checkpoint is at epoch {ckpt.epoch} and epochs="
-            f"{settings.train.epochs}: pass -P epochs=N with N > {ckpt.epoch}"
-        )
-    return settings
-
-
-def _same(given: Any, saved: Any) -> bool:
-    if isinstance(saved, float) or isinstance(given, float):
-        try:
-            return float(given) == float(saved)
-        except (TypeError, ValueError):
-            return False
-    return given == saved
-
-
 def run_train(
     settings: TrainSettings,
     *,
@@ -177,7 +113,7 @@ def run_train(
         if resume:
             path, continue_run = resolve_checkpoint(resume, output_dir / "downloads" / f"rank{ctx.rank}")
             ckpt = checkpoints.load(path)
-            settings = resumed_settings(ckpt, given, resume)
+            settings = resumed_settings(ckpt.settings, ckpt.epoch, given, resume)
         estimate = check_run_cost(
             settings.model, settings.train, ctx.device, ctx.world_size, ckpt.epoch if ckpt else 0
         )
@@ -331,4 +267,4 @@ def _broadcast_name(name: str, ctx: distributed.DistContext) -> str:
     return str(holder[0])
 
 
-__all__ = ["MlflowCallbacks", "TrainResult", "resumed_settings", "run_train"]
+__all__ = ["MlflowCallbacks", "TrainResult", "run_train"]
