@@ -3,18 +3,14 @@ metrics (overall and per class), result files, a per-sequence table and plots, l
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from seqtrack_mlflow.config import ConfigError, DataConfig, ModelConfig, TrackerConfig, validate_tracker
-from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
-from seqtrack_mlflow.evaluation.plots import plot_precision, plot_success
-from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequences
+from seqtrack_mlflow.evaluation.results import headline, score_sequences, write_report
+from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.official import OfficialCheckpointError, is_official_checkpoint, read_official
 from seqtrack_mlflow.model.precision import check_precision
 from seqtrack_mlflow.steps.select_data import (
@@ -24,7 +20,7 @@ from seqtrack_mlflow.steps.select_data import (
     select,
     selection_from_run,
 )
-from seqtrack_mlflow.tracking import RunLogger, git_commit, resolve_checkpoint, resolve_data_run, run_context
+from seqtrack_mlflow.tracking import git_commit, resolve_checkpoint, resolve_data_run, run_context
 from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.distributed import pick_device
 
@@ -35,13 +31,6 @@ class EvalResult:
     metrics: dict[str, float]
     per_sequence: list[dict[str, Any]]
     out_dir: Path
-
-
-def write_result_file(boxes: np.ndarray, path: Path) -> Path:
-    """LaSOT result format: one `x,y,w,h` line per frame, frame 1 included."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, boxes, fmt="%.2f", delimiter=",")
-    return path
 
 
 @dataclass(frozen=True)
@@ -164,84 +153,17 @@ def run_evaluate(
         )
         log_selection(selection, logger, out_dir, context="evaluation", save_index=False)
         tracker = SeqTrackTracker.from_weights(trained.model, trained.state_dict, tracker_cfg, torch_device)
-        metrics, rows, curves = _track_all(tracker, sequences, tracker_cfg, out_dir)
-        _publish(logger, metrics, rows, curves, out_dir, path.name, selection.label)
+        scores = score_sequences(tracker, sequences, tracker_cfg, out_dir)
+        report = write_report(scores, out_dir, selection.label)
+        print(headline(scores, selection.label, path.name))
+        logger.log_metrics(scores.metrics)
+        logger.log_artifacts(out_dir / "results", "results")
+        for artifact in report:
+            logger.log_artifact(artifact)
+        metrics, rows = scores.metrics, scores.rows
         logger.describe(
             f"Tracked {len(rows)} {split} sequences of {' + '.join(selection.classes)} ({selection.label}) "
             f"with {path.name}: AUC {metrics['auc']:.1f}, P {metrics['precision']:.1f}, "
             f"P_norm {metrics['norm_precision']:.1f}"
         )
         return EvalResult(logger.run_id, metrics, rows, out_dir)
-
-
-def _track_all(
-    tracker: SeqTrackTracker, sequences: list, cfg: TrackerConfig, out_dir: Path
-) -> tuple[dict[str, float], list[dict[str, Any]], dict[str, list[dict]]]:
-    rows: list[dict[str, Any]] = []
-    by_class: dict[str, list[dict]] = {}
-    baseline: list[dict] = []
-    frames = seconds = 0.0
-    # Up to eval_batch sequences in lockstep; a row's fps is its frames over its share of the batched
-    # steps' time, so the overall fps below is all tracked frames over the total tracking time.
-    tracked = track_sequences(tracker, sequences, cfg.max_frames or 0, cfg.eval_batch)
-    for seq, (boxes, fps) in zip(sequences, tracked, strict=True):
-        n = len(boxes)
-        write_result_file(boxes, out_dir / "results" / f"{seq.name}.txt")
-        curve = sequence_curves(boxes, seq.boxes[:n], seq.visible[:n])
-        one = summarize([curve])
-        by_class.setdefault(seq.class_name, []).append(curve)
-        # Reference point: a "tracker" that keeps the first box, scored on the same frames.
-        first_box = np.repeat(seq.boxes[:1], n, axis=0)
-        baseline.append(sequence_curves(first_box, seq.boxes[:n], seq.visible[:n]))
-        rows.append(
-            {
-                "sequence": seq.name,
-                "class": seq.class_name,
-                "frames": n,
-                "auc": one["auc"],
-                "precision": one["precision"],
-                "norm_precision": one["norm_precision"],
-                "fps": fps,
-            }
-        )
-        if fps > 0:
-            frames += n - 1
-            seconds += (n - 1) / fps
-    all_curves = [c for cs in by_class.values() for c in cs]
-    overall = summarize(all_curves)
-    metrics = {k: float(overall[k]) for k in ("auc", "precision", "norm_precision")}
-    metrics["fps"] = frames / seconds if seconds > 0 else 0.0
-    first_box = summarize(baseline)
-    metrics.update({f"first_box_{k}": float(first_box[k]) for k in ("auc", "precision", "norm_precision")})
-    for cls, cs in by_class.items():
-        s = summarize(cs)
-        metrics.update({f"{k}_{cls}": float(s[k]) for k in ("auc", "precision", "norm_precision")})
-    groups = {"all": all_curves, **by_class} if len(by_class) > 1 else {"all": all_curves}
-    return metrics, rows, groups
-
-
-def _publish(
-    logger: RunLogger,
-    metrics: dict[str, float],
-    rows: list[dict[str, Any]],
-    curves: dict[str, list[dict]],
-    out_dir: Path,
-    checkpoint_name: str,
-    dataset: str,
-) -> None:
-    table = out_dir / "per_sequence.csv"
-    with table.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    summaries = {name: summarize(cs) for name, cs in curves.items()}
-    success = plot_success(summaries, out_dir / "success_plot.png", dataset)
-    precision = plot_precision(summaries, out_dir / "precision_plot.png", dataset)
-    print(
-        f"{dataset}, {checkpoint_name}: AUC {metrics['auc']:.2f}  P {metrics['precision']:.2f}  "
-        f"P_norm {metrics['norm_precision']:.2f}  ({metrics['fps']:.1f} FPS, {len(rows)} sequences)"
-    )
-    logger.log_metrics(metrics)
-    logger.log_artifacts(out_dir / "results", "results")
-    for path in (table, success, precision):
-        logger.log_artifact(path)
