@@ -14,15 +14,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, SweepConfig, TrackerConfig, build_settings
-from seqtrack_mlflow.steps.sweep import (
+from seqtrack_mlflow.steps.sweep import run_sweep
+from seqtrack_mlflow.sweep.space import default_space, resolve_space, suggest
+from seqtrack_mlflow.sweep.study import (
     PruneOnEpochIou,
     SweepSampler,
     TrialStopped,
-    _plots,
     masked_storage,
-    run_sweep,
+    study_plots,
 )
-from seqtrack_mlflow.sweep_space import default_space, resolve_space, suggest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -262,13 +262,13 @@ def test_plots_without_importances_below_two_complete_trials(tmp_path: Path) -> 
     trial.suggest_float("lr", 1e-4, 1e-2, log=True)
     trial.report(0.1, 1)
     study.tell(trial, 20.0)
-    names = {p.name for p in _plots(study, tmp_path)}
+    names = {p.name for p in study_plots(study, tmp_path)}
     assert names == {"optimization_history.png", "intermediate_values.png"}
     for value in (30.0, 25.0):
         trial = study.ask()
         trial.suggest_float("lr", 1e-4, 1e-2, log=True)
         study.tell(trial, value)
-    names = {p.name for p in _plots(study, tmp_path)}
+    names = {p.name for p in study_plots(study, tmp_path)}
     assert names == {"optimization_history.png", "intermediate_values.png", "param_importances.png"}
 
 

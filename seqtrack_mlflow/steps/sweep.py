@@ -27,121 +27,27 @@ in which trials finish, so they are reproducible only for one process with deter
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import signal
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from seqtrack_mlflow.config import ConfigError, SweepConfig, TrackerConfig, TrainSettings
-from seqtrack_mlflow.steps.evaluate import run_evaluate
+from seqtrack_mlflow.config import SweepConfig, TrackerConfig, TrainSettings
+from seqtrack_mlflow.messages import first_line
+from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data, used_data_settings
 from seqtrack_mlflow.steps.train import run_train
-from seqtrack_mlflow.sweep_space import Space, apply_values, resolve_space, space_json, suggest
+from seqtrack_mlflow.sweep.space import Space, apply_values, resolve_space, space_json, suggest
+from seqtrack_mlflow.sweep.study import PruneOnEpochIou, masked_storage, open_study, study_plots
 from seqtrack_mlflow.tracking import RunLogger, git_commit, run_context
-from seqtrack_mlflow.train.callbacks import TrainerCallbacks
 from seqtrack_mlflow.train.interrupt import Interrupted
 
 OBJECTIVE = "auc"
 TRIAL_METRICS = ("auc", "precision", "norm_precision")
 PRUNED_TAG = "seqtrack.pruned"
 PLOTS_DIR = "sweep"
-TPE_STARTUP_TRIALS = 10  # Optuna's default: random draws before TPE models the results
-
-
-class SweepSampler(optuna.samplers.TPESampler):
-    """TPE whose startup draws depend on (seed, trial number, setting) only, not on the process's
-    history: see the module's "Seeding"."""
-
-    def __init__(self, seed: int, n_startup_trials: int = TPE_STARTUP_TRIALS):
-        super().__init__(seed=seed, n_startup_trials=n_startup_trials)
-        self.sweep_seed, self.startup_trials = seed, n_startup_trials
-
-    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        if len(study.get_trials(deepcopy=False, states=states)) < self.startup_trials:
-            key = f"{self.sweep_seed}:{trial.number}:{param_name}".encode()
-            draw_seed = int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
-            return optuna.samplers.RandomSampler(seed=draw_seed).sample_independent(
-                study, trial, param_name, param_distribution
-            )
-        return super().sample_independent(study, trial, param_name, param_distribution)
-
-
-def masked_storage(url: str | None) -> str:
-    """The storage URL with its password hidden (it is logged and printed)."""
-    if not url:
-        return "in-memory"
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        raise ConfigError(
-            f"storage={url!r} is not an SQLAlchemy URL: use e.g. sqlite:///sweep.db or "
-            "postgresql://user:password@host:5432/db"
-        ) from None
-
-
-def open_study(cfg: SweepConfig, seed: int) -> optuna.Study:
-    """Create the study, or load it from a shared storage (`load_if_exists`)."""
-    shown = masked_storage(cfg.storage)
-    pruner = optuna.pruners.MedianPruner(
-        n_startup_trials=cfg.prune_startup_trials, n_warmup_steps=cfg.prune_warmup_epochs + 1
-    )
-    try:
-        return optuna.create_study(
-            storage=cfg.storage or None,
-            study_name=cfg.study_name,
-            direction="maximize",
-            sampler=SweepSampler(seed),
-            pruner=pruner,
-            load_if_exists=True,
-        )
-    except ImportError as exc:
-        raise ConfigError(
-            f"storage={shown}: the database driver is missing ({_first_line(exc)}): install it, e.g. "
-            "pip install psycopg2-binary for postgresql://"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy/Optuna errors of a bad URL, database or study
-        raise ConfigError(
-            f"storage={shown}, study_name={cfg.study_name}: {_first_line(exc)}: check the URL, that the "
-            "database exists and answers, and that an existing study of that name maximises AUC"
-        ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
-class TrialStopped(Interrupted):
-    """Raised by `PruneOnEpochIou` to end a pruned trial's training at once. An `Interrupted` (a
-    BaseException), so nothing in the training step takes it for an error: the run ends KILLED."""
-
-
-class PruneOnEpochIou(TrainerCallbacks):
-    """Reports each epoch's training IoU to the trial and stops training when the pruner says so."""
-
-    def __init__(self, trial: optuna.Trial):
-        self.trial = trial
-        self.pruned_at: int | None = None
-        self.pruned_iou = float("nan")
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float], step: int) -> None:
-        iou = float(metrics["epoch_iou"])
-        self.trial.report(iou, epoch)
-        if self.trial.should_prune():
-            self.pruned_at, self.pruned_iou = epoch, iou
-            raise TrialStopped(
-                signal.SIGTERM,
-                f"trial {self.trial.number} pruned after epoch {epoch}: epoch IoU {iou:.3f} below the median",
-            )
 
 
 @dataclass(frozen=True)
@@ -233,40 +139,16 @@ def _run_trial(c: _Context) -> TrialResult:
     n = trial.number
     values = suggest(trial, c.space)
     trial.set_user_attr("mlflow_parent_run_id", c.parent.run_id or "")
-    shown = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
-    print(f"sweep: trial {n}: {shown}", flush=True)
+    print(f"sweep: trial {n}: {', '.join(f'{k}={_short(v)}' for k, v in values.items())}", flush=True)
     tags = {
         "seqtrack.sweep_run_id": c.parent.run_id or "",
         "seqtrack.trial": n,
         "optuna.study_name": c.study.study_name,
     }
-    runs: dict[str, str | None] = {"train": None, "evaluate": None}
-
-    def on_train_run(logger: RunLogger) -> None:
-        runs["train"] = logger.run_id
-        trial.set_user_attr("train_run_id", logger.run_id or "")
-        logger.set_tags({**tags, "mlflow.runName": f"trial-{n}-train"})
-        logger.log_params(values)  # the trial's values the train run does not log itself (tracker ones)
-
+    runs: dict[str, str | None] = {"train": None}
     pruning = PruneOnEpochIou(trial)
     try:
-        settings, tracker = apply_values(values, c.settings, c.tracker)
-        trained = run_train(
-            settings,
-            data_run=c.data_run,
-            output_dir=c.output_dir,
-            nested=True,
-            callbacks=pruning,
-            on_run=on_train_run,
-        )
-        evaluation = run_evaluate(
-            trained.checkpoint_ref,
-            tracker,
-            data_run=c.data_run,
-            device=settings.train.device,
-            output_dir=c.output_dir,
-            nested=True,
-        )
+        evaluation = _train_and_evaluate(c, trial, values, tags, runs, pruning)
     except Interrupted:
         if pruning.pruned_at is None:  # a real signal: the trial did not finish, and neither does the sweep
             c.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -274,26 +156,73 @@ def _run_trial(c: _Context) -> TrialResult:
         return _pruned(c, trial, values, runs["train"], pruning)
     except Exception as exc:  # noqa: BLE001 - one trial's failure (a setting that does not fit...) is the trial's
         c.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        trial_failed = f"sweep: trial {n} failed: {_first_line(exc)}"
-        print(trial_failed, flush=True)
+        print(f"sweep: trial {n} failed: {first_line(exc)}", flush=True)
         if runs["train"]:
-            RunLogger(runs["train"]).set_tags({"seqtrack.trial_error": _first_line(exc)[:5000]})
+            RunLogger(runs["train"]).set_tags({"seqtrack.trial_error": first_line(exc)[:5000]})
         return TrialResult(n, "FAIL", values, None, runs["train"], None)
     except BaseException:
         c.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
-    metrics = evaluation.metrics
+    return _completed(c, trial, values, tags, runs["train"], evaluation)
+
+
+def _train_and_evaluate(
+    c: _Context,
+    trial: optuna.Trial,
+    values: dict[str, Any],
+    tags: dict[str, Any],
+    runs: dict[str, str | None],
+    pruning: PruneOnEpochIou,
+) -> EvalResult:
+    """The trial's nested train run (pruned through `pruning`) and its evaluate run; `runs["train"]`
+    names the train run as soon as it exists, so a failure can be tagged on it."""
+
+    def on_train_run(logger: RunLogger) -> None:
+        runs["train"] = logger.run_id
+        trial.set_user_attr("train_run_id", logger.run_id or "")
+        logger.set_tags({**tags, "mlflow.runName": f"trial-{trial.number}-train"})
+        logger.log_params(values)  # the trial's values the train run does not log itself (tracker ones)
+
+    settings, tracker = apply_values(values, c.settings, c.tracker)
+    trained = run_train(
+        settings,
+        data_run=c.data_run,
+        output_dir=c.output_dir,
+        nested=True,
+        callbacks=pruning,
+        on_run=on_train_run,
+    )
+    return run_evaluate(
+        trained.checkpoint_ref,
+        tracker,
+        data_run=c.data_run,
+        device=settings.train.device,
+        output_dir=c.output_dir,
+        nested=True,
+    )
+
+
+def _completed(
+    c: _Context,
+    trial: optuna.Trial,
+    values: dict[str, Any],
+    tags: dict[str, Any],
+    train_run: str | None,
+    evaluation: EvalResult,
+) -> TrialResult:
+    """Tell the study the trial's AUC; name and tag its evaluate run so the UI shows one row per trial."""
+    n = trial.number
     evaluated = RunLogger(evaluation.run_id) if evaluation.run_id else RunLogger(None)
     evaluated.set_tags({**tags, "mlflow.runName": f"trial-{n}-evaluate"})
     evaluated.log_params(values)  # one row per trial in the UI: the trial's values beside its AUC
     for key in TRIAL_METRICS:
-        trial.set_user_attr(key, float(metrics[key]))
+        trial.set_user_attr(key, float(evaluation.metrics[key]))
     trial.set_user_attr("evaluate_run_id", evaluation.run_id or "")
-    value = float(metrics[OBJECTIVE])
+    value = float(evaluation.metrics[OBJECTIVE])
     c.study.tell(trial, value)
     c.parent.log_metrics({"trial_auc": value}, step=n)
     print(f"sweep: trial {n}: AUC {value:.2f}", flush=True)
-    return TrialResult(n, "COMPLETE", values, value, runs["train"], evaluation.run_id)
+    return TrialResult(n, "COMPLETE", values, value, train_run, evaluation.run_id)
 
 
 def _pruned(
@@ -330,7 +259,7 @@ def _summarise(c: _Context, results: list[TrialResult], what: str, out_dir: Path
     }
     parent.log_metrics({**counts, "trials_this_run": len(results)})
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in _plots(study, out_dir):
+    for path in study_plots(study, out_dir):
         parent.log_artifact(path, PLOTS_DIR)
     table = out_dir / "trials.csv"
     study.trials_dataframe().to_csv(table, index=False)
@@ -363,48 +292,4 @@ def _summarise(c: _Context, results: list[TrialResult], what: str, out_dir: Path
     return SweepResult(parent.run_id, study.study_name, results, best.number, dict(best.params), best.value)
 
 
-def _plots(study: optuna.Study, out_dir: Path) -> list[Path]:
-    """Optuna's optimisation history, parameter importances (2+ complete trials) and per-epoch IoUs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
-
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    plots = {
-        "optimization_history.png": ovm.plot_optimization_history,
-        "intermediate_values.png": ovm.plot_intermediate_values,
-    }
-    if len(complete) >= 2:
-        plots["param_importances.png"] = ovm.plot_param_importances
-    else:
-        print(f"sweep: no parameter importances: {len(complete)} complete trial(s), they need 2 or more")
-    paths = []
-    for name, plot in plots.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for its matplotlib plots
-            try:
-                ax = plot(study)
-            except (ValueError, RuntimeError) as exc:  # e.g. importances of a single distinct value
-                print(f"sweep: no {name}: {_first_line(exc)}")
-                continue
-        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-        fig.tight_layout()
-        path = out_dir / name
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
-__all__ = [
-    "PruneOnEpochIou",
-    "SweepResult",
-    "SweepSampler",
-    "TrialResult",
-    "TrialStopped",
-    "masked_storage",
-    "open_study",
-    "run_sweep",
-]
+__all__ = ["SweepResult", "TrialResult", "run_sweep"]

@@ -1,0 +1,1 @@
+"""Sweeps: the search space (`space`) and the Optuna study (`study`)."""
