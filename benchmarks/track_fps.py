@@ -46,8 +46,9 @@ from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, pres
 from seqtrack_mlflow.data.lasot import read_sequence
 from seqtrack_mlflow.data.synthetic import generate_lasot
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequence, track_sequences
+from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.flops import encoder_macs, greedy_decode_macs
-from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model
+from seqtrack_mlflow.model.seqtrack import SeqTrack
 from seqtrack_mlflow.model.tokens import hann_window
 
 FRAME_SIZE = (1280, 720)

@@ -34,8 +34,9 @@ from common import (
 )
 
 from seqtrack_mlflow.config import ModelConfig, TrainConfig, preset
+from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.flops import training_flops
-from seqtrack_mlflow.model.seqtrack import build_model, logging_iou, sequence_loss
+from seqtrack_mlflow.model.seqtrack import logging_iou, sequence_loss
 from seqtrack_mlflow.model.tokens import box_to_tokens, teacher_forcing
 from seqtrack_mlflow.train.trainer import make_optimizer
 

@@ -73,11 +73,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from seqtrack_mlflow.data.sources import DataSourceError
     from seqtrack_mlflow.evaluation.metrics import MetricsError
     from seqtrack_mlflow.evaluation.tracker import TrackerError
-    from seqtrack_mlflow.model.seqtrack import PretrainedError
+    from seqtrack_mlflow.model.factory import OfficialCheckpointError, PretrainedError
     from seqtrack_mlflow.tracking import TrackingError
     from seqtrack_mlflow.train.checkpoints import CheckpointError
 
-    errors: tuple[type[BaseException], ...] = (
+    return (
         ConfigError,
         LasotFormatError,
         DataSourceError,
@@ -88,12 +88,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         SamplingError,
         TrackerError,
         MetricsError,
+        OfficialCheckpointError,
     )
-    try:
-        from seqtrack_mlflow.model.official import OfficialCheckpointError
-    except ImportError:  # pragma: no cover - the official-checkpoint reader is optional here
-        return errors
-    return (*errors, OfficialCheckpointError)
 
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}

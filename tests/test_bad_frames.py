@@ -285,7 +285,7 @@ def test_training_skips_counts_and_stops(tree, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from seqtrack_mlflow.model.seqtrack import build_model
+    from seqtrack_mlflow.model.factory import build_model
 
     torch.manual_seed(0)
     cfg = replace(preset("tiny")[0], template_size=32, search_size=32, encoder_depth=1)

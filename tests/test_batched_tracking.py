@@ -28,7 +28,7 @@ def sequences(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    from seqtrack_mlflow.model.seqtrack import build_model
+    from seqtrack_mlflow.model.factory import build_model
 
     torch.manual_seed(0)
     cfg = replace(preset("tiny")[0], template_size=64, search_size=64, encoder_depth=2)

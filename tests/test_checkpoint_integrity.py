@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.cli import main
 from seqtrack_mlflow.config import DataConfig, build_settings
-from seqtrack_mlflow.model.seqtrack import build_model
+from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.checkpoints import Checkpoint, CheckpointError, CheckpointWriteError
 

@@ -11,8 +11,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from seqtrack_mlflow.config import ModelConfig
 from seqtrack_mlflow.model.encoder import ViTEncoder
+from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.pretrained import PretrainedError, load_pretrained
-from seqtrack_mlflow.model.seqtrack import build_model
 
 WIDTH, DEPTH = 32, 2
 _FIX = "use -P pretrained=none to train from scratch, or -P pretrained=/path/to/weights.pth"

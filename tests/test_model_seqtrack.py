@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from seqtrack_mlflow.config import ConfigError, ModelConfig, preset
+from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.seqtrack import (
     SeqTrack,
-    build_model,
     count_parameters,
     logging_iou,
     sequence_loss,

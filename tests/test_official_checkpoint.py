@@ -18,19 +18,22 @@ import pytest
 import torch
 
 from seqtrack_mlflow.config import ModelConfig, preset
-from seqtrack_mlflow.model import official
+from seqtrack_mlflow.model import torch_zip
+from seqtrack_mlflow.model.factory import (
+    is_official_checkpoint,
+    official_preset_shapes,
+    official_shapes,
+    read_official,
+)
 from seqtrack_mlflow.model.official import (
     OFFICIAL_PRESETS,
     OfficialCheckpointError,
-    OfficialObject,
     from_official_state_dict,
     infer_preset,
-    is_official_checkpoint,
-    official_shapes,
-    read_official,
     to_official_state_dict,
 )
 from seqtrack_mlflow.model.seqtrack import SeqTrack
+from seqtrack_mlflow.model.torch_zip import InertObject, TorchZipError
 
 STUB = "seqtrack_official_training_stub"  # stands for the official `lib.train.admin` modules
 STUB_SOURCE = textwrap.dedent(
@@ -270,10 +273,10 @@ def test_reduce_payloads_in_the_container_stay_inert(tmp_path: Path):
     weights = read_official(path, preset="tiny")
     assert weights.preset == "tiny"
     assert not exec_marker.exists() and not system_marker.exists()
-    obj, _ = official._open_archive(path)
-    assert isinstance(obj["settings"], OfficialObject) and obj["settings"].source == "builtins.exec"
-    assert isinstance(obj["constructor"], OfficialObject) and obj["constructor"].source.endswith(".system")
-    assert isinstance(obj["stats"], OfficialObject) and obj["stats"].source == f"{STUB}.StatsDict"
+    obj, _ = torch_zip.open_archive(path)
+    assert isinstance(obj["settings"], InertObject) and obj["settings"].source == "builtins.exec"
+    assert isinstance(obj["constructor"], InertObject) and obj["constructor"].source.endswith(".system")
+    assert isinstance(obj["stats"], InertObject) and obj["stats"].source == f"{STUB}.StatsDict"
     assert not exec_marker.exists() and not system_marker.exists()
 
     # The payloads are real: an unrestricted load (with the official code importable) runs both.
@@ -336,11 +339,11 @@ def test_a_pickle_cannot_rewrite_a_checked_tensor_record(tmp_path: Path):
         with zipfile.ZipFile(path, "a") as zf:
             zf.writestr("archive/data/0", torch.tensor([1.5]).numpy().tobytes())
         if not build:  # the hand-written record itself reads back
-            obj, archive = official._open_archive(path)
-            assert torch.equal(official._materialise(obj, archive)["x"], torch.tensor([1.5]))
+            obj, archive = torch_zip.open_archive(path)
+            assert torch.equal(torch_zip.materialise(obj, archive)["x"], torch.tensor([1.5]))
             continue
-        with pytest.raises(OfficialCheckpointError) as exc:
-            official._open_archive(path)
+        with pytest.raises(TorchZipError) as exc:
+            torch_zip.open_archive(path)
         assert "cannot read" in one_line(exc)
 
 
@@ -383,7 +386,8 @@ def test_preset_is_inferred_from_the_shapes(tmp_path: Path, name: str):
 
 
 def test_presets_are_told_apart():
-    assert [infer_preset(official_shapes(preset_model(n))) for n in OFFICIAL_PRESETS] == list(
+    shapes_of = official_preset_shapes
+    assert [infer_preset(official_shapes(preset_model(n)), shapes_of) for n in OFFICIAL_PRESETS] == list(
         OFFICIAL_PRESETS
     )
 

@@ -13,9 +13,8 @@ from test_official_checkpoint import official_container, official_training_code,
 
 from seqtrack_mlflow.cli import main
 from seqtrack_mlflow.config import DataConfig, TrackerConfig, build_settings, replace
+from seqtrack_mlflow.model.factory import PretrainedError, build_model
 from seqtrack_mlflow.model.official import to_official_state_dict
-from seqtrack_mlflow.model.pretrained import PretrainedError
-from seqtrack_mlflow.model.seqtrack import build_model
 from seqtrack_mlflow.steps.evaluate import run_evaluate
 from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.checkpoints import Checkpoint

@@ -121,7 +121,7 @@ def sequence(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    from seqtrack_mlflow.model.seqtrack import build_model
+    from seqtrack_mlflow.model.factory import build_model
 
     # The tiny preset's structure, with 64-px crops and a 2-block encoder so the ~50 frames tracked
     # below take seconds on 2 shared CPU cores.

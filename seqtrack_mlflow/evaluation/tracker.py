@@ -45,8 +45,9 @@ from seqtrack_mlflow.data.processing import (
     normalize,
     open_frame,
 )
+from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.precision import with_precision
-from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model
+from seqtrack_mlflow.model.seqtrack import SeqTrack
 from seqtrack_mlflow.model.tokens import hann_window, tokens_to_box
 
 if TYPE_CHECKING:

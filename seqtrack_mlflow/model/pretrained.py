@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig
+from ..messages import first_line
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,7 @@ def _from_timm(name: str) -> dict[str, Tensor]:
     except _offline_errors() as exc:
         raise PretrainedError(f"cannot download pretrained weights {name!r} (offline?): {_FIX}") from exc
     except RuntimeError as exc:  # e.g. "Invalid pretrained tag"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PretrainedError(f"cannot load pretrained weights {name!r} ({first}): {_FIX}") from exc
+        raise PretrainedError(f"cannot load pretrained weights {name!r} ({first_line(exc)}): {_FIX}") from exc
     return model.state_dict()
 
 
@@ -94,8 +94,9 @@ def _from_file(path: Path) -> dict[str, Tensor]:
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input to fix
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise PretrainedError(f"cannot read pretrained weights file '{path}' ({first}): {_FIX}") from exc
+        raise PretrainedError(
+            f"cannot read pretrained weights file '{path}' ({first_line(exc)}): {_FIX}"
+        ) from exc
     for key in ("model", "state_dict", "model_state_dict", "net"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -4,22 +4,20 @@ Structure and initialisation follow the official model; parameter counts match t
 Inference decoding (`decode_greedy`) picks tokens and scores them as the official tracker
 (`tokens.choose_token`); its one departure: `use_cache=True` keeps per-layer self-attention K/V and
 computes the memory K/V once, instead of re-running the prefix at every step (`use_cache=False`, the
-official way; same result).
+official way; same result). A model with weights (pretrained, trained, official) comes from
+`factory.build_model` and its siblings: this module knows no weight files.
 """
 
 from __future__ import annotations
-
-import dataclasses
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import PRESETS, ModelConfig, preset, validate_model
+from ..config import ModelConfig, validate_model
 from .decoder import MLP, BoxDecoder, MemoryBridge
 from .encoder import ViTEncoder
-from .pretrained import PretrainedError, PretrainedReport, load_pretrained
+from .pretrained import PretrainedReport
 from .tokens import choose_token, cxcywh_to_xyxy
 
 SPECIAL_TOKEN_WEIGHT = 0.01  # official CE weight of END and START
@@ -101,50 +99,6 @@ class SeqTrack(nn.Module):
         ]
 
 
-def build_model(cfg: ModelConfig) -> SeqTrack:
-    """A SeqTrack for `cfg`, initialised from `cfg.pretrained` unless that is "none": the encoder from
-    a timm name or weights file, the whole model from an official SeqTrack release file."""
-    model = SeqTrack(cfg)
-    spec = (cfg.pretrained or "none").strip()
-    if spec.lower() not in ("none", ""):
-        from seqtrack_mlflow.model.official import is_official_checkpoint
-
-        path = Path(spec).expanduser()
-        if path.is_file() and is_official_checkpoint(path):
-            model.pretrained_report = load_official_init(model, path)
-        else:
-            model.pretrained_report = load_pretrained(model.encoder, spec, cfg)
-    return model
-
-
-def load_official_init(model: SeqTrack, path: Path) -> PretrainedReport:
-    """Every weight from an official release file; the architecture must be the file's preset's."""
-    from seqtrack_mlflow.model.official import OfficialCheckpointError, read_official
-
-    ours = dataclasses.replace(model.cfg, pretrained="none")
-    # Read the file as the preset of our encoder and vocabulary (crop sizes may differ: refused below).
-    width = ("encoder_dim", "encoder_depth", "encoder_heads", "bins")
-    name = next(
-        (n for n in PRESETS if all(getattr(preset(n)[0], k) == getattr(ours, k) for k in width)), None
-    )
-    try:
-        weights = read_official(path, name)
-    except OfficialCheckpointError as exc:
-        raise PretrainedError(str(exc)) from None
-    differ = [
-        f"{f.name} {getattr(ours, f.name)} (file: {getattr(weights.config, f.name)})"
-        for f in dataclasses.fields(ModelConfig)
-        if getattr(ours, f.name) != getattr(weights.config, f.name)
-    ]
-    if differ:
-        raise PretrainedError(
-            f"pretrained={path} is an official SeqTrack-{weights.preset.upper()} file but this model has "
-            f"{'; '.join(differ)}: use -P preset={weights.preset} without geometry overrides"
-        )
-    model.load_state_dict(weights.state_dict)
-    return PretrainedReport(source=str(path), loaded=len(weights.state_dict))
-
-
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
@@ -177,9 +131,7 @@ def _box_iou(a: Tensor, b: Tensor) -> Tensor:
 
 
 __all__ = [
-    "PretrainedError",
     "SeqTrack",
-    "build_model",
     "count_parameters",
     "logging_iou",
     "sequence_loss",

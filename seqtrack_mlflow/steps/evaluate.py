@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, ModelConfig, TrackerConfig, validate_tracker
+from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, validate_tracker
 from seqtrack_mlflow.evaluation.results import headline, score_sequences, write_report
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
-from seqtrack_mlflow.model.official import OfficialCheckpointError, is_official_checkpoint, read_official
+from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
 from seqtrack_mlflow.model.precision import check_precision
 from seqtrack_mlflow.steps.select_data import (
     check_same_data,
@@ -21,7 +21,6 @@ from seqtrack_mlflow.steps.select_data import (
     selection_from_run,
 )
 from seqtrack_mlflow.tracking import git_commit, resolve_checkpoint, resolve_data_run, run_context
-from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.distributed import pick_device
 
 
@@ -31,49 +30,6 @@ class EvalResult:
     metrics: dict[str, float]
     per_sequence: list[dict[str, Any]]
     out_dir: Path
-
-
-@dataclass(frozen=True)
-class TrainedWeights:
-    """What evaluation needs from a checkpoint: our training checkpoints and official release files."""
-
-    model: ModelConfig
-    state_dict: dict[str, Any]
-    preset: str
-    seed: int
-    epoch: int | None
-    data: DataConfig  # the training run's data settings (defaults for an official file)
-    dataset_info: dict[str, Any]
-    train_run_id: str
-    official: bool = False
-
-
-def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
-    """Our `epoch_N.ckpt` (read by `train.checkpoints`) or an official SeqTrack file (read without
-    running any of its code, the preset inferred from the shapes unless given)."""
-    if is_official_checkpoint(path):
-        try:
-            weights = read_official(path, preset)
-        except OfficialCheckpointError as exc:
-            raise ConfigError(str(exc)) from None
-        return TrainedWeights(
-            weights.config, weights.state_dict, weights.preset, 0, weights.epoch, DataConfig(), {}, "", True
-        )
-    ckpt = checkpoints.load(path)
-    if preset is not None and preset != ckpt.settings.preset:
-        raise ConfigError(
-            f"preset={preset} but {path} was trained with preset {ckpt.settings.preset}: drop -P preset"
-        )
-    return TrainedWeights(
-        ckpt.settings.model,
-        ckpt.model_state_dict,
-        ckpt.settings.preset,
-        ckpt.settings.train.seed,
-        ckpt.epoch,
-        ckpt.settings.data,
-        ckpt.dataset_info,
-        ckpt.mlflow_run_id,
-    )
 
 
 def evaluation_data(trained: TrainedWeights, given: dict[str, Any]) -> DataConfig:

@@ -25,7 +25,8 @@ from seqtrack_mlflow.data.batches import make_loader
 from seqtrack_mlflow.data.lasot import Sequence
 from seqtrack_mlflow.data.photometric import model_inputs
 from seqtrack_mlflow.data.sampling import SkipCounter, TrainingSamples
-from seqtrack_mlflow.model.seqtrack import SeqTrack, build_model, logging_iou, sequence_loss
+from seqtrack_mlflow.model.factory import build_model
+from seqtrack_mlflow.model.seqtrack import SeqTrack, logging_iou, sequence_loss
 from seqtrack_mlflow.model.tokens import box_to_tokens, teacher_forcing
 from seqtrack_mlflow.train import checkpoints, distributed
 from seqtrack_mlflow.train.callbacks import TrainerCallbacks

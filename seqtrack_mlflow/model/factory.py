@@ -1,0 +1,215 @@
+"""The one way to get a SeqTrack with weights: build one, initialise it, or read trained weights.
+
+Every step, the trainer and the tracker come here. This module ties together the parts that need not
+know each other: the model class (`seqtrack.SeqTrack`), encoder initialisation from ViT weights
+(`pretrained`), our checkpoint format (owned by `train.checkpoints`), and official SeqTrack release
+files (`torch_zip` reads them without running their code, `official` maps their names and shapes).
+Expected shapes are taken from a model built on the meta device: no memory, no weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..config import PRESETS, ConfigError, DataConfig, ModelConfig
+from ..config import preset as preset_settings
+from ..train import checkpoints
+from . import official
+from .official import OFFICIAL_PRESETS, OfficialCheckpointError
+from .pretrained import PretrainedError, PretrainedReport, load_pretrained
+from .seqtrack import SeqTrack
+from .torch_zip import TensorRef, TorchZipError, materialise, open_archive
+
+# ---------------------------------------------------------------- building
+
+
+def build_model(cfg: ModelConfig) -> SeqTrack:
+    """A SeqTrack for `cfg`, initialised from `cfg.pretrained` unless that is "none": the encoder from
+    a timm name or weights file, the whole model from an official SeqTrack release file."""
+    model = SeqTrack(cfg)
+    spec = (cfg.pretrained or "none").strip()
+    if spec.lower() not in ("none", ""):
+        path = Path(spec).expanduser()
+        if path.is_file() and is_official_checkpoint(path):
+            model.pretrained_report = _official_init(model, path)
+        else:
+            model.pretrained_report = load_pretrained(model.encoder, spec, cfg)
+    return model
+
+
+def _official_init(model: SeqTrack, path: Path) -> PretrainedReport:
+    """Every weight from an official release file; the architecture must be the file's preset's."""
+    ours = dataclasses.replace(model.cfg, pretrained="none")
+    # Read the file as the preset of our encoder and vocabulary (crop sizes may differ: refused below).
+    width = ("encoder_dim", "encoder_depth", "encoder_heads", "bins")
+    fits = (n for n in PRESETS if all(getattr(preset_settings(n)[0], k) == getattr(ours, k) for k in width))
+    name = next(fits, None)
+    try:
+        weights = read_official(path, name)
+    except OfficialCheckpointError as exc:
+        raise PretrainedError(str(exc)) from None
+    differ = [
+        f"{f.name} {getattr(ours, f.name)} (file: {getattr(weights.config, f.name)})"
+        for f in dataclasses.fields(ModelConfig)
+        if getattr(ours, f.name) != getattr(weights.config, f.name)
+    ]
+    if differ:
+        raise PretrainedError(
+            f"pretrained={path} is an official SeqTrack-{weights.preset.upper()} file but this model has "
+            f"{'; '.join(differ)}: use -P preset={weights.preset} without geometry overrides"
+        )
+    model.load_state_dict(weights.state_dict)
+    return PretrainedReport(source=str(path), loaded=len(weights.state_dict))
+
+
+# ---------------------------------------------------------------- official release files
+
+
+@functools.lru_cache(maxsize=16)
+def _meta_state(cfg: ModelConfig) -> dict[str, Tensor]:
+    """Our state dict for `cfg` on the meta device: names and shapes, no memory."""
+    with torch.device("meta"):
+        return dict(SeqTrack(cfg).state_dict())
+
+
+@functools.lru_cache(maxsize=16)
+def official_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Official key -> shape for a model built with `cfg` (the 200 tensors of B256, for instance)."""
+    return {k: tuple(v.shape) for k, v in official.to_official_state_dict(_meta_state(cfg)).items()}
+
+
+def _preset_config(name: str) -> ModelConfig:
+    return dataclasses.replace(preset_settings(name)[0], pretrained="none")
+
+
+def official_preset_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """What a file of preset `name` holds (official key -> shape): the `shapes_of` of `official`."""
+    return official_shapes(_preset_config(name))
+
+
+@dataclass(frozen=True)
+class OfficialWeights:
+    """What an official file holds for us: the preset it fits and the weights under our names."""
+
+    preset: str
+    epoch: int | None
+    state_dict: dict[str, Tensor]
+    config: ModelConfig  # the preset's model settings, `pretrained="none"`: the weights are here
+
+    def build(self) -> SeqTrack:
+        """The model with these weights (strict load; built on the meta device, then assigned).
+
+        In train mode like any fresh module: call `.eval()` for inference.
+        """
+        with torch.device("meta"):
+            model = SeqTrack(self.config)
+        model.load_state_dict(self.state_dict, strict=True, assign=True)
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            raise RuntimeError("SeqTrack holds a tensor outside its state dict: build it off the meta device")
+        return model
+
+
+def is_official_checkpoint(obj_or_path: Any) -> bool:
+    """Whether a loaded object, or a file (read without its tensor data), is an official checkpoint."""
+    if isinstance(obj_or_path, (str, os.PathLike)):
+        try:
+            obj_or_path, _ = open_archive(Path(obj_or_path))
+        except (TorchZipError, OSError):
+            return False
+    return official.net_of(obj_or_path) is not None
+
+
+def read_official(path: str | os.PathLike[str], preset: str | None = None) -> OfficialWeights:
+    """Read an official SeqTrack file: its preset (inferred from the shapes unless given), epoch and
+    weights under our names. Raises `OfficialCheckpointError` (one line) when it does not fit.
+
+    The shapes are checked before any tensor data is read, and only the `net` tensors are read.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise OfficialCheckpointError(f"official checkpoint {path} does not exist or is not a file")
+    try:
+        obj, archive = open_archive(path)
+        net = official.require_net(obj, path)
+        not_tensors = [k for k, v in net.items() if not isinstance(v, TensorRef)]
+        if not_tensors:
+            raise OfficialCheckpointError(f"{path}: net[{not_tensors[0]!r}] is not a tensor")
+        shapes = {k: v.size for k, v in net.items()}
+        name = official.infer_preset(shapes, official_preset_shapes) if preset is None else preset
+        official.check_preset(shapes, name, official_preset_shapes)
+        tensors = materialise(net, archive)
+    except TorchZipError as exc:
+        raise OfficialCheckpointError(str(exc)) from exc
+    cfg = _preset_config(name)
+    floats = {k: official.as_float32(k, t) for k, t in tensors.items()}
+    return OfficialWeights(name, official.epoch_of(obj), official.from_official_state_dict(floats, cfg), cfg)
+
+
+# ---------------------------------------------------------------- trained weights, for evaluation
+
+
+@dataclass(frozen=True)
+class TrainedWeights:
+    """What evaluation needs from a checkpoint: our training checkpoints and official release files."""
+
+    model: ModelConfig
+    state_dict: dict[str, Any]
+    preset: str
+    seed: int
+    epoch: int | None
+    data: DataConfig  # the training run's data settings (defaults for an official file)
+    dataset_info: dict[str, Any]
+    train_run_id: str
+    official: bool = False
+
+
+def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
+    """Our `epoch_N.ckpt` (read by `train.checkpoints`) or an official SeqTrack file (read without
+    running any of its code, the preset inferred from the shapes unless given)."""
+    if is_official_checkpoint(path):
+        try:
+            weights = read_official(path, preset)
+        except OfficialCheckpointError as exc:
+            raise ConfigError(str(exc)) from None
+        return TrainedWeights(
+            weights.config, weights.state_dict, weights.preset, 0, weights.epoch, DataConfig(), {}, "", True
+        )
+    ckpt = checkpoints.load(path)
+    if preset is not None and preset != ckpt.settings.preset:
+        raise ConfigError(
+            f"preset={preset} but {path} was trained with preset {ckpt.settings.preset}: drop -P preset"
+        )
+    return TrainedWeights(
+        ckpt.settings.model,
+        ckpt.model_state_dict,
+        ckpt.settings.preset,
+        ckpt.settings.train.seed,
+        ckpt.epoch,
+        ckpt.settings.data,
+        ckpt.dataset_info,
+        ckpt.mlflow_run_id,
+    )
+
+
+__all__ = [
+    "OFFICIAL_PRESETS",
+    "OfficialCheckpointError",
+    "OfficialWeights",
+    "PretrainedError",
+    "PretrainedReport",
+    "TrainedWeights",
+    "build_model",
+    "is_official_checkpoint",
+    "load_trained_weights",
+    "official_preset_shapes",
+    "official_shapes",
+    "read_official",
+]
