@@ -12,18 +12,13 @@ from typing import Any
 import numpy as np
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, ModelConfig, TrackerConfig, validate_tracker
+from seqtrack_mlflow.datasets.selection import check_same_data, preflight, select
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.plots import plot_precision, plot_success
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequences
 from seqtrack_mlflow.model.official import OfficialCheckpointError, is_official_checkpoint, read_official
 from seqtrack_mlflow.model.precision import check_precision
-from seqtrack_mlflow.steps.select_data import (
-    check_same_data,
-    log_selection,
-    preflight,
-    select,
-    selection_from_run,
-)
+from seqtrack_mlflow.steps.select_data import log_selection, selection_from_run
 from seqtrack_mlflow.tracking import RunLogger, git_commit, resolve_checkpoint, resolve_data_run, run_context
 from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.distributed import pick_device

@@ -38,8 +38,9 @@ from typing import Any
 import optuna
 
 from seqtrack_mlflow.config import ConfigError, SweepConfig, TrackerConfig, TrainSettings, validate_tracker
+from seqtrack_mlflow.datasets.selection import used_data_settings
 from seqtrack_mlflow.steps.evaluate import run_evaluate
-from seqtrack_mlflow.steps.select_data import run_select_data, used_data_settings
+from seqtrack_mlflow.steps.select_data import run_select_data
 from seqtrack_mlflow.steps.train import run_train
 from seqtrack_mlflow.sweep_space import Space, apply_values, resolve_space, space_json, suggest
 from seqtrack_mlflow.tracking import RunLogger, git_commit, run_context

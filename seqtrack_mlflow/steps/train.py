@@ -14,16 +14,16 @@ from typing import Any
 import torch.distributed as dist
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, TrainConfig, TrainSettings, validate_train
-from seqtrack_mlflow.model.cost import check_run_cost
-from seqtrack_mlflow.steps.select_data import (
+from seqtrack_mlflow.datasets.registry import root_settings
+from seqtrack_mlflow.datasets.selection import (
     Selection,
     check_same_data,
-    log_selection,
     preflight,
     select,
-    selection_from_run,
     used_data_settings,
 )
+from seqtrack_mlflow.model.cost import check_run_cost
+from seqtrack_mlflow.steps.select_data import log_selection, selection_from_run
 from seqtrack_mlflow.tracking import (
     Heartbeat,
     RunLogger,
@@ -58,8 +58,7 @@ RESUME_OVERRIDABLE = (
     "system_metrics",
     "amp",
     "console",
-    "lasot_root",
-    "cache_dir",
+    *(setting for setting, _ in root_settings()),  # dataset roots and the cache: lasot_root, cache_dir
 )
 LOG_FILE = "training_log.txt"
 
@@ -123,7 +122,7 @@ def resumed_settings(ckpt: Checkpoint, given: dict[str, Any], source: str) -> Tr
             "drop them (or train a new run)"
         )
     keep = {k: given[k] for k in RESUME_OVERRIDABLE if given.get(k) is not None}
-    for key, var in (("cache_dir", "SEQTRACK_CACHE"), ("lasot_root", "LASOT_ROOT")):
+    for key, var in root_settings():
         # Folders are this machine's: its own variable wins over the path the checkpoint recorded on the
         # machine that wrote it (node 0 of a multi-node run, or another computer).
         if key not in keep and os.environ.get(var):
