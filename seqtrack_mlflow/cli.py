@@ -362,5 +362,15 @@ def synth_cmd(root: Path, classes: str, sequences: int, frames: int, size: str, 
     click.echo(f"wrote {len(dirs)} sequences under {root}")
 
 
+@main.command("datasets")
+@user_facing
+def datasets_cmd() -> None:
+    """List the registered datasets: format, the `source` values they serve, where the root comes from
+    (setting and env variable), whether one is found on this machine, and the evaluation protocol."""
+    from seqtrack_mlflow.datasets import registry
+
+    click.echo(registry.format_table(registry.rows(DataConfig())))
+
+
 if __name__ == "__main__":
     main()

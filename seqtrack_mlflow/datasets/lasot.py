@@ -244,6 +244,10 @@ def class_sequence_dirs(root: Path, class_name: str) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def _classes(names: list[str]) -> str:
+    return f"{len(names)} class{'' if len(names) == 1 else 'es'}"
+
+
 class LasotFormat:
     """Reading a LaSOT-format tree: what every entry whose root has the LaSOT layout shares."""
 
@@ -310,11 +314,11 @@ class Lasot(LasotFormat):
             classes = available_classes(root)
             if not classes:
                 return Found(None, f"no: {root} ({how}) holds no LaSOT class folder")
-            return Found(root.resolve(), f"{root.resolve()} ({how}: {len(classes)} classes)")
+            return Found(root.resolve(), f"{root.resolve()} ({how}: {_classes(classes)})")
         cached = cache_dir_of(data) / CACHE_FOLDER
         done = [name for name in LASOT_CLASSES if (cached / name / COMPLETE_MARKER).is_file()]
         if done:
-            return Found(cached, f"{cached} (hub: {len(done)} classes)")
+            return Found(cached, f"{cached} (hub: {_classes(done)})")
         return Found(None, "no")
 
     def classes(self, data: DataConfig, source: str) -> list[str]:

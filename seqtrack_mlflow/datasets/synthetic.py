@@ -338,7 +338,7 @@ class Synthetic(LasotFormat):
         folders = cache.iterdir() if cache.is_dir() else ()
         trees = [p for p in folders if p.is_dir() and not p.name.startswith(".")]
         if trees:
-            return Found(cache, f"{cache} ({len(trees)} generated {'tree' if len(trees) == 1 else 'trees'})")
+            return Found(cache, f"{cache} ({len(trees)} generated tree{'' if len(trees) == 1 else 's'})")
         return Found(None, "no (generated when first used)")
 
     def classes(self, data: DataConfig, source: str) -> list[str]:
