@@ -73,9 +73,13 @@ def test_found_follows_lasot_root_and_the_cache(tmp_path: Path, monkeypatch: pyt
 
 
 def test_registry_lookup() -> None:
+    from seqtrack_mlflow.config import declared_settings
+
     assert registry.get("lasot").sources == ("local", "hub")
     assert registry.for_source("synthetic") is registry.get("synthetic")
     assert registry.SOURCES == ("auto", "local", "hub", "synthetic")
+    # The `source` setting's choices (declared in config.py) are what the registry serves.
+    assert next(s for s in declared_settings() if s.name == "source").choices == registry.SOURCES
     assert registry.root_settings() == [("lasot_root", "LASOT_ROOT"), ("cache_dir", "SEQTRACK_CACHE")]
     with pytest.raises(DataSourceError, match="unknown dataset 'got10k': registered are lasot, synthetic"):
         registry.get("got10k")
