@@ -280,13 +280,18 @@ class Lasot(LasotFormat):
     def __init__(self, fetch: Callable[[Seq[str], Path], Path]) -> None:
         self._fetch = fetch
 
+    @staticmethod
+    def given_root(data: DataConfig) -> str:
+        """The LaSOT root as given: `lasot_root`, else `$LASOT_ROOT` ("" if neither)."""
+        return data.lasot_root or os.environ.get(ROOT_ENV, "")
+
     def auto_source(self, data: DataConfig) -> str:
         """`local` when a LaSOT root is given, else `hub`."""
-        return "local" if (data.lasot_root or os.environ.get(ROOT_ENV)) else "hub"
+        return "local" if self.given_root(data) else "hub"
 
     def local_root(self, data: DataConfig) -> Path:
         """The user's LaSOT root (`lasot_root`, else `$LASOT_ROOT`), checked to exist."""
-        given = data.lasot_root or os.environ.get(ROOT_ENV, "")
+        given = self.given_root(data)
         if not given:
             raise DataSourceError(
                 "source=local needs a LaSOT root: pass -P lasot_root=/path/to/LaSOT or set LASOT_ROOT"
@@ -305,7 +310,7 @@ class Lasot(LasotFormat):
 
     def find_root(self, data: DataConfig) -> Found:
         """The local root if one is given, else the hub cache if it holds a complete class."""
-        given = data.lasot_root or os.environ.get(ROOT_ENV, "")
+        given = self.given_root(data)
         if given:
             how = "lasot_root" if data.lasot_root else f"${ROOT_ENV}"
             root = Path(given).expanduser()
