@@ -1,6 +1,6 @@
 """Data pipeline throughput: training samples through the loader's slots, then model_inputs.
 
-Frames are synthetic 1280x720 JPEG sequences in the LaSOT layout (data/synthetic.py), written to a
+Frames are synthetic 1280x720 JPEG sequences in the LaSOT layout (datasets/synthetic.py), written to a
 temporary folder. LaSOT's frames are ~100-150 KB each at 1280x720 (estimated from its class archives);
 the synthetic generator writes ~100 KB frames, and the `--frame-kb` cases re-encode the same frames with
 fixed-seed per-pixel noise (natural-image-like sensor grain) until the mean file size reaches the target,
@@ -16,7 +16,7 @@ ratio against the pass right before it, and reports the medians. The consumer (m
 with cores - workers torch threads (at least 1; `--threads` overrides): with all of them, its
 parallel regions preempt the workers on a small machine.
 
-`--decoder` runs the loader with each JPEG decoder of `data/jpeg.py`: `region` (the default where the
+`--decoder` runs the loader with each JPEG decoder of `inputs/jpeg.py`: `region` (the default where the
 C extension is built: decodes only the rows and columns each crop reads, DCT-scaled where the crop
 shrinks the frame 2x or more) and `pil` (the fallback: the whole frame, DCT-scaled, then PIL's affine
 crop). Both cut the same crops, to the bit. Workers send uint8 crops; `photometric.model_inputs`
@@ -53,12 +53,12 @@ from common import (
 from PIL import Image
 
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
-from seqtrack_mlflow.data import jpeg
-from seqtrack_mlflow.data.batches import make_loader
-from seqtrack_mlflow.data.lasot import read_sequence
-from seqtrack_mlflow.data.photometric import model_inputs
-from seqtrack_mlflow.data.sampling import TrainingSamples
-from seqtrack_mlflow.data.synthetic import JPEG_QUALITY, generate_lasot
+from seqtrack_mlflow.datasets.lasot import read_sequence
+from seqtrack_mlflow.datasets.synthetic import JPEG_QUALITY, generate_lasot
+from seqtrack_mlflow.inputs import jpeg
+from seqtrack_mlflow.inputs.batches import make_loader
+from seqtrack_mlflow.inputs.photometric import model_inputs
+from seqtrack_mlflow.inputs.sampling import TrainingSamples
 
 TARGET_RATIO = 1.5  # loader per-worker samples/s at 256-px crops over decode-only (PIL, full frames)
 FRAME_SIZE = (1280, 720)

@@ -11,7 +11,7 @@ precision (exact equality); "max box diff vs fp32" is the largest coordinate dif
 (random weights: it shows the precision's effect on boxes, not on accuracy).
 
 Models are randomly initialised (no download) and in eval mode; the sequence is synthetic 1280x720
-JPEG (data/synthetic.py). Whole-frame fps is `track_sequence`'s (JPEG decode + crop + encoder + decode
+JPEG (datasets/synthetic.py). Whole-frame fps is `track_sequence`'s (JPEG decode + crop + encoder + decode
 + box mapping, initialisation excluded). The decode-alone timing runs `decode_greedy` on one fixed
 encoder memory (batch 1, window penalty on), cached and uncached calls interleaved; the encoder
 dominates whole frames, so this is where the two decoders differ measurably.
@@ -43,8 +43,8 @@ from common import (
 )
 
 from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, preset
-from seqtrack_mlflow.data.lasot import read_sequence
-from seqtrack_mlflow.data.synthetic import generate_lasot
+from seqtrack_mlflow.datasets.lasot import read_sequence
+from seqtrack_mlflow.datasets.synthetic import generate_lasot
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequence, track_sequences
 from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.flops import encoder_macs, greedy_decode_macs

@@ -67,19 +67,18 @@ def step_options(step: str) -> Callable:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Every error class whose message is written for the user (one line naming the input and the fix)."""
-    from seqtrack_mlflow.data.lasot import LasotFormatError
-    from seqtrack_mlflow.data.sampling import SamplingError
-    from seqtrack_mlflow.data.selection import SelectionError
-    from seqtrack_mlflow.data.sources import DataSourceError
+    from seqtrack_mlflow.datasets.base import DatasetFormatError, DataSourceError
+    from seqtrack_mlflow.datasets.selection import SelectionError
     from seqtrack_mlflow.evaluation.metrics import MetricsError
     from seqtrack_mlflow.evaluation.tracker import TrackerError
+    from seqtrack_mlflow.inputs.sampling import SamplingError
     from seqtrack_mlflow.model.factory import OfficialCheckpointError, PretrainedError
     from seqtrack_mlflow.tracking import TrackingError
     from seqtrack_mlflow.train.checkpoints import CheckpointError
 
     return (
         ConfigError,
-        LasotFormatError,
+        DatasetFormatError,
         DataSourceError,
         PretrainedError,
         CheckpointError,
@@ -362,14 +361,23 @@ def sync_cmd(folder: Path) -> None:
 @user_facing
 def synth_cmd(root: Path, classes: str, sequences: int, frames: int, size: str, seed: int) -> None:
     """Write a synthetic LaSOT-format tree (JPEG frames + annotation files) under ROOT."""
-    from seqtrack_mlflow.data.sources import parse_size
-    from seqtrack_mlflow.data.synthetic import generate_lasot
+    from seqtrack_mlflow.datasets import synthetic
 
     names = [c.strip() for c in classes.split(",") if c.strip()]
-    dirs = generate_lasot(
-        root, names, sequences_per_class=sequences, frames=frames, size=parse_size(size), seed=seed
+    dirs = synthetic.generate_lasot(
+        root, names, sequences_per_class=sequences, frames=frames, size=synthetic.parse_size(size), seed=seed
     )
     click.echo(f"wrote {len(dirs)} sequences under {root}")
+
+
+@main.command("datasets")
+@user_facing
+def datasets_cmd() -> None:
+    """List the registered datasets: format, the `source` values they serve, where the root comes from
+    (setting and env variable), whether one is found on this machine, and the evaluation protocol."""
+    from seqtrack_mlflow.datasets import registry
+
+    click.echo(registry.format_table(registry.rows(DataConfig())))
 
 
 if __name__ == "__main__":

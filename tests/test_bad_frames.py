@@ -14,18 +14,13 @@ import torch
 
 from seqtrack_mlflow import cli
 from seqtrack_mlflow.config import DataConfig, ModelConfig, SamplingConfig, build_settings, preset, replace
-from seqtrack_mlflow.data import sampling
-from seqtrack_mlflow.data.batches import make_loader
-from seqtrack_mlflow.data.lasot import (
-    FrameError,
-    LasotFormatError,
-    class_sequence_dirs,
-    read_sequence,
-    verify_frames,
-)
-from seqtrack_mlflow.data.sampling import BadFramesError, SkipCounter, TrainingSamples
-from seqtrack_mlflow.data.sources import prepare_root
-from seqtrack_mlflow.data.synthetic import generate_lasot
+from seqtrack_mlflow.datasets.base import FrameError, verify_frames
+from seqtrack_mlflow.datasets.lasot import LasotFormatError, class_sequence_dirs, read_sequence
+from seqtrack_mlflow.datasets.selection import prepare_root
+from seqtrack_mlflow.datasets.synthetic import generate_lasot
+from seqtrack_mlflow.inputs import sampling
+from seqtrack_mlflow.inputs.batches import make_loader
+from seqtrack_mlflow.inputs.sampling import BadFramesError, SkipCounter, TrainingSamples
 
 FRAMES = 24
 BAD = 12  # 0-based index of the damaged frame: the middle of the sequence

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from seqtrack_mlflow.config import ConfigError, TrackerConfig, preset, replace, validate_tracker
-from seqtrack_mlflow.data.lasot import read_sequence
-from seqtrack_mlflow.data.synthetic import generate_lasot
+from seqtrack_mlflow.datasets.lasot import read_sequence
+from seqtrack_mlflow.datasets.synthetic import generate_lasot
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, TrackerError, track_sequence, track_sequences
 
 LENGTHS = (7, 3, 5, 2)  # different lengths: sequences drop out (and slots refill) at different frames

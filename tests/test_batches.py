@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
-from seqtrack_mlflow.data import batches as batches_module
-from seqtrack_mlflow.data.batches import SLOTS_PER_WORKER, RankSampler, make_loader
-from seqtrack_mlflow.data.lasot import read_sequence
-from seqtrack_mlflow.data.sampling import TrainingSamples
-from seqtrack_mlflow.data.synthetic import generate_lasot
+from seqtrack_mlflow.datasets.lasot import read_sequence
+from seqtrack_mlflow.datasets.synthetic import generate_lasot
+from seqtrack_mlflow.inputs import batches as batches_module
+from seqtrack_mlflow.inputs.batches import SLOTS_PER_WORKER, RankSampler, make_loader
+from seqtrack_mlflow.inputs.sampling import TrainingSamples
 
 MODEL = ModelConfig(template_size=64, search_size=96, num_templates=2)
 KEYS = ("templates", "search", "search_box", "brightness", "gray", "skipped", "failed")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from seqtrack_mlflow.data.processing import box_to_crop, crop_window
 from seqtrack_mlflow.evaluation.tracker import tokens_to_image_box
+from seqtrack_mlflow.inputs.processing import box_to_crop, crop_window
 from seqtrack_mlflow.model.tokens import box_to_tokens
 
 FACTOR = 4.0  # official search factor

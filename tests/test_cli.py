@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from seqtrack_mlflow.cli import main
-from seqtrack_mlflow.data.lasot import read_sequence
+from seqtrack_mlflow.datasets.lasot import read_sequence
 
 
 def invoke(*args: str):
@@ -135,7 +135,7 @@ def test_too_few_frames_for_sampling_is_one_line(
     "error",
     [
         "seqtrack_mlflow.evaluation.tracker:TrackerError",
-        "seqtrack_mlflow.data.sampling:SamplingError",
+        "seqtrack_mlflow.inputs.sampling:SamplingError",
         "seqtrack_mlflow.evaluation.metrics:MetricsError",
         "seqtrack_mlflow.train.checkpoints:CheckpointWriteError",
     ],
@@ -164,11 +164,12 @@ def test_a_worker_wrapped_error_keeps_only_its_message() -> None:
     import click
 
     from seqtrack_mlflow.cli import user_facing
-    from seqtrack_mlflow.data.sampling import SamplingError
+    from seqtrack_mlflow.inputs.sampling import SamplingError
 
     wrapped = (
         "Caught SamplingError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
-        '  File "x.py", line 1, in f\nseqtrack_mlflow.data.sampling.SamplingError: too few frames: add more\n'
+        '  File "x.py", line 1, in f\n'
+        "seqtrack_mlflow.inputs.sampling.SamplingError: too few frames: add more\n"
     )
 
     @click.command()

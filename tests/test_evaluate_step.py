@@ -114,7 +114,7 @@ def test_synthetic_data_is_labelled_synthetic_in_lines_and_titles(
 
 
 def test_classes_line_says_what_the_seed_drew() -> None:
-    from seqtrack_mlflow.steps.select_data import classes_line
+    from seqtrack_mlflow.datasets.selection import classes_line
 
     assert (
         classes_line("airplane,random", ["airplane", "guitar"], 8, "synthetic")

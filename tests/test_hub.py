@@ -23,10 +23,11 @@ import huggingface_hub.constants as hf_constants
 import numpy as np
 import pytest
 
-from seqtrack_mlflow.data.hub import fetch_lasot_classes, read_split_file, safe_extract
-from seqtrack_mlflow.data.lasot import read_sequence
-from seqtrack_mlflow.data.sources import COMPLETE_MARKER, DataSourceError
-from seqtrack_mlflow.data.synthetic import generate_lasot
+from seqtrack_mlflow.datasets.base import DataSourceError
+from seqtrack_mlflow.datasets.cache import COMPLETE_MARKER
+from seqtrack_mlflow.datasets.hub import fetch_lasot_classes, read_split_file, safe_extract
+from seqtrack_mlflow.datasets.lasot import read_sequence
+from seqtrack_mlflow.datasets.synthetic import generate_lasot
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 PREFIX = "/datasets/l-lt/LaSOT/resolve/"
@@ -363,7 +364,7 @@ def test_corrupt_zip_from_the_hub_names_the_class_zip(hub, source_tree, tmp_path
 
 
 def test_declared_size_over_free_space_is_refused_before_writing(tmp_path, monkeypatch):
-    import seqtrack_mlflow.data.hub as hub_module
+    import seqtrack_mlflow.datasets.hub as hub_module
 
     zip_path = tmp_path / "bear.zip"
     zip_path.write_bytes(_deflated([("bear-1/img/00000001.jpg", np.random.default_rng(0).bytes(3 << 20))]))
@@ -399,7 +400,7 @@ def tiny_disk(tmp_path):
 
 
 def test_real_full_disk(tiny_disk, tmp_path, monkeypatch):
-    import seqtrack_mlflow.data.hub as hub_module
+    import seqtrack_mlflow.datasets.hub as hub_module
 
     rng = np.random.default_rng(1)
     members = [(f"bear-1/img/{i:08d}.jpg", rng.bytes(1 << 20)) for i in range(1, 5)]  # 4 MiB, incompressible

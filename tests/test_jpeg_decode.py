@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seqtrack_mlflow.data import jpeg
-from seqtrack_mlflow.data.lasot import FrameError
-from seqtrack_mlflow.data.processing import crop_image, crop_window, load_crop, open_frame, reduction
+from seqtrack_mlflow.datasets.base import FrameError
 from seqtrack_mlflow.evaluation.tracker import _Frame
+from seqtrack_mlflow.inputs import jpeg
+from seqtrack_mlflow.inputs.processing import crop_image, crop_window, load_crop, open_frame, reduction
 
 needs_region = pytest.mark.skipif(not jpeg.AVAILABLE, reason=jpeg.BUILD_HINT)
 # The resampler's kernels this CPU runs (AVX2 and plain C): each must cut PIL's crops.

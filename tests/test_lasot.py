@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqtrack_mlflow.data.lasot import (
+from seqtrack_mlflow.datasets.base import frame_size
+from seqtrack_mlflow.datasets.lasot import (
     LASOT_CLASSES,
     TEST_SEQUENCE_NUMBERS,
     LasotFormatError,
     available_classes,
     class_sequence_dirs,
-    frame_size,
     read_sequence,
     split_of,
 )
-from seqtrack_mlflow.data.synthetic import generate_lasot
+from seqtrack_mlflow.datasets.synthetic import generate_lasot
 
 SIZE = (128, 96)
 FRAMES = 30

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from seqtrack_mlflow.config import ConfigError, TrackerConfig, preset, replace
-from seqtrack_mlflow.data.lasot import read_sequence
-from seqtrack_mlflow.data.synthetic import generate_lasot
+from seqtrack_mlflow.datasets.lasot import read_sequence
+from seqtrack_mlflow.datasets.synthetic import generate_lasot
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequence, track_sequences
 from seqtrack_mlflow.model import precision
 from seqtrack_mlflow.model.precision import check_precision, with_precision

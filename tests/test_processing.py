@@ -1,4 +1,4 @@
-"""Crop geometry of data/processing.py on real JPEG files: where the target lands, padding, decode scale."""
+"""Crop geometry of inputs/processing.py on real JPEG files: where the target lands, padding, decode scale."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seqtrack_mlflow.data.processing import (
+from seqtrack_mlflow.inputs.processing import (
     box_from_crop,
     box_to_crop,
     crop_image,

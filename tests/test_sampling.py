@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
-from seqtrack_mlflow.data.lasot import read_sequence
-from seqtrack_mlflow.data.photometric import GRAY_WEIGHTS, model_inputs, photometric
-from seqtrack_mlflow.data.processing import IMAGENET_MEAN, IMAGENET_STD, normalize
-from seqtrack_mlflow.data.sampling import (
+from seqtrack_mlflow.datasets.lasot import read_sequence
+from seqtrack_mlflow.inputs.photometric import GRAY_WEIGHTS, model_inputs, photometric
+from seqtrack_mlflow.inputs.processing import IMAGENET_MEAN, IMAGENET_STD, normalize
+from seqtrack_mlflow.inputs.sampling import (
     MAX_TRIES,
     SamplingError,
     TrainingSamples,

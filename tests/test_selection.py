@@ -10,25 +10,22 @@ import numpy as np
 import pytest
 
 from seqtrack_mlflow.config import ConfigError, DataConfig
-from seqtrack_mlflow.data.lasot import LASOT_CLASSES, class_sequence_dirs, read_sequence
-from seqtrack_mlflow.data.selection import (
+from seqtrack_mlflow.datasets.base import DataSourceError
+from seqtrack_mlflow.datasets.cache import COMPLETE_MARKER
+from seqtrack_mlflow.datasets.lasot import LASOT_CLASSES, class_sequence_dirs, read_sequence
+from seqtrack_mlflow.datasets.registry import resolve_source
+from seqtrack_mlflow.datasets.selection import (
     INDEX_COLUMNS,
     SelectionError,
     build_index,
+    candidate_classes,
+    prepare_root,
     resolve_classes,
     sequences_from_index,
     summarize,
     write_summary,
 )
-from seqtrack_mlflow.data.sources import (
-    COMPLETE_MARKER,
-    DataSourceError,
-    candidate_classes,
-    parse_size,
-    prepare_root,
-    resolve_source,
-)
-from seqtrack_mlflow.data.synthetic import generate_lasot
+from seqtrack_mlflow.datasets.synthetic import generate_lasot, parse_size
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +190,7 @@ def test_synthetic_size_parsing():
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
-    from seqtrack_mlflow.data.sources import default_cache_dir
+    from seqtrack_mlflow.datasets.cache import default_cache_dir
 
     monkeypatch.setenv("SEQTRACK_CACHE", str(tmp_path / "c"))
     assert default_cache_dir() == tmp_path / "c"

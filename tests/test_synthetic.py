@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from seqtrack_mlflow.config import ConfigError
-from seqtrack_mlflow.data.lasot import LASOT_CLASSES, frame_size, read_sequence, split_of
-from seqtrack_mlflow.data.sources import DataSourceError
-from seqtrack_mlflow.data.synthetic import generate_lasot, sequence_numbers, simulate_track
+from seqtrack_mlflow.datasets.base import DataSourceError, frame_size
+from seqtrack_mlflow.datasets.lasot import LASOT_CLASSES, read_sequence, split_of
+from seqtrack_mlflow.datasets.synthetic import generate_lasot, sequence_numbers, simulate_track
 
 
 def _digest(seq_dir: Path) -> dict[str, str]:

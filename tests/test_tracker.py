@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 from seqtrack_mlflow.config import TrackerConfig, preset, replace
-from seqtrack_mlflow.data.lasot import read_sequence
-from seqtrack_mlflow.data.processing import box_to_crop, crop_window
+from seqtrack_mlflow.datasets.lasot import read_sequence
 from seqtrack_mlflow.evaluation.tracker import (
     SeqTrackTracker,
     TrackerError,
@@ -19,6 +18,7 @@ from seqtrack_mlflow.evaluation.tracker import (
     tokens_to_image_box,
     track_sequence,
 )
+from seqtrack_mlflow.inputs.processing import box_to_crop, crop_window
 
 WIDTH, HEIGHT, FRAMES = 160, 120, 7
 

@@ -34,9 +34,9 @@ import torch
 from PIL import Image
 
 from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, replace, validate_model
-from seqtrack_mlflow.data import jpeg
-from seqtrack_mlflow.data.lasot import DECODE_ERRORS, FrameError, frame_error
-from seqtrack_mlflow.data.processing import (
+from seqtrack_mlflow.datasets.base import DECODE_ERRORS, FrameError, frame_error
+from seqtrack_mlflow.inputs import jpeg
+from seqtrack_mlflow.inputs.processing import (
     CropWindow,
     box_from_crop,
     crop_image,
@@ -51,7 +51,7 @@ from seqtrack_mlflow.model.seqtrack import SeqTrack
 from seqtrack_mlflow.model.tokens import hann_window, tokens_to_box
 
 if TYPE_CHECKING:
-    from seqtrack_mlflow.data.lasot import Sequence
+    from seqtrack_mlflow.datasets.base import Sequence
 
 CLIP_MARGIN = 10.0  # official clip_box margin (pixels)
 SCORE_SCALE = 10.0  # official update score: 10 x the sum of the 4 chosen tokens' confidences
@@ -94,9 +94,9 @@ class _Frame:
     """One frame, decoded lazily per crop: JPEG paths at reduced scale when the crop shrinks them.
 
     A JPEG path is read once and each crop decoded from its bytes by the region decoder
-    (`data/jpeg.py`), PIL being the fallback (the decoder not built, or a file it refuses). A frame
+    (`inputs/jpeg.py`), PIL being the fallback (the decoder not built, or a file it refuses). A frame
     file that is missing, not an image, or fails to decode raises `_Frame.Error`: a TrackerError that
-    is also a `lasot.FrameError`, one line naming the file (never PIL's traceback)."""
+    is also a `datasets.base.FrameError`, one line naming the file (never PIL's traceback)."""
 
     class Error(TrackerError, FrameError):
         """An unreadable frame file given to the tracker."""

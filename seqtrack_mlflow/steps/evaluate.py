@@ -9,17 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, validate_tracker
+from seqtrack_mlflow.datasets.selection import check_same_data, preflight, select
 from seqtrack_mlflow.evaluation.results import headline, score_sequences, write_report
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
 from seqtrack_mlflow.model.precision import check_precision
-from seqtrack_mlflow.steps.select_data import (
-    check_same_data,
-    log_selection,
-    preflight,
-    select,
-    selection_from_run,
-)
+from seqtrack_mlflow.steps.select_data import log_selection, selection_from_run
 from seqtrack_mlflow.tracking import git_commit, resolve_checkpoint, resolve_data_run, run_context
 from seqtrack_mlflow.train.distributed import pick_device
 

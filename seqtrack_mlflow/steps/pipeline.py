@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqtrack_mlflow.config import TrackerConfig, TrainSettings
+from seqtrack_mlflow.datasets.selection import used_data_settings
 from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
-from seqtrack_mlflow.steps.select_data import run_select_data, used_data_settings
+from seqtrack_mlflow.steps.select_data import run_select_data
 from seqtrack_mlflow.steps.train import TrainResult, run_train
 from seqtrack_mlflow.tracking import git_commit, run_context
 from seqtrack_mlflow.train.distributed import pick_device

@@ -35,9 +35,10 @@ from typing import Any
 import optuna
 
 from seqtrack_mlflow.config import SweepConfig, TrackerConfig, TrainSettings
+from seqtrack_mlflow.datasets.selection import used_data_settings
 from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
-from seqtrack_mlflow.steps.select_data import run_select_data, used_data_settings
+from seqtrack_mlflow.steps.select_data import run_select_data
 from seqtrack_mlflow.steps.train import run_train
 from seqtrack_mlflow.sweep.space import Space, apply_values, resolve_space, space_json, suggest
 from seqtrack_mlflow.sweep.study import PruneOnEpochIou, masked_storage, open_study, study_plots

@@ -14,16 +14,15 @@ from typing import Any
 import torch.distributed as dist
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, TrainSettings, resumed_settings
-from seqtrack_mlflow.model.cost import check_run_cost
-from seqtrack_mlflow.steps.select_data import (
+from seqtrack_mlflow.datasets.selection import (
     Selection,
     check_same_data,
-    log_selection,
     preflight,
     select,
-    selection_from_run,
     used_data_settings,
 )
+from seqtrack_mlflow.model.cost import check_run_cost
+from seqtrack_mlflow.steps.select_data import log_selection, selection_from_run
 from seqtrack_mlflow.tracking import (
     Heartbeat,
     RunLogger,

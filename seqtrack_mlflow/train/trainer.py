@@ -21,10 +21,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from seqtrack_mlflow.config import TrainConfig, TrainSettings
-from seqtrack_mlflow.data.batches import make_loader
-from seqtrack_mlflow.data.lasot import Sequence
-from seqtrack_mlflow.data.photometric import model_inputs
-from seqtrack_mlflow.data.sampling import SkipCounter, TrainingSamples
+from seqtrack_mlflow.datasets.base import Sequence
+from seqtrack_mlflow.inputs.batches import make_loader
+from seqtrack_mlflow.inputs.photometric import model_inputs
+from seqtrack_mlflow.inputs.sampling import SkipCounter, TrainingSamples
 from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.seqtrack import SeqTrack, logging_iou, sequence_loss
 from seqtrack_mlflow.model.tokens import box_to_tokens, teacher_forcing

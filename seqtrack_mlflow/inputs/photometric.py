@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from seqtrack_mlflow.data.processing import IMAGENET_MEAN, IMAGENET_STD
+from seqtrack_mlflow.inputs.processing import IMAGENET_MEAN, IMAGENET_STD
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 

@@ -1,4 +1,4 @@
-"""Training samples: frame triples from LaSOT sequences -> template/search crops + the target box.
+"""Training samples: frame triples from the selected sequences -> template/search crops + the target box.
 
 Follows the official SeqTrack sampler ("order" frame mode) and processing (pytracking-style, with the
 official joint and per-crop transforms). Deliberate departures, each equivalent or cheaper:
@@ -21,7 +21,7 @@ official joint and per-crop transforms). Deliberate departures, each equivalent 
   is used with the search crop centred on the unjittered target (which always contains it).
 - A sample leaves the worker as uint8 crops (flipped) plus its brightness factors and grayscale roll;
   grayscale, brightness and ImageNet normalisation run on the batch on the training device
-  (`data/photometric.py`), equal to `processing.normalize` of the jittered crop up to float rounding.
+  (`inputs/photometric.py`), equal to `processing.normalize` of the jittered crop up to float rounding.
   Float32 crops would be 4x the bytes through the worker-to-trainer shared memory (2.4 MB per
   256-px sample), which cost a worker more than the crop itself; on a GPU it also quarters the copy.
   The loader (`batches.py`) has the workers cut the crops straight into reused shared-memory slots.
@@ -30,7 +30,7 @@ official joint and per-crop transforms). Deliberate departures, each equivalent 
   whichever worker process (or rank, or worker count) computes it.
 
 Bad frames. A draw whose frames cannot be decoded (truncated, not an image, damaged data: a
-`lasot.FrameError`) is skipped and redrawn from `np.random.default_rng([seed, epoch, index, k])`,
+`datasets.base.FrameError`) is skipped and redrawn from `np.random.default_rng([seed, epoch, index, k])`,
 k = 1, 2, ...: still a pure function of (seed, epoch, index) and the files, so resume stays exact. Each
 sample carries how many draws it skipped and the last bad frame's one-line message; the trainer
 (`SkipCounter`) warns once per bad file, logs the epoch's count as the `skipped_samples` metric, and
@@ -55,8 +55,8 @@ import torch
 from torch.utils.data import Dataset
 
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
-from seqtrack_mlflow.data.lasot import FrameError, LasotFormatError
-from seqtrack_mlflow.data.processing import (
+from seqtrack_mlflow.datasets.base import DatasetFormatError, FrameError
+from seqtrack_mlflow.inputs.processing import (
     CropWindow,
     box_to_crop,
     crop_image,
@@ -66,7 +66,7 @@ from seqtrack_mlflow.data.processing import (
 )
 
 if TYPE_CHECKING:
-    from seqtrack_mlflow.data.lasot import Sequence
+    from seqtrack_mlflow.datasets.base import Sequence
 
 MAX_TRIES = 10  # draws per sample before falling back to an unjittered search crop
 MAX_DRAWS = 10  # draws per sample hitting undecodable frames before training stops
@@ -79,7 +79,7 @@ class SamplingError(ValueError):
     """No training sample can be drawn from the given sequences (a data-selection mistake)."""
 
 
-class BadFramesError(LasotFormatError):
+class BadFramesError(DatasetFormatError):
     """Training met more undecodable frames than the documented limit: one line naming the last one."""
 
 

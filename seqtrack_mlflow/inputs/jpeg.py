@@ -14,9 +14,9 @@ extension is built) or `pil`. Where the extension was not built (no C compiler o
 at install) the process says so once on stderr, names the fix, and uses PIL: the same crops, slower.
 
 Damage: a frame the region decoder refuses (not a JPEG, CMYK, any libjpeg warning, or no end-of-image
-marker, i.e. truncated) goes to PIL, which decodes it or raises `lasot.FrameError`. Data below a crop's
-last row is never read, so damage there goes unnoticed where PIL would notice it (the pixels used are
-intact); `-P verify_frames=true` checks every frame whole.
+marker, i.e. truncated) goes to PIL, which decodes it or raises `datasets.base.FrameError`. Data below
+a crop's last row is never read, so damage there goes unnoticed where PIL would notice it (the pixels
+used are intact); `-P verify_frames=true` checks every frame whole.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 
 INTERFACE_VERSION = 3  # of _jpegcrop.c; a build of another (a stale .so) is not used
 try:
-    from seqtrack_mlflow.data import _jpegcrop
+    from seqtrack_mlflow.inputs import _jpegcrop
 except ImportError:  # not built: exercised in the tests by monkeypatching AVAILABLE
     _jpegcrop = None
 if getattr(_jpegcrop, "INTERFACE_VERSION", None) != INTERFACE_VERSION:

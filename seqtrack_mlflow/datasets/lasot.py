@@ -1,4 +1,4 @@
-"""LaSOT reader: sequences, boxes, visibility flags and the protocol II split.
+"""LaSOT: the reader (sequences, boxes, visibility flags, the protocol II split) and its registry entry.
 
 Layout (the LaSOT release): `<root>/<class>/<class>-<k>/` holding `img/00000001.jpg ...`,
 `groundtruth.txt` (one `x,y,w,h` line per frame), `full_occlusion.txt` and `out_of_view.txt` (one line of
@@ -6,32 +6,30 @@ Layout (the LaSOT release): `<root>/<class>/<class>-<k>/` holding `img/00000001.
 (monkey-17 has more images than boxes), and absence comes from the flags, never from the box (absent
 frames often keep a stale box).
 
-Bad files raise `LasotFormatError` with one line naming the file and the line, so a user can fix or
-re-download that one sequence instead of debugging a numpy traceback. A frame image that cannot be
-decoded (truncated, not an image, damaged data) raises `FrameError`, also one line naming the file.
+Bad files raise `DatasetFormatError` (alias `LasotFormatError`) with one line naming the file and the
+line, so a user can fix or re-download that one sequence instead of debugging a numpy traceback. Frame
+images are only checked to exist here; decoding them is `base.verify_frames`.
 
-Bad frames: indexing only checks that every frame file exists (one directory listing per sequence).
-`verify_frames` decodes every frame (select_data's `-P verify_frames=true`), one thread per core (the
-JPEG decoder releases the GIL). Cost, measured with `verify_frames(..., workers=1)` over 1000
-`synthetic.generate_lasot` frames of 1280x720 (~100 KB each, as LaSOT's): 2.7-2.9 s per 1000 frames on
-one core (shared 2-core development machine; a reduced 1/8 `draft` decode would take 1.7 s but skips
-the full IDCT the evaluation path may need). So ~2.5 min of one core for a 20-sequence class (~50 k
-frames), ~2.8 core-hours for all of LaSOT's 3.5 M frames: divide by the cores. Damage that libjpeg
-decodes into wrong-but-valid pixels (a flipped byte inside the entropy-coded data often is: libjpeg
-only warns) cannot be found by decoding, and LaSOT ships no checksums.
+The entry (`Lasot`) serves two sources: `local`, a LaSOT root given by `lasot_root` or `$LASOT_ROOT`,
+and `hub`, the selected classes downloaded into the cache (`hub.py`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+
+from .base import DatasetFormatError, DataSourceError, Found, RootSource, Sequence
+from .cache import CACHE_ENV, CACHE_SETTING, COMPLETE_MARKER, cache_dir_of
+
+if TYPE_CHECKING:
+    from seqtrack_mlflow.config import DataConfig
 
 LASOT_CLASSES: tuple[str, ...] = (
     "airplane", "basketball", "bear", "bicycle", "bird", "boat", "book", "bottle", "bus", "car", "cat",
@@ -70,6 +68,9 @@ TEST_SEQUENCE_NUMBERS: dict[str, tuple[int, ...]] = {
 
 SEQUENCES_PER_CLASS = 20
 FRAME_NAME = "{:08d}.jpg"
+FRAME_PATTERN = "img/" + FRAME_NAME  # a frame file relative to its sequence folder
+CACHE_FOLDER = "lasot"  # hub downloads are extracted into <cache>/lasot/<class>/
+ROOT_ENV = "LASOT_ROOT"
 
 _SEQ_NAME = re.compile(r"^(?P<cls>[A-Za-z]+)-(?P<num>\d+)$")
 # LaSOT files are comma separated; some tools write tabs or spaces, so any run of them separates values.
@@ -78,68 +79,9 @@ _LINE_EDGE = re.compile(r" ?\n ?")
 _FOUR_COLUMNS = re.compile(r"(?:[^ \n]+ [^ \n]+ [^ \n]+ [^ \n]+\n)*")
 
 
-class LasotFormatError(ValueError):
-    """A LaSOT file or folder the reader cannot use: one line naming the file (and line) and the fix."""
-
-
-class FrameError(LasotFormatError):
-    """A frame image that is missing or cannot be decoded: one line naming the file and the fix."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}: restore or re-download this sequence")
-
-
-# What PIL raises for a damaged or foreign file: UnidentifiedImageError and "image file is truncated" are
-# OSErrors; some plugins raise SyntaxError, ValueError or EOFError on bad headers.
-DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    Image.DecompressionBombError,
-)
-
-
-def frame_error(path: Path | str, exc: BaseException) -> FrameError:
-    """The one-line FrameError for a decode failure `exc` of frame `path`."""
-    if isinstance(exc, FileNotFoundError):
-        return FrameError(path, "frame image is missing")
-    text = " ".join(str(exc).replace(repr(str(path)), "").split())
-    if isinstance(exc, Image.UnidentifiedImageError) or text.startswith("cannot identify image file"):
-        text = "not an image file"
-    text = text[:120] or type(exc).__name__
-    return FrameError(path, f"cannot decode frame image ({text})")
-
-
-@dataclass(frozen=True, eq=False)  # eq=False: numpy fields make generated __eq__ ambiguous
-class Sequence:
-    """One LaSOT sequence, fully loaded except for its images (read lazily via `frame_path`)."""
-
-    name: str
-    class_name: str
-    number: int
-    path: Path
-    split: str
-    boxes: np.ndarray
-    full_occlusion: np.ndarray
-    out_of_view: np.ndarray
-
-    @property
-    def visible(self) -> np.ndarray:
-        """LaSOT visibility: the target is in the frame, not fully occluded, and has a valid box."""
-        return ~self.full_occlusion & ~self.out_of_view & (self.boxes[:, 2] > 0) & (self.boxes[:, 3] > 0)
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.boxes.shape[0])
-
-    def frame_path(self, index: int) -> Path:
-        """0-based frame index -> the 1-based LaSOT image file."""
-        if not 0 <= index < self.num_frames:
-            raise IndexError(f"frame index {index} out of range for {self.name} ({self.num_frames} frames)")
-        return self.path / "img" / FRAME_NAME.format(index + 1)
+# The name LaSOT code and tests use for the generic reader error (the same class, so an error raised
+# by any reader or by the frame checks is one).
+LasotFormatError = DatasetFormatError
 
 
 def split_of(class_name: str, number: int) -> str:
@@ -252,33 +194,6 @@ def check_frames(seq_dir: Path, num_frames: int, groundtruth: Path) -> None:
             )
 
 
-def decode_frame(path: Path) -> None:
-    """Decode one frame fully (the pixels are discarded); FrameError if that fails."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except DECODE_ERRORS as exc:
-        raise frame_error(path, exc) from None
-
-
-def verify_frames(sequences: Iterable[Sequence], workers: int | None = None) -> int:
-    """Decode every frame of the sequences, `workers` threads (default: one per core); returns the
-    number of frames checked. The first bad frame in sequence/frame order raises FrameError."""
-    paths = [seq.frame_path(i) for seq in sequences for i in range(seq.num_frames)]
-    workers = max(1, workers or os.cpu_count() or 1)
-    if workers == 1 or len(paths) < 2:
-        for path in paths:
-            decode_frame(path)
-        return len(paths)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="verify-frames")
-    try:
-        for _ in pool.map(decode_frame, paths):  # results in order: the first bad frame raises
-            pass
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # after a bad frame, decode no more
-    return len(paths)
-
-
 def read_sequence(seq_dir: Path, check_images: bool = True) -> Sequence:
     """Load one sequence folder; `check_images=False` skips the image listing (index re-reads)."""
     seq_dir = Path(seq_dir)
@@ -301,6 +216,7 @@ def read_sequence(seq_dir: Path, check_images: bool = True) -> Sequence:
         boxes=boxes,
         full_occlusion=occlusion,
         out_of_view=out_of_view,
+        frame_pattern=FRAME_PATTERN,
     )
 
 
@@ -328,32 +244,126 @@ def class_sequence_dirs(root: Path, class_name: str) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def frame_size(seq: Sequence) -> tuple[int, int]:
-    """(width, height) of frame 1; PIL reads only the JPEG header here."""
-    path = seq.frame_path(0)
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except FileNotFoundError:
-        raise LasotFormatError(f"{path}: missing frame image: restore or re-download this sequence") from None
-    except OSError as exc:
-        raise LasotFormatError(f"{path}: unreadable image ({exc}): re-download this sequence") from None
+def _classes(names: list[str]) -> str:
+    return f"{len(names)} class{'' if len(names) == 1 else 'es'}"
+
+
+class LasotFormat:
+    """Reading a LaSOT-format tree: what every entry whose root has the LaSOT layout shares."""
+
+    format = "LaSOT"
+    split_rule = "LaSOT protocol II"
+    protocol = "LaSOT OPE: AUC, P, P_norm"  # one-pass evaluation, the LaSOT toolkit's metrics
+
+    def sequence_dirs(self, root: Path, class_name: str) -> list[Path]:
+        return class_sequence_dirs(root, class_name)
+
+    def read_sequence(self, seq_dir: Path, check_images: bool = True) -> Sequence:
+        return read_sequence(seq_dir, check_images)
+
+
+class Lasot(LasotFormat):
+    """LaSOT itself: a local root (`source=local`), or the selected classes from the hub (`source=hub`).
+
+    `fetch(classes, cache_dir) -> root` is the hub download (`hub.fetch_lasot_classes`); the registry
+    hands it in because hub.py reads LaSOT's layout rules from this module."""
+
+    name = "lasot"
+    label = "LaSOT"
+    sources = ("local", "hub")
+    roots = (
+        RootSource("local", "lasot_root", ROOT_ENV),
+        RootSource("hub", CACHE_SETTING, CACHE_ENV),
+    )
+    caveat = ""
+
+    def __init__(self, fetch: Callable[[Seq[str], Path], Path]) -> None:
+        self._fetch = fetch
+
+    @staticmethod
+    def given_root(data: DataConfig) -> str:
+        """The LaSOT root as given: `lasot_root`, else `$LASOT_ROOT` ("" if neither)."""
+        return data.lasot_root or os.environ.get(ROOT_ENV, "")
+
+    def auto_source(self, data: DataConfig) -> str:
+        """`local` when a LaSOT root is given, else `hub`."""
+        return "local" if self.given_root(data) else "hub"
+
+    def local_root(self, data: DataConfig) -> Path:
+        """The user's LaSOT root (`lasot_root`, else `$LASOT_ROOT`), checked to exist."""
+        given = self.given_root(data)
+        if not given:
+            raise DataSourceError(
+                "source=local needs a LaSOT root: pass -P lasot_root=/path/to/LaSOT or set LASOT_ROOT"
+            )
+        root = Path(given).expanduser()
+        if not root.is_dir():
+            raise DataSourceError(f"LaSOT root {root} does not exist: fix -P lasot_root (or LASOT_ROOT)")
+        return root.resolve()
+
+    def check(self, data: DataConfig, source: str) -> None:
+        if source == "local":
+            self.local_root(data)
+
+    def used_settings(self, data: DataConfig, source: str) -> dict[str, str]:
+        return {"lasot_root": str(self.local_root(data))} if source == "local" else {}
+
+    def find_root(self, data: DataConfig) -> Found:
+        """The local root if one is given, else the hub cache if it holds a complete class."""
+        given = self.given_root(data)
+        if given:
+            how = "lasot_root" if data.lasot_root else f"${ROOT_ENV}"
+            root = Path(given).expanduser()
+            if not root.is_dir():
+                return Found(None, f"no: {root} ({how}) does not exist")
+            classes = available_classes(root)
+            if not classes:
+                return Found(None, f"no: {root} ({how}) holds no LaSOT class folder")
+            return Found(root.resolve(), f"{root.resolve()} ({how}: {_classes(classes)})")
+        cached = cache_dir_of(data) / CACHE_FOLDER
+        done = [name for name in LASOT_CLASSES if (cached / name / COMPLETE_MARKER).is_file()]
+        if done:
+            return Found(cached, f"{cached} (hub: {_classes(done)})")
+        return Found(None, "no")
+
+    def classes(self, data: DataConfig, source: str) -> list[str]:
+        """What a local root holds, else all 70 LaSOT classes."""
+        if source != "local":
+            return list(LASOT_CLASSES)
+        root = self.local_root(data)
+        classes = available_classes(root)
+        if not classes:
+            raise DataSourceError(
+                f"no LaSOT class folders (airplane/, bear/, ...) under {root}: "
+                "fix -P lasot_root (or LASOT_ROOT)"
+            )
+        return classes
+
+    def prepare(self, data: DataConfig, source: str, classes: list[str], seed: int) -> Path:
+        if source == "local":
+            root = self.local_root(data)
+            missing = [name for name in classes if not (root / name).is_dir()]
+            if missing:
+                raise DataSourceError(
+                    f"class folder(s) {', '.join(missing)} missing under {root}: "
+                    "fix -P lasot_root or -P classes"
+                )
+            return root
+        return self._fetch(classes, cache_dir_of(data))
 
 
 __all__ = [
-    "DECODE_ERRORS",
-    "FrameError",
+    "CACHE_FOLDER",
+    "FRAME_NAME",
     "LASOT_CLASSES",
+    "Lasot",
+    "LasotFormat",
     "LasotFormatError",
-    "Sequence",
+    "SEQUENCES_PER_CLASS",
     "TEST_SEQUENCE_NUMBERS",
     "available_classes",
     "class_sequence_dirs",
-    "decode_frame",
-    "frame_error",
-    "frame_size",
     "parse_sequence_name",
     "read_sequence",
     "split_of",
-    "verify_frames",
 ]

@@ -31,7 +31,6 @@ A corrupt member (bad CRC, broken deflate data, data ending early) or a disk tha
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
@@ -44,8 +43,12 @@ import zlib
 from collections.abc import Sequence as Seq
 from pathlib import Path
 
-from .lasot import LASOT_CLASSES, parse_sequence_name, split_of
-from .sources import COMPLETE_MARKER, DataSourceError, publish
+from seqtrack_mlflow.fileio import atomic_write_text, is_disk_full
+from seqtrack_mlflow.messages import collapsed
+
+from .base import DataSourceError
+from .cache import COMPLETE_MARKER, publish
+from .lasot import CACHE_FOLDER, LASOT_CLASSES, parse_sequence_name, split_of
 
 HF_REPO_ID = "l-lt/LaSOT"
 SPLIT_FILES = ("training_set.txt", "testing_set.txt")
@@ -60,20 +63,19 @@ MAX_RATIO_ARCHIVE = MAX_RATIO_JPEG
 BLOCK_BYTES = 4096  # file-system overhead counted per member
 FREE_MARGIN_BYTES = 1 << 30  # left free after extraction, or FREE_MARGIN_FRACTION of a smaller disk
 FREE_MARGIN_FRACTION = 0.10
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 # What a damaged member raises while it is read: CRC mismatch (BadZipFile), broken deflate/bzip2/lzma
 # data (zlib.error, OSError, lzma.LZMAError), data ending early (EOFError).
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
 
 
-def _one_line(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:limit]}"
+def _cause(exc: BaseException, limit: int = 160) -> str:
+    """`Type: message` on one line: which library error it was, beside the fix we name."""
+    return f"{type(exc).__name__}: {collapsed(exc, limit) or type(exc).__name__}"
 
 
 def _offline_message(what: str, exc: BaseException) -> str:
     return (
-        f"cannot reach the Hugging Face hub to download {what} ({_one_line(exc)}): "
+        f"cannot reach the Hugging Face hub to download {what} ({_cause(exc)}): "
         "use -P source=local -P lasot_root=/path/to/LaSOT, or -P source=synthetic for the offline demo data"
     )
 
@@ -108,7 +110,7 @@ def _not_found(exc: BaseException, repo_id: str, filename: str) -> DataSourceErr
 
     if isinstance(exc, errors.RepositoryNotFoundError):  # includes gated repos
         return DataSourceError(
-            f"Hugging Face dataset {repo_id!r} not found or not accessible ({_one_line(exc, 80)}): "
+            f"Hugging Face dataset {repo_id!r} not found or not accessible ({_cause(exc, 80)}): "
             "check the repo id, or log in with `hf auth login` if it is gated"
         )
     if isinstance(exc, (errors.RemoteEntryNotFoundError, errors.RevisionNotFoundError)):
@@ -169,9 +171,9 @@ def _download(
             raise missing from None
         if isinstance(exc, _network_errors()) or _is_http_error(exc):
             raise DataSourceError(_offline_message(what, offline or exc)) from None
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        if is_disk_full(exc):
             raise DataSourceError(
-                f"disk full while downloading {filename} into {hf_cache} ({_one_line(exc, 80)}): "
+                f"disk full while downloading {filename} into {hf_cache} ({_cause(exc, 80)}): "
                 "free disk space or set -P cache_dir to a larger disk"
             ) from None
         raise
@@ -274,7 +276,7 @@ def safe_extract(zip_path: Path, target: Path) -> None:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise DataSourceError(
-            f"{zip_path} is not a readable zip file ({_one_line(exc, 80)}): delete it and fetch again"
+            f"{zip_path} is not a readable zip file ({_cause(exc, 80)}): delete it and fetch again"
         ) from None
     with archive:
         infos = archive.infolist()
@@ -304,25 +306,25 @@ def safe_extract(zip_path: Path, target: Path) -> None:
                 shutil.rmtree(top, ignore_errors=True)
             else:
                 _remove_new(target, existed)
-            if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            if is_disk_full(exc):
                 raise DataSourceError(
-                    f"disk full while extracting {zip_path} into {target} ({_one_line(exc, 80)}): "
+                    f"disk full while extracting {zip_path} into {target} ({_cause(exc, 80)}): "
                     "the partial extraction was removed; free disk space or set -P cache_dir to a larger disk"
                 ) from None
             if isinstance(exc, OSError) and exc.errno is not None:  # else a decompressor's OSError
                 raise DataSourceError(
-                    f"cannot extract {zip_path} into {target} ({_one_line(exc, 80)}): "
+                    f"cannot extract {zip_path} into {target} ({_cause(exc, 80)}): "
                     "the partial extraction was removed; check the folder's permissions and space"
                 ) from None
             raise DataSourceError(
-                f"{zip_path} is damaged: member {current!r} fails to decompress ({_one_line(exc, 80)}): "
+                f"{zip_path} is damaged: member {current!r} fails to decompress ({_cause(exc, 80)}): "
                 f"delete {zip_path.resolve()} and fetch again"
             ) from None
 
 
 def _extract_class(zip_path: Path, root: Path, class_name: str) -> None:
     """Unpack `<class>.zip` into `root/<class>/` via a temp folder, marker written before the rename."""
-    tmp = root.parent / "lasot.tmp" / f"{class_name}-{uuid.uuid4().hex[:8]}"
+    tmp = root.parent / f"{CACHE_FOLDER}.tmp" / f"{class_name}-{uuid.uuid4().hex[:8]}"
     try:
         safe_extract(zip_path, tmp)
         staged = tmp
@@ -367,7 +369,7 @@ def fetch_lasot_classes(classes: Seq[str], cache_dir: Path, repo_id: str = HF_RE
     if unknown:
         raise DataSourceError(f"unknown LaSOT class {unknown[0]!r}: choose from {', '.join(LASOT_CLASSES)}")
     cache_dir = Path(cache_dir).expanduser()
-    root, hf_cache = cache_dir / "lasot", cache_dir / "huggingface"
+    root, hf_cache = cache_dir / CACHE_FOLDER, cache_dir / "huggingface"
     root.mkdir(parents=True, exist_ok=True)
     pending = [name for name in classes if not (root / name / COMPLETE_MARKER).is_file()]
     pending_splits = [name for name in SPLIT_FILES if not (root / name).is_file()]
@@ -389,9 +391,7 @@ def fetch_lasot_classes(classes: Seq[str], cache_dir: Path, repo_id: str = HF_RE
             warnings.warn(str(exc), stacklevel=2)
             continue
         names = read_split_file(path)
-        staged = root / f".{split_name}.{uuid.uuid4().hex[:8]}"
-        staged.write_text("".join(f"{n}\n" for n in names))
-        os.replace(staged, root / split_name)
+        atomic_write_text(root / split_name, "".join(f"{n}\n" for n in names))
         _check_split_file(root / split_name, split, classes)
     return root
 

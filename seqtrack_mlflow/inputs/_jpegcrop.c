@@ -411,7 +411,7 @@ static struct PyModuleDef module = {
     methods,
 };
 
-/* Bumped with every change of the interface: data/jpeg.py refuses a stale build of an older one. */
+/* Bumped with every change of the interface: inputs/jpeg.py refuses a stale build of an older one. */
 #define INTERFACE_VERSION 3
 
 PyMODINIT_FUNC PyInit__jpegcrop(void) {

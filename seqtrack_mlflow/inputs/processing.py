@@ -5,11 +5,11 @@ box, zero padding outside the image, resized to the output size) but does crop, 
 PIL affine pass, and asks the JPEG decoder for a reduced-resolution decode (DCT scaling through
 `Image.draft`) when the crop is being shrunk by 2x or more anyway. No per-pixel Python.
 
-`load_crop` hands JPEG frames to the region decoder (`data/jpeg.py`): it decodes only the rows and
+`load_crop` hands JPEG frames to the region decoder (`inputs/jpeg.py`): it decodes only the rows and
 columns the crop reads and cuts the same crop as the PIL pass, to the bit; PIL is its fallback.
 
-A frame file that cannot be opened or decoded raises `lasot.FrameError`: one line naming the file,
-never PIL's traceback.
+A frame file that cannot be opened or decoded raises `datasets.base.FrameError`: one line naming the
+file, never PIL's traceback.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from seqtrack_mlflow.data import jpeg
-from seqtrack_mlflow.data.lasot import DECODE_ERRORS, frame_error
+from seqtrack_mlflow.datasets.base import DECODE_ERRORS, frame_error
+from seqtrack_mlflow.inputs import jpeg
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -80,7 +80,7 @@ def open_frame(path: str | Path, window: CropWindow | None = None) -> tuple[Imag
     """Open a frame, decoding a JPEG at 1/2, 1/4 or 1/8 scale when the crop shrinks it that much.
 
     Returns the decoded RGB image and the factor from full-resolution to decoded pixel coordinates.
-    A missing, truncated or non-image file raises `lasot.FrameError` naming it.
+    A missing, truncated or non-image file raises `datasets.base.FrameError` naming it.
     """
     try:
         return _open_frame(path, window)

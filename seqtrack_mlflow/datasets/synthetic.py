@@ -10,27 +10,35 @@ annotations do. Frame 1 is always fully visible.
 
 Everything is derived from (seed, class, sequence number), so generating one class alone gives the same
 sequences as generating it together with others. Drawing is numpy/PIL only (no per-pixel Python).
+
+The registry entry (`Synthetic`, `source=synthetic`) generates the selected classes once per
+configuration into `<cache>/synthetic/<key>/`, each class published complete (`cache.publish`).
 """
 
 from __future__ import annotations
 
-import colorsys
 import math
+import re
+import shutil
+import uuid
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from ..config import ConfigError
-from .lasot import FRAME_NAME, LASOT_CLASSES, SEQUENCES_PER_CLASS, TEST_SEQUENCE_NUMBERS
-from .sources import DataSourceError
+from seqtrack_mlflow.config import ConfigError, DataConfig
+
+from . import synthetic_textures as textures
+from .base import DataSourceError, Found, RootSource
+from .cache import CACHE_ENV, CACHE_SETTING, COMPLETE_MARKER, cache_dir_of, publish
+from .lasot import FRAME_NAME, LASOT_CLASSES, SEQUENCES_PER_CLASS, TEST_SEQUENCE_NUMBERS, LasotFormat
 
 GENERATOR_VERSION = 1  # bump when the output changes: cached synthetic trees are keyed by it
 JPEG_QUALITY = 90
 MIN_EPISODE_FRAMES = 20  # shorter sequences get no occlusion / out-of-view episode
-_TEXTURE = 96  # side of the target / occluder texture before per-frame resizing
+CACHE_FOLDER = "synthetic"  # generated trees live in <cache>/synthetic/<key>/
 
 
 @dataclass(frozen=True)
@@ -193,98 +201,6 @@ def simulate_track(seed: int, class_name: str, number: int, frames: int, size: t
     raise RuntimeError(f"synthetic generator found no valid track for {class_name}-{number} at {size}")
 
 
-def _smooth_noise(
-    rng: np.random.Generator, width: int, height: int, cell: float, channels: int = 3
-) -> np.ndarray:
-    """Random values on a coarse grid, bicubically upsampled: smooth noise in [0, 255], float32."""
-    grid_w, grid_h = max(2, int(width / cell) + 2), max(2, int(height / cell) + 2)
-    coarse = rng.integers(0, 256, size=(grid_h, grid_w, channels), dtype=np.uint8)
-    mode = "RGB" if channels == 3 else "L"
-    image = Image.fromarray(coarse if channels == 3 else coarse[:, :, 0], mode).resize(
-        (width, height), Image.Resampling.BICUBIC
-    )
-    out = np.asarray(image, dtype=np.float32)
-    return out if channels == 3 else out[:, :, None]
-
-
-def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """Muted multi-scale noise plus a colour gradient, larger than the frame so it can pan."""
-    side = max(width, height)
-    noise = 0.6 * _smooth_noise(rng, width, height, side / rng.uniform(3, 6))
-    noise += 0.4 * _smooth_noise(rng, width, height, side / rng.uniform(12, 30))
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    theta = rng.uniform(0, 2 * np.pi)
-    ramp = (xs * math.cos(theta) + ys * math.sin(theta)) / side
-    tint_a, tint_b = rng.uniform(40, 200, size=3), rng.uniform(40, 200, size=3)
-    gradient = tint_a + (tint_b - tint_a) * ((ramp - ramp.min()) / max(np.ptp(ramp), 1e-6))[:, :, None]
-    image = 0.5 * noise + 0.5 * gradient
-    gray = image.mean(axis=2, keepdims=True)
-    image = gray + 0.45 * (image - gray)  # desaturate: the target stays the most colourful thing
-    image += rng.normal(0.0, 1.5, size=(height, width, 1)).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def _vivid(rng: np.random.Generator, count: int) -> np.ndarray:
-    hue = rng.uniform(0, 1)
-    colours = [
-        colorsys.hsv_to_rgb((hue + k / count + rng.uniform(-0.05, 0.05)) % 1, rng.uniform(0.75, 1), 1)
-        for k in range(count)
-    ]
-    return np.array(colours) * rng.uniform(200, 255)
-
-
-def _target_texture(rng: np.random.Generator) -> tuple[Image.Image, Image.Image, str]:
-    """A saturated stripe/blob pattern with a dark rim inside an ellipse or rounded rectangle."""
-    n = _TEXTURE
-    palette = _vivid(rng, 3)
-    ys, xs = np.mgrid[0:n, 0:n].astype(np.float32) / n
-    theta, freq = rng.uniform(0, np.pi), rng.uniform(2, 5)
-    stripes = np.sin(2 * np.pi * freq * (xs * math.cos(theta) + ys * math.sin(theta))) > 0
-    blobs = _smooth_noise(rng, n, n, n / 4, channels=1)[:, :, 0] > 128
-    index = stripes.astype(np.int64) + blobs.astype(np.int64)
-    texture = palette[index] + rng.normal(0, 8, size=(n, n, 3))
-    # Dark rim: separates the target from any background.
-    scale = 4
-    mask = Image.new("L", (n * scale, n * scale), 0)
-    inner = Image.new("L", (n * scale, n * scale), 0)
-    ellipse = bool(rng.integers(0, 2))
-    rim = int(0.08 * n * scale)
-    box, inner_box = (
-        (0, 0, n * scale - 1, n * scale - 1),
-        (rim, rim, n * scale - 1 - rim, n * scale - 1 - rim),
-    )
-    radius = int(rng.uniform(0.15, 0.35) * n * scale)
-    for canvas, rect in ((mask, box), (inner, inner_box)):
-        draw = ImageDraw.Draw(canvas)
-        if ellipse:
-            draw.ellipse(rect, fill=255)
-        else:
-            draw.rounded_rectangle(rect, radius=radius, fill=255)
-    mask = mask.resize((n, n), Image.Resampling.BOX)
-    inner_arr = np.asarray(inner.resize((n, n), Image.Resampling.BOX), dtype=np.float32)[:, :, None] / 255
-    texture = texture * inner_arr + np.array([20.0, 20.0, 25.0]) * (1 - inner_arr)
-    rgb = Image.fromarray(np.clip(texture, 0, 255).astype(np.uint8), "RGB")
-    hue_name = _colour_name(palette[0])
-    return rgb, mask, f"{hue_name} {'round' if ellipse else 'boxy'}"
-
-
-def _colour_name(rgb: np.ndarray) -> str:
-    hue = colorsys.rgb_to_hsv(*(np.asarray(rgb) / 255.0))[0] * 360
-    names = ((20, "red"), (45, "orange"), (70, "yellow"), (160, "green"), (200, "cyan"), (260, "blue"))
-    return next((name for limit, name in names if hue < limit), "purple" if hue < 330 else "red")
-
-
-def _occluder_texture(rng: np.random.Generator, width: int, height: int) -> Image.Image:
-    """An opaque checker-and-noise panel in its own muted palette."""
-    ys, xs = np.mgrid[0:height, 0:width]
-    cell = max(4, int(min(width, height) / rng.uniform(3, 6)))
-    checker = ((xs // cell + ys // cell) % 2).astype(np.float32)[:, :, None]
-    colour_a, colour_b = rng.uniform(30, 220, size=3), rng.uniform(30, 220, size=3)
-    panel = colour_a + (colour_b - colour_a) * checker
-    panel += 0.25 * (_smooth_noise(rng, width, height, max(4.0, cell / 2)) - 128)
-    return Image.fromarray(np.clip(panel, 0, 255).astype(np.uint8), "RGB")
-
-
 def render_sequence(
     seq_dir: Path, seed: int, class_name: str, number: int, frames: int, size: tuple[int, int]
 ) -> Track:
@@ -293,11 +209,11 @@ def render_sequence(
     track = simulate_track(seed, class_name, number, frames, size)
     rng = np.random.default_rng([seed % 2**63, LASOT_CLASSES.index(class_name), number, GENERATOR_VERSION, 1])
     pad = _pan_pad(width, height)
-    background = _background(rng, width + 2 * pad, height + 2 * pad)
-    texture, mask, looks = _target_texture(rng)
+    background = textures.background(rng, width + 2 * pad, height + 2 * pad)
+    texture, mask, looks = textures.target_texture(rng)
     occluder_image = None
     if track.occluder is not None:
-        occluder_image = _occluder_texture(rng, int(track.occluder[0, 2]), int(track.occluder[0, 3]))
+        occluder_image = textures.occluder_texture(rng, int(track.occluder[0, 2]), int(track.occluder[0, 3]))
 
     img_dir = seq_dir / "img"
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -348,11 +264,99 @@ def generate_lasot(
     return written
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """`"320x240"` -> (320, 240)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
+    if match is None:
+        raise ConfigError(f"synthetic_size={text!r} is invalid: use WIDTHxHEIGHT, e.g. 320x240 or 1280x720")
+    width, height = int(match[1]), int(match[2])
+    if width < 32 or height < 32:
+        raise ConfigError(f"synthetic_size={text!r} is too small: use at least 32x32")
+    return width, height
+
+
+def synthetic_key(seed: int, sequences: int, frames: int, size: tuple[int, int]) -> str:
+    """Folder name of one synthetic configuration; the generator version makes old trees stale."""
+    return f"v{GENERATOR_VERSION}-seed{seed}-seq{sequences}-f{frames}-{size[0]}x{size[1]}"
+
+
+def prepare_tree(cfg: DataConfig, classes: list[str], seed: int) -> Path:
+    """Generate missing classes into `<cache>/synthetic/<key>/`, each published by an atomic rename."""
+    size = parse_size(cfg.synthetic_size)
+    if not 1 <= cfg.synthetic_sequences <= 20:
+        raise ConfigError(
+            f"synthetic_sequences={cfg.synthetic_sequences} is invalid: use 1..20 (LaSOT has 20 per class)"
+        )
+    if cfg.synthetic_frames < 1:
+        raise ConfigError(f"synthetic_frames={cfg.synthetic_frames} is invalid: use a positive number")
+    cache = cache_dir_of(cfg) / CACHE_FOLDER
+    root = cache / synthetic_key(seed, cfg.synthetic_sequences, cfg.synthetic_frames, size)
+    root.mkdir(parents=True, exist_ok=True)
+    for name in classes:
+        if name not in LASOT_CLASSES:
+            raise DataSourceError(f"unknown LaSOT class {name!r}: choose from {', '.join(LASOT_CLASSES)}")
+        target = root / name
+        if (target / COMPLETE_MARKER).is_file():
+            continue
+        tmp = cache / ".tmp" / f"{root.name}-{name}-{uuid.uuid4().hex[:8]}"
+        try:
+            generate_lasot(
+                tmp,
+                [name],
+                sequences_per_class=cfg.synthetic_sequences,
+                frames=cfg.synthetic_frames,
+                size=size,
+                seed=seed,
+            )
+            (tmp / name / COMPLETE_MARKER).write_text("complete\n")  # in a private folder: no reader yet
+            publish(tmp / name, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+class Synthetic(LasotFormat):
+    """The generator's LaSOT-format trees in the cache: a labelled stand-in for demos and tests."""
+
+    name = "synthetic"
+    label = "synthetic LaSOT-format data"
+    sources = ("synthetic",)
+    roots = (RootSource("synthetic", CACHE_SETTING, CACHE_ENV),)
+    caveat = "synthetic stand-in, not real LaSOT"
+
+    def auto_source(self, data: DataConfig) -> str:
+        return "synthetic"
+
+    def check(self, data: DataConfig, source: str) -> None:
+        """Nothing to refuse before a run: the tree is generated on demand."""
+
+    def used_settings(self, data: DataConfig, source: str) -> dict[str, str]:
+        return {}
+
+    def find_root(self, data: DataConfig) -> Found:
+        cache = cache_dir_of(data) / CACHE_FOLDER
+        folders = cache.iterdir() if cache.is_dir() else ()
+        trees = [p for p in folders if p.is_dir() and not p.name.startswith(".")]
+        if trees:
+            return Found(cache, f"{cache} ({len(trees)} generated tree{'' if len(trees) == 1 else 's'})")
+        return Found(None, "no (generated when first used)")
+
+    def classes(self, data: DataConfig, source: str) -> list[str]:
+        return list(LASOT_CLASSES)
+
+    def prepare(self, data: DataConfig, source: str, classes: list[str], seed: int) -> Path:
+        return prepare_tree(data, classes, seed)
+
+
 __all__ = [
     "GENERATOR_VERSION",
+    "Synthetic",
     "Track",
     "generate_lasot",
+    "parse_size",
+    "prepare_tree",
     "render_sequence",
     "sequence_numbers",
     "simulate_track",
+    "synthetic_key",
 ]

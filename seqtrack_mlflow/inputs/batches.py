@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, get_worker_info
 
-from seqtrack_mlflow.data.sampling import TrainingSamples
+from seqtrack_mlflow.inputs.sampling import TrainingSamples
 
 PREFETCH = 2  # batches in flight per worker (DataLoader's prefetch_factor)
 # A worker's slots: its batches in flight, the batch the consumer is using and the previous one (the
