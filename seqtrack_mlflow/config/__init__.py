@@ -16,6 +16,7 @@ from seqtrack_mlflow.config.declare import (
     STEPS,
     ConfigError,
     Setting,
+    env_name,
     env_value,
 )
 from seqtrack_mlflow.config.declared import (
@@ -79,6 +80,7 @@ __all__ = [
     "TrainSettings",
     "build_settings",
     "declared_settings",
+    "env_name",
     "env_value",
     "environment_help",
     "from_dict",

@@ -136,7 +136,12 @@ def check_fields(cfg: Any) -> None:
             raise ConfigError(f"{f.name}={shown} is invalid: use {check[1]}")
 
 
+def env_name(cls: type, name: str) -> str:
+    """The environment variable declared for setting `name` of `cls` ("" for none)."""
+    return next(f.metadata["env"] for f in dataclasses.fields(cls) if f.name == name)
+
+
 def env_value(cls: type, name: str) -> str | None:
-    """The environment variable declared for setting `name` of `cls`, where it is set and not empty."""
-    var = next(f.metadata["env"] for f in dataclasses.fields(cls) if f.name == name)
+    """The value of the variable declared for setting `name` of `cls`, where it is set and not empty."""
+    var = env_name(cls, name)
     return (os.environ.get(var) or None) if var else None

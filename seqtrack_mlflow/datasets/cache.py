@@ -11,13 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from seqtrack_mlflow.config import DataConfig
+from seqtrack_mlflow.config import DataConfig, env_name
 
-CACHE_ENV = "SEQTRACK_CACHE"
 CACHE_SETTING = "cache_dir"
+CACHE_ENV = env_name(DataConfig, CACHE_SETTING)  # declared with the setting
 COMPLETE_MARKER = ".complete"  # written inside a generated/extracted class folder before it is published
 
 

@@ -21,15 +21,13 @@ import re
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from seqtrack_mlflow.config import DataConfig, env_name
+
 from .base import DatasetFormatError, DataSourceError, Found, RootSource, Sequence
 from .cache import CACHE_ENV, CACHE_SETTING, COMPLETE_MARKER, cache_dir_of
-
-if TYPE_CHECKING:
-    from seqtrack_mlflow.config import DataConfig
 
 LASOT_CLASSES: tuple[str, ...] = (
     "airplane", "basketball", "bear", "bicycle", "bird", "boat", "book", "bottle", "bus", "car", "cat",
@@ -70,7 +68,7 @@ SEQUENCES_PER_CLASS = 20
 FRAME_NAME = "{:08d}.jpg"
 FRAME_PATTERN = "img/" + FRAME_NAME  # a frame file relative to its sequence folder
 CACHE_FOLDER = "lasot"  # hub downloads are extracted into <cache>/lasot/<class>/
-ROOT_ENV = "LASOT_ROOT"
+ROOT_ENV = env_name(DataConfig, "lasot_root")  # declared with the setting
 
 _SEQ_NAME = re.compile(r"^(?P<cls>[A-Za-z]+)-(?P<num>\d+)$")
 # LaSOT files are comma separated; some tools write tabs or spaces, so any run of them separates values.

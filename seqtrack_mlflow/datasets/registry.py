@@ -62,9 +62,7 @@ def for_source(source: str) -> Dataset:
     try:
         return _BY_SOURCE[source]
     except KeyError:
-        raise DataSourceError(
-            f"unknown source {source!r}: use one of {', '.join(SOURCES)}"
-        ) from None
+        raise DataSourceError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}") from None
 
 
 def root_settings() -> list[tuple[str, str]]:

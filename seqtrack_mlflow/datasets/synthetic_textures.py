@@ -106,5 +106,11 @@ def occluder_texture(rng: np.random.Generator, width: int, height: int) -> Image
 
 
 __all__ = [
-    "TEXTURE_SIZE", "background", "colour_name", "occluder_texture", "smooth_noise", "target_texture", "vivid"
+    "TEXTURE_SIZE",
+    "background",
+    "colour_name",
+    "occluder_texture",
+    "smooth_noise",
+    "target_texture",
+    "vivid",
 ]
