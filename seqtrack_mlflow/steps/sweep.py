@@ -38,6 +38,7 @@ from typing import Any
 import optuna
 
 from seqtrack_mlflow.config import ConfigError, SweepConfig, TrackerConfig, TrainSettings, validate_tracker
+from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.steps.evaluate import run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data, used_data_settings
 from seqtrack_mlflow.steps.train import run_train
@@ -117,19 +118,14 @@ def open_study(cfg: SweepConfig, seed: int) -> optuna.Study:
         )
     except ImportError as exc:
         raise ConfigError(
-            f"storage={shown}: the database driver is missing ({_first_line(exc)}): install it, e.g. "
+            f"storage={shown}: the database driver is missing ({first_line(exc)}): install it, e.g. "
             "pip install psycopg2-binary for postgresql://"
         ) from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy/Optuna errors of a bad URL, database or study
         raise ConfigError(
-            f"storage={shown}, study_name={cfg.study_name}: {_first_line(exc)}: check the URL, that the "
+            f"storage={shown}, study_name={cfg.study_name}: {first_line(exc)}: check the URL, that the "
             "database exists and answers, and that an existing study of that name maximises AUC"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 class TrialStopped(Interrupted):
@@ -286,10 +282,10 @@ def _run_trial(c: _Context) -> TrialResult:
         return _pruned(c, trial, values, runs["train"], pruning)
     except Exception as exc:  # noqa: BLE001 - one trial's failure (a setting that does not fit...) is the trial's
         c.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        trial_failed = f"sweep: trial {n} failed: {_first_line(exc)}"
+        trial_failed = f"sweep: trial {n} failed: {first_line(exc)}"
         print(trial_failed, flush=True)
         if runs["train"]:
-            RunLogger(runs["train"]).set_tags({"seqtrack.trial_error": _first_line(exc)[:5000]})
+            RunLogger(runs["train"]).set_tags({"seqtrack.trial_error": first_line(exc, limit=5000)})
         return TrialResult(n, "FAIL", values, None, runs["train"], None)
     except BaseException:
         c.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -399,7 +395,7 @@ def _plots(study: optuna.Study, out_dir: Path) -> list[Path]:
             try:
                 ax = plot(study)
             except (ValueError, RuntimeError) as exc:  # e.g. importances of a single distinct value
-                print(f"sweep: no {name}: {_first_line(exc)}")
+                print(f"sweep: no {name}: {first_line(exc)}")
                 continue
         fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
         fig.tight_layout()
