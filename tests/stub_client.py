@@ -18,7 +18,7 @@ class StubClient:
         self.metrics: list[tuple[str, float, int]] = []  # (key, value, step) as received
         self.sent: list[tuple[Any, ...]] = []  # every successful write, in order
         self.status: str | None = None
-        self.before_get_run: Callable[[], None] | None = None  # a hook (tests of concurrent claims)
+        self.after_read: Callable[[], None] | None = None  # runs once get_run has read (concurrent claims)
         self._lock = threading.Lock()
 
     def _answer(self, method: str) -> None:
@@ -28,11 +28,11 @@ class StubClient:
             raise self.refuse.pop(method)
 
     def get_run(self, run_id: str) -> SimpleNamespace:
-        if self.before_get_run is not None:
-            self.before_get_run()
         self._answer("get_run")
         with self._lock:
             data = SimpleNamespace(params=dict(self.params), tags=dict(self.tags))
+        if self.after_read is not None:
+            self.after_read()
         return SimpleNamespace(data=data, info=SimpleNamespace(run_id=run_id, status=self.status))
 
     def log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:

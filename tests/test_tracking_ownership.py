@@ -43,7 +43,8 @@ def test_a_run_whose_owner_stopped_beating_is_free() -> None:
 
 
 def test_of_two_claims_at_the_same_moment_one_loses() -> None:
-    """Both read 'no owner' before either writes (a barrier forces it); the last writer keeps the run."""
+    """Both read 'no owner' before either writes (a barrier after the first read forces it); the last
+    writer keeps the run, the other sees its token gone."""
     client = StubClient()
     first_reads = threading.Barrier(2, timeout=10)
     seen: set[int] = set()
@@ -54,7 +55,7 @@ def test_of_two_claims_at_the_same_moment_one_loses() -> None:
             seen.add(me)
             first_reads.wait()
 
-    client.before_get_run = together
+    client.after_read = together
     won: list[str] = []
     lost: list[Exception] = []
 
