@@ -159,7 +159,7 @@ def _run_trial(c: _Context) -> TrialResult:
         c.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         print(f"sweep: trial {n} failed: {first_line(exc)}", flush=True)
         if runs["train"]:
-            RunLogger(runs["train"]).set_tags({"seqtrack.trial_error": first_line(exc)[:5000]})
+            RunLogger(runs["train"]).set_tags({"seqtrack.trial_error": first_line(exc, limit=5000)})
         return TrialResult(n, "FAIL", values, None, runs["train"], None)
     except BaseException:
         c.study.tell(trial, state=optuna.trial.TrialState.FAIL)

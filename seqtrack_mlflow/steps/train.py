@@ -24,14 +24,12 @@ from seqtrack_mlflow.datasets.selection import (
 from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.steps.select_data import log_selection, selection_from_run
 from seqtrack_mlflow.tracking import (
-    Heartbeat,
     RunLogger,
     checkpoint_uri,
-    claim_run,
     fetch_artifact,
     git_commit,
     last_metric_step,
-    release_run,
+    owned_run,
     resolve_checkpoint,
     resolve_data_run,
     run_context,
@@ -123,21 +121,29 @@ def run_train(
         else:
             preflight(settings.data)
         env_run = os.environ.get("MLFLOW_RUN_ID")
-        token = claim_run(continue_run) if continue_run and ctx.is_main else None
-        with run_context(
-            "train",
-            run_id=continue_run,
-            nested=nested,
-            system_metrics=settings.train.system_metrics,
-            enabled=ctx.is_main,
-        ) as logger:
+        # One process per run: a run being resumed is claimed before it is reopened (a refused process
+        # must not touch it), a new one as soon as it exists (nobody else knows it yet: no settling).
+        resumed_owner = owned_run(continue_run) if continue_run and ctx.is_main else contextlib.nullcontext()
+        with (
+            resumed_owner,
+            run_context(
+                "train",
+                run_id=continue_run,
+                nested=nested,
+                system_metrics=settings.train.system_metrics,
+                enabled=ctx.is_main,
+            ) as logger,
+        ):
             if continue_run and env_run and env_run != continue_run:
                 RunLogger(env_run).set_tags({"seqtrack.continued_in": continue_run})
-            if logger.run_id and token is None:
-                token = claim_run(logger.run_id, settle=0.0)  # a new run: nobody else knows it yet
+            new_owner = (
+                owned_run(logger.run_id, settle=0.0)
+                if logger.run_id and not continue_run
+                else contextlib.nullcontext()
+            )
             run_values = {"resume": resume, "data": data_run, "output_dir": str(output_dir)}
             try:
-                with Heartbeat(logger.run_id) if logger.run_id else contextlib.nullcontext():
+                with new_owner:
                     if on_run is not None:
                         on_run(logger)
                     return _train_in_run(
@@ -150,9 +156,6 @@ def run_train(
                     f"{exc}; resume with: mlflow run . -e train -P resume={target}  "
                     f"(or seqtrack-mlflow train --resume {target})",
                 ) from None
-            finally:
-                if logger.run_id and token:
-                    release_run(logger.run_id, token)
     finally:
         distributed.teardown()
 

@@ -1,0 +1,84 @@
+"""Every MLflow call of the project: the only package that imports mlflow.
+
+The rest of the package talks to a `RunLogger` (a no-op where a process must not log: DDP ranks other
+than 0), opened by `run_context`, and to the lookups here. Its parts:
+
+    provenance  the git commit a run records
+    store       which tracking store, and TrackingError (a run or artifact not found there)
+    health      fail-fast HTTP, and whether the store answers (one line lost, one line back)
+    params      how settings become params, and when two forms are the same setting
+    outbox      the calls a run could not send: their record in the run's folder, and their replay
+    logger      RunLogger: metrics buffered and sent by a thread, other calls queued while offline
+    runs        run_context: start/attach a run, end it FAILED/KILLED/FINISHED, online or not
+    sync        `seqtrack-mlflow sync`: replay a run's outbox
+    ownership   one process per run: owned_run (claim, heartbeat, release)
+    artifacts   run ids and runs:/ URIs, downloads, a select_data run's index, checkpoints
+"""
+
+from seqtrack_mlflow.tracking.artifacts import (
+    RUN_ID,
+    checkpoint_uri,
+    download,
+    download_selection,
+    fetch_artifact,
+    last_metric_step,
+    list_artifact_names,
+    resolve_checkpoint,
+    resolve_data_run,
+    split_runs_uri,
+)
+from seqtrack_mlflow.tracking.health import HEALTH, Health, fail_fast_http, final_wait_s, probe_every_s
+from seqtrack_mlflow.tracking.logger import DESCRIPTION_TAG, RunLogger
+from seqtrack_mlflow.tracking.outbox import Outbox, apply_op
+from seqtrack_mlflow.tracking.ownership import (
+    HEARTBEAT_TAG,
+    OWNER_TAG,
+    Heartbeat,
+    claim_run,
+    owned_run,
+    release_run,
+)
+from seqtrack_mlflow.tracking.params import PARAM_VALUE_LIMIT, param_str, same_param
+from seqtrack_mlflow.tracking.provenance import git_commit
+from seqtrack_mlflow.tracking.runs import INTERRUPTED_TAG, RunNotUploaded, run_context
+from seqtrack_mlflow.tracking.store import TrackingError, require_store_for, store_uri
+from seqtrack_mlflow.tracking.sync import sync_run_folder
+
+__all__ = [
+    "DESCRIPTION_TAG",
+    "HEALTH",
+    "HEARTBEAT_TAG",
+    "INTERRUPTED_TAG",
+    "OWNER_TAG",
+    "PARAM_VALUE_LIMIT",
+    "RUN_ID",
+    "Health",
+    "Heartbeat",
+    "Outbox",
+    "RunLogger",
+    "RunNotUploaded",
+    "TrackingError",
+    "apply_op",
+    "checkpoint_uri",
+    "claim_run",
+    "download",
+    "download_selection",
+    "fail_fast_http",
+    "fetch_artifact",
+    "final_wait_s",
+    "git_commit",
+    "last_metric_step",
+    "list_artifact_names",
+    "owned_run",
+    "param_str",
+    "probe_every_s",
+    "release_run",
+    "require_store_for",
+    "resolve_checkpoint",
+    "resolve_data_run",
+    "run_context",
+    "same_param",
+    "split_runs_uri",
+    "store_uri",
+    "sync_run_folder",
+]

@@ -1,0 +1,146 @@
+"""The outbox: the calls a run could not send while the tracking store was away, and their replay.
+
+A `RunLogger` queues a call it cannot send as an op (a JSON-able dict: params, tags, an artifact file
+or folder, a dict artifact) and sends it later with `apply_op`. When the run ends with the store still
+away, its queue and metric buffer become an `Outbox` in the run's local folder:
+
+    pending_upload.json    the run, its store, its final status and end time, metric points dropped
+    pending_metrics.jsonl  one metric point a line
+    pending_ops.jsonl      one op a line, in the order they were logged
+
+`Outbox.replay` (what `seqtrack-mlflow sync` runs) sends them through the same `apply_op` and removes
+each part once sent, so running it again after a failure sends only the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+
+from seqtrack_mlflow.fileio import atomic_write_text
+from seqtrack_mlflow.tracking.params import params_to_log
+from seqtrack_mlflow.tracking.store import store_uri
+
+PENDING_MANIFEST = "pending_upload.json"  # what `seqtrack-mlflow sync` reads (run, store, final status)
+PENDING_METRICS = "pending_metrics.jsonl"
+PENDING_OPS = "pending_ops.jsonl"  # artifacts, tags, params and dicts, in the order they were logged
+BATCH_POINTS = 1000  # MLflow's limit of metrics per log_batch
+DROPPED_TAG = "seqtrack.dropped_metric_points"  # set by the replay when the buffer overflowed
+
+Op = dict[str, Any]
+
+
+def apply_op(client: Any, run_id: str, op: Op) -> None:
+    """Send one queued call to the run (`client`: an MlflowClient). The only place an op is sent."""
+    kind = op["op"]
+    if kind == "params":
+        new = params_to_log(dict(client.get_run(run_id).data.params), op["params"])
+        if new:
+            client.log_batch(run_id, params=[Param(k, v) for k, v in new.items()])
+    elif kind == "tags":
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in op["tags"].items()])
+    elif kind == "artifact":
+        client.log_artifact(run_id, op["path"], artifact_path=op["artifact_path"])
+    elif kind == "artifacts":
+        client.log_artifacts(run_id, op["path"], artifact_path=op["artifact_path"])
+    elif kind == "dict":
+        client.log_dict(run_id, op["values"], op["artifact_file"])
+    else:  # pragma: no cover - written by this package only
+        raise ValueError(f"unknown pending call {kind!r}")
+
+
+def metric_record(m: Metric) -> dict[str, Any]:
+    return {"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step}
+
+
+def metric_from_record(record: dict[str, Any]) -> Metric:
+    return Metric(record["key"], float(record["value"]), int(record["timestamp"]), int(record["step"]))
+
+
+class Outbox:
+    """The pending data of one run in its local folder (see the module)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.manifest_path = self.folder / PENDING_MANIFEST
+        self.metrics_path = self.folder / PENDING_METRICS
+        self.ops_path = self.folder / PENDING_OPS
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        return json.loads(self.manifest_path.read_text())
+
+    def write(
+        self,
+        *,
+        run_id: str,
+        status: str,
+        points: Iterable[Metric],
+        ops: Iterable[Op],
+        dropped_points: int,
+        tracking_uri: str | None = None,
+    ) -> None:
+        """Append `points` and `ops` to what an earlier session left here; the manifest (written last,
+        atomically) names the run and its store (this process's by default), says its final `status` and
+        adds `dropped_points` to those counted before."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.metrics_path, "a") as f:
+            for m in points:
+                f.write(json.dumps(metric_record(m)))
+                f.write("\n")
+        with open(self.ops_path, "a") as f:
+            for op in ops:
+                f.write(json.dumps(op) + "\n")
+        before = self.manifest() if self.manifest_path.exists() else {}
+        manifest = {
+            "run_id": run_id,
+            "tracking_uri": tracking_uri if tracking_uri is not None else store_uri(),
+            "status": status,
+            "end_time": int(time.time() * 1000),
+            "dropped_metric_points": int(before.get("dropped_metric_points", 0)) + dropped_points,
+        }
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1))
+
+    def replay(self, client: Any) -> tuple[int, int]:
+        """Send everything to the manifest's run (metrics, then the ops in order), set its final status and
+        remove the outbox; returns (metric points, ops) sent. A failure raises and leaves the unsent part."""
+        manifest = self.manifest()
+        run_id = manifest["run_id"]
+        points = 0
+        if self.metrics_path.exists():
+            batch = [
+                metric_from_record(json.loads(line))
+                for line in self.metrics_path.read_text().splitlines()
+                if line.strip()
+            ]
+            send_metrics(client, run_id, batch)
+            points = len(batch)
+            self.metrics_path.unlink()
+        calls = 0
+        if self.ops_path.exists():
+            ops = [json.loads(line) for line in self.ops_path.read_text().splitlines() if line.strip()]
+            while ops:
+                apply_op(client, run_id, ops[0])
+                ops.pop(0)
+                calls += 1
+                atomic_write_text(self.ops_path, "".join(json.dumps(op) + "\n" for op in ops))
+            self.ops_path.unlink()
+        dropped = int(manifest.get("dropped_metric_points", 0))
+        if dropped:
+            client.set_tag(run_id, DROPPED_TAG, str(dropped))
+        client.set_terminated(run_id, manifest["status"], end_time=int(manifest["end_time"]))
+        self.manifest_path.unlink()
+        return points, calls
+
+
+def send_metrics(client: Any, run_id: str, points: Sequence[Metric]) -> None:
+    """Metric points in batches of at most BATCH_POINTS (MLflow's limit)."""
+    for i in range(0, len(points), BATCH_POINTS):
+        client.log_batch(run_id, metrics=list(points[i : i + BATCH_POINTS]))

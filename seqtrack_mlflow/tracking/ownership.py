@@ -1,0 +1,117 @@
+"""One process per run: a run being continued is owned, by a tag with a heartbeat, until its owner ends.
+
+MLflow has no compare-and-set, so a claim is: refuse if the run has an owner with a fresh heartbeat;
+else write our token and heartbeat, wait a moment and read the owner back: of two processes that claim
+at once, the last writer wins and the other sees its token gone and refuses. The owner tag is removed
+when the owner is done (`release_run`); a killed process's claim goes stale. `owned_run` is the three
+together: claim, keep the heartbeat fresh, release on the way out, whatever way that is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+from seqtrack_mlflow.tracking.store import TrackingError
+
+OWNER_TAG, HEARTBEAT_TAG = "seqtrack.owner", "seqtrack.heartbeat"
+HEARTBEAT_EVERY_S = 30.0
+HEARTBEAT_STALE_S = 120.0  # a run whose owner has not beaten for this long is free to continue
+CLAIM_SETTLE_S = 2.0  # wait before reading the owner back: a concurrent claim lands within it
+
+
+@contextlib.contextmanager
+def owned_run(
+    run_id: str,
+    *,
+    settle: float = CLAIM_SETTLE_S,
+    stale_after: float = HEARTBEAT_STALE_S,
+    heartbeat_every: float = HEARTBEAT_EVERY_S,
+    client: Any | None = None,
+) -> Iterator[str]:
+    """Own `run_id` for the block (yields the owner token): `claim_run` (a TrackingError if another
+    process owns it), a `Heartbeat` meanwhile, `release_run` on exit, by an exception too.
+    `settle=0` for a run this process just created (nobody else knows it yet). `client`: for tests."""
+    token = claim_run(run_id, stale_after=stale_after, settle=settle, client=client)
+    try:
+        with Heartbeat(run_id, heartbeat_every, client=client):
+            yield token
+    finally:
+        release_run(run_id, token, client=client)
+
+
+def claim_run(
+    run_id: str,
+    *,
+    stale_after: float = HEARTBEAT_STALE_S,
+    settle: float = CLAIM_SETTLE_S,
+    client: Any | None = None,
+) -> str:
+    """Make this process the only one continuing `run_id` (see the module); returns the owner token."""
+    client = client if client is not None else MlflowClient()
+    _refuse_if_owned(client, run_id, stale_after, None)
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    client.set_tag(run_id, OWNER_TAG, token)
+    client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+    time.sleep(settle)
+    _refuse_if_owned(client, run_id, float("inf"), token)
+    return token
+
+
+def _refuse_if_owned(client: Any, run_id: str, stale_after: float, token: str | None) -> None:
+    run = client.get_run(run_id)
+    owner = run.data.tags.get(OWNER_TAG)
+    beat = float(run.data.tags.get(HEARTBEAT_TAG, "0") or 0)
+    if owner is None or owner == token:
+        return
+    if token is None and time.time() - beat > stale_after:
+        return
+    raise TrackingError(
+        f"run {run_id} is being continued by another process ({owner}): wait for it to end, or stop it; "
+        f"a run whose process died is free again {stale_after:.0f} s after its last heartbeat"
+        if token is None
+        else f"run {run_id} was claimed at the same moment by another process ({owner}): "
+        "only one may continue it"
+    )
+
+
+def release_run(run_id: str, token: str, *, client: Any | None = None) -> None:
+    """Drop our claim (the run is free to continue at once); a failure here only delays the next one."""
+    client = client if client is not None else MlflowClient()
+    with contextlib.suppress(Exception):
+        if client.get_run(run_id).data.tags.get(OWNER_TAG) == token:
+            client.delete_tag(run_id, OWNER_TAG)
+
+
+class Heartbeat:
+    """Keeps `seqtrack.heartbeat` fresh on a run from a daemon thread, so a second process can tell a
+    live owner from a dead one."""
+
+    def __init__(self, run_id: str, every: float = HEARTBEAT_EVERY_S, *, client: Any | None = None):
+        self.run_id, self.every = run_id, every
+        self._client = client
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="seqtrack-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        client = self._client if self._client is not None else MlflowClient()
+        while not self._stop.wait(self.every):
+            # A missed beat only makes the run look idle sooner.
+            with contextlib.suppress(Exception):
+                client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
