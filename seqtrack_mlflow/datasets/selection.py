@@ -348,6 +348,19 @@ def load_selection(index_dir: Path, summary_path: Path, out_dir: Path, run_id: s
     )
 
 
+def save_index(index: Any, path: Path) -> None:
+    """save_to_disk without its progress bar (eight rows do not need one in the training log)."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        index.save_to_disk(str(path))
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
 def check_same_data(selection: Selection, given: dict[str, Any]) -> None:
     """Data settings given beside `data=<run>` must agree with that run's: one line per conflict."""
     conflicts = [

@@ -8,14 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, validate_tracker
-from seqtrack_mlflow.datasets.selection import check_same_data, preflight, select
-from seqtrack_mlflow.evaluation.results import headline, score_sequences, write_report
+import torch
+
+from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig
+from seqtrack_mlflow.datasets.base import Sequence
+from seqtrack_mlflow.datasets.selection import Selection, check_same_data, preflight, select
+from seqtrack_mlflow.evaluation.results import Scores, headline, score_sequences, write_report
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
 from seqtrack_mlflow.model.precision import check_precision
-from seqtrack_mlflow.steps.select_data import log_selection, selection_from_run
-from seqtrack_mlflow.tracking import git_commit, resolve_checkpoint, resolve_data_run, run_context
+from seqtrack_mlflow.steps.lineage import log_selection, selection_from_run
+from seqtrack_mlflow.tracking import RunLogger, git_commit, resolve_checkpoint, resolve_data_run, run_context
 from seqtrack_mlflow.train.distributed import pick_device
 
 
@@ -53,7 +56,7 @@ def run_evaluate(
     """`data_override`: data settings the user gave (unset ones are the training run's); `data_run`: a
     select_data run whose index to evaluate on instead; `preset`: for an official file whose shapes
     should be checked against a named preset (inferred when unset)."""
-    validate_tracker(tracker_cfg)
+    tracker_cfg.validate()
     if not checkpoint:
         raise ConfigError(
             "evaluate needs a checkpoint: pass -P checkpoint=<train run id | runs:/ URI | file>"
@@ -75,46 +78,65 @@ def run_evaluate(
             check_same_data(selection, given)
         else:
             selection = select(data, trained.seed, out_dir)
-        split = tracker_cfg.split
-        sequences = selection.sequences(None if split == "all" else split)
-        if not sequences:
-            raise ConfigError(
-                f"no {split} sequences for classes {selection.classes}: choose -P split or -P classes"
-            )
-        logger.log_params(
-            {
-                "checkpoint": checkpoint,
-                "data": data_run,
-                "device": device,
-                "output_dir": str(output_dir),
-                "seed": trained.seed,
-                "preset": trained.preset,
-                "patch_size": trained.model.patch_size,
-                **dataclasses.asdict(tracker_cfg),
-            }
-        )
-        logger.set_tags(
-            {
-                "seqtrack.train_run_id": ckpt_run or trained.train_run_id,
-                "seqtrack.checkpoint_epoch": trained.epoch if trained.epoch is not None else "",
-                "seqtrack.checkpoint_kind": "official" if trained.official else "seqtrack-mlflow",
-                "seqtrack.device": str(torch_device),
-                "seqtrack.git_commit": git_commit(),
-            }
-        )
+        sequences = _split(selection, tracker_cfg.split)
+        params = {"checkpoint": checkpoint, "data": data_run, "device": device, "output_dir": str(output_dir)}
+        _log_inputs(logger, params, trained, tracker_cfg, ckpt_run, torch_device)
         log_selection(selection, logger, out_dir, context="evaluation", save_index=False)
         tracker = SeqTrackTracker.from_weights(trained.model, trained.state_dict, tracker_cfg, torch_device)
         scores = score_sequences(tracker, sequences, tracker_cfg, out_dir)
-        report = write_report(scores, out_dir, selection.label)
-        print(headline(scores, selection.label, path.name))
-        logger.log_metrics(scores.metrics)
-        logger.log_artifacts(out_dir / "results", "results")
-        for artifact in report:
-            logger.log_artifact(artifact)
-        metrics, rows = scores.metrics, scores.rows
-        logger.describe(
-            f"Tracked {len(rows)} {split} sequences of {' + '.join(selection.classes)} ({selection.label}) "
-            f"with {path.name}: AUC {metrics['auc']:.1f}, P {metrics['precision']:.1f}, "
-            f"P_norm {metrics['norm_precision']:.1f}"
+        _log_scores(logger, scores, out_dir, selection, tracker_cfg.split, path.name)
+        return EvalResult(logger.run_id, scores.metrics, scores.rows, out_dir)
+
+
+def _split(selection: Selection, split: str) -> list[Sequence]:
+    sequences = selection.sequences(None if split == "all" else split)
+    if not sequences:
+        raise ConfigError(
+            f"no {split} sequences for classes {selection.classes}: choose -P split or -P classes"
         )
-        return EvalResult(logger.run_id, metrics, rows, out_dir)
+    return sequences
+
+
+def _log_inputs(
+    logger: RunLogger,
+    params: dict[str, Any],
+    trained: TrainedWeights,
+    tracker_cfg: TrackerConfig,
+    ckpt_run: str | None,
+    device: torch.device,
+) -> None:
+    logger.log_params(
+        {
+            **params,
+            "seed": trained.seed,
+            "preset": trained.preset,
+            "patch_size": trained.model.patch_size,
+            **dataclasses.asdict(tracker_cfg),
+        }
+    )
+    logger.set_tags(
+        {
+            "seqtrack.train_run_id": ckpt_run or trained.train_run_id,
+            "seqtrack.checkpoint_epoch": trained.epoch if trained.epoch is not None else "",
+            "seqtrack.checkpoint_kind": "official" if trained.official else "seqtrack-mlflow",
+            "seqtrack.device": str(device),
+            "seqtrack.git_commit": git_commit(),
+        }
+    )
+
+
+def _log_scores(
+    logger: RunLogger, scores: Scores, out_dir: Path, selection: Selection, split: str, checkpoint_name: str
+) -> None:
+    """Metrics, result files, table and plots; the console line and the run's description."""
+    report = write_report(scores, out_dir, selection.label)
+    print(headline(scores, selection.label, checkpoint_name))
+    logger.log_metrics(scores.metrics)
+    logger.log_artifacts(out_dir / "results", "results")
+    for artifact in report:
+        logger.log_artifact(artifact)
+    m, classes = scores.metrics, " + ".join(selection.classes)
+    logger.describe(
+        f"Tracked {len(scores.rows)} {split} sequences of {classes} ({selection.label}) with "
+        f"{checkpoint_name}: AUC {m['auc']:.1f}, P {m['precision']:.1f}, P_norm {m['norm_precision']:.1f}"
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from seqtrack_mlflow.datasets.selection import (
     used_data_settings,
 )
 from seqtrack_mlflow.model.cost import check_run_cost
-from seqtrack_mlflow.steps.select_data import log_selection, selection_from_run
+from seqtrack_mlflow.steps.lineage import log_selection, selection_from_run
 from seqtrack_mlflow.tracking import (
     RunLogger,
     checkpoint_uri,
@@ -103,61 +103,74 @@ def run_train(
     given = given or {}
     ctx = distributed.setup(settings.train.device)
     try:
-        distributed.check_shares(settings.train.samples_per_epoch, ctx.world_size)
-        if settings.train.amp and ctx.device.type != "cuda":
-            raise ConfigError("amp=true needs a CUDA device: use -P amp=false on the CPU")
-        ckpt, continue_run = None, None
-        if resume:
-            path, continue_run = resolve_checkpoint(resume, output_dir / "downloads" / f"rank{ctx.rank}")
-            ckpt = checkpoints.load(path)
-            settings = resumed_settings(ckpt.settings, ckpt.epoch, given, resume)
-        estimate = check_run_cost(
-            settings.model, settings.train, ctx.device, ctx.world_size, ckpt.epoch if ckpt else 0
-        )
-        if ctx.is_main:
-            print(estimate, flush=True)  # (too big for this machine: refused above, one line)
-        if data_run:
-            resolve_data_run(data_run)  # before a run starts: a missing store or run is one line
-        else:
-            preflight(settings.data)
+        settings, ckpt, continue_run = _before_the_run(settings, resume, data_run, given, output_dir, ctx)
         env_run = os.environ.get("MLFLOW_RUN_ID")
         # One process per run: a run being resumed is claimed before it is reopened (a refused process
         # must not touch it), a new one as soon as it exists (nobody else knows it yet: no settling).
         resumed_owner = owned_run(continue_run) if continue_run and ctx.is_main else contextlib.nullcontext()
-        with (
-            resumed_owner,
-            run_context(
-                "train",
-                run_id=continue_run,
-                nested=nested,
-                system_metrics=settings.train.system_metrics,
-                enabled=ctx.is_main,
-            ) as logger,
-        ):
+        run = run_context(
+            "train",
+            run_id=continue_run,
+            nested=nested,
+            system_metrics=settings.train.system_metrics,
+            enabled=ctx.is_main,
+        )
+        with resumed_owner, run as logger, _resume_hint(logger):
             if continue_run and env_run and env_run != continue_run:
                 RunLogger(env_run).set_tags({"seqtrack.continued_in": continue_run})
-            new_owner = (
-                owned_run(logger.run_id, settle=0.0)
-                if logger.run_id and not continue_run
-                else contextlib.nullcontext()
-            )
-            run_values = {"resume": resume, "data": data_run, "output_dir": str(output_dir)}
-            try:
-                with new_owner:
-                    if on_run is not None:
-                        on_run(logger)
-                    return _train_in_run(
-                        settings, ckpt, run_values, given, logger, ctx, output_dir, callbacks
-                    )
-            except Interrupted as exc:
-                target = logger.run_id or "<the checkpoint above>"
-                raise Interrupted(
-                    exc.signum,
-                    f"{exc}; resume with: mlflow run . -e train -P resume={target}  "
-                    f"(or seqtrack-mlflow train --resume {target})",
-                ) from None
+            new_owner = owned_run(logger.run_id, settle=0.0) if logger.run_id and not continue_run else None
+            with new_owner or contextlib.nullcontext():
+                if on_run is not None:
+                    on_run(logger)
+                run_values = {"resume": resume, "data": data_run, "output_dir": str(output_dir)}
+                return _train_in_run(settings, ckpt, run_values, given, logger, ctx, output_dir, callbacks)
     finally:
         distributed.teardown()
+
+
+def _before_the_run(
+    settings: TrainSettings,
+    resume: str | None,
+    data_run: str | None,
+    given: dict[str, Any],
+    output_dir: Path,
+    ctx: distributed.DistContext,
+) -> tuple[TrainSettings, Checkpoint | None, str | None]:
+    """Everything that can be refused before a run starts (one line each): the device and shares, the
+    checkpoint to resume and its settings, the cost on this machine, the data. Returns the settings,
+    the checkpoint (None: a fresh start) and the run it continues."""
+    distributed.check_shares(settings.train.samples_per_epoch, ctx.world_size)
+    if settings.train.amp and ctx.device.type != "cuda":
+        raise ConfigError("amp=true needs a CUDA device: use -P amp=false on the CPU")
+    ckpt, continue_run = None, None
+    if resume:
+        path, continue_run = resolve_checkpoint(resume, output_dir / "downloads" / f"rank{ctx.rank}")
+        ckpt = checkpoints.load(path)
+        settings = resumed_settings(ckpt.settings, ckpt.epoch, given, resume)
+    estimate = check_run_cost(
+        settings.model, settings.train, ctx.device, ctx.world_size, ckpt.epoch if ckpt else 0
+    )
+    if ctx.is_main:
+        print(estimate, flush=True)  # (too big for this machine: refused above, one line)
+    if data_run:
+        resolve_data_run(data_run)  # a missing store or run is one line
+    else:
+        preflight(settings.data)
+    return settings, ckpt, continue_run
+
+
+@contextlib.contextmanager
+def _resume_hint(logger: RunLogger) -> Iterator[None]:
+    """A run stopped by a signal ends with the command that continues it."""
+    try:
+        yield
+    except Interrupted as exc:
+        target = logger.run_id or "<the checkpoint above>"
+        raise Interrupted(
+            exc.signum,
+            f"{exc}; resume with: mlflow run . -e train -P resume={target}  "
+            f"(or seqtrack-mlflow train --resume {target})",
+        ) from None
 
 
 def _train_in_run(
@@ -175,17 +188,63 @@ def _train_in_run(
         out_dir = output_dir / _broadcast_name(out_dir.name, ctx)
     logger.local_dir = out_dir  # holds what could not be uploaded if the tracking server goes away
     selection = _select_once(settings, run_values["data"], given, out_dir, ctx)
-    settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
-    if run_values["data"] and ckpt is None and given.get("seed") is None:
-        # An unset seed is the data run's (as in `main`, where one seed drives every step).
-        settings = dataclasses.replace(
-            settings, train=dataclasses.replace(settings.train, seed=int(selection.summary["seed"]))
-        )
+    fresh_from_data_run = bool(run_values["data"]) and ckpt is None
+    settings = _with_data_of(
+        settings, selection, fresh_from_data_run, seed_given=given.get("seed") is not None
+    )
     sequences = selection.sequences("train")
     if not sequences:
         raise ConfigError(
             f"the classes {selection.classes} have no training sequences: choose other -P classes"
         )
+    _log_start(logger, settings, run_values, selection, ctx, out_dir)
+    log_path = out_dir / LOG_FILE
+    resumed = ckpt is not None and bool(logger.run_id)
+    own = MlflowCallbacks(
+        logger,
+        log_path,
+        last_metric_step(logger.run_id, "loss") if resumed else -1,
+        last_metric_step(logger.run_id, "epoch_loss") if resumed else -1,
+    )
+    trainer = Trainer(
+        settings,
+        sequences,
+        out_dir,
+        ctx,
+        selection.info,
+        callbacks=Chain(own, *([extra] if extra is not None else [])),
+        run_id=logger.run_id or "",
+    )
+    if ckpt is not None:
+        trainer.load_state(ckpt)
+        if ctx.is_main and logger.run_id and logger.run_id == ckpt.mlflow_run_id and not log_path.exists():
+            # Continue the run's training log instead of starting one that would replace it.
+            fetch_artifact(logger.run_id, LOG_FILE, out_dir)
+    outcome = trainer.fit()
+    _log_end(logger, settings, selection, outcome, ctx, out_dir, log_path)
+    return TrainResult(logger.run_id, outcome, settings, selection, out_dir)
+
+
+def _with_data_of(
+    settings: TrainSettings, selection: Selection, fresh_from_data_run: bool, *, seed_given: bool
+) -> TrainSettings:
+    """The data settings as used; on a fresh start from a data run, an unset seed is that run's (as in
+    `main`, where one seed drives every step)."""
+    settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
+    if fresh_from_data_run and not seed_given:
+        seed = int(selection.summary["seed"])
+        settings = dataclasses.replace(settings, train=dataclasses.replace(settings.train, seed=seed))
+    return settings
+
+
+def _log_start(
+    logger: RunLogger,
+    settings: TrainSettings,
+    run_values: dict[str, Any],
+    selection: Selection,
+    ctx: distributed.DistContext,
+    out_dir: Path,
+) -> None:
     differing = logger.log_params({**settings.params(), **run_values})
     logger.set_tags(
         {
@@ -198,46 +257,34 @@ def _train_in_run(
         }
     )
     log_selection(selection, logger, out_dir, context="training", save_index=False)
-    log_path = out_dir / LOG_FILE
-    trainer = Trainer(
-        settings,
-        sequences,
-        out_dir,
-        ctx,
-        selection.info,
-        callbacks=Chain(
-            MlflowCallbacks(
-                logger,
-                log_path,
-                last_metric_step(logger.run_id, "loss") if ckpt is not None and logger.run_id else -1,
-                last_metric_step(logger.run_id, "epoch_loss") if ckpt is not None and logger.run_id else -1,
-            ),
-            *([extra] if extra is not None else []),
-        ),
-        run_id=logger.run_id or "",
-    )
-    if ckpt is not None:
-        trainer.load_state(ckpt)
-        if ctx.is_main and logger.run_id and logger.run_id == ckpt.mlflow_run_id and not log_path.exists():
-            # Continue the run's training log instead of starting one that would replace it.
-            fetch_artifact(logger.run_id, LOG_FILE, out_dir)
-    outcome = trainer.fit()
+
+
+def _log_end(
+    logger: RunLogger,
+    settings: TrainSettings,
+    selection: Selection,
+    outcome: TrainOutcome,
+    ctx: distributed.DistContext,
+    out_dir: Path,
+    log_path: Path,
+) -> None:
+    """The run's description, resolved config, environment, curves and the final training log."""
     logger.describe(
         f"Trained SeqTrack {settings.preset} (patch {settings.model.patch_size}, "
         f"{settings.model.num_tokens} tokens) for {settings.train.epochs} epochs of "
         f"{settings.train.samples_per_epoch} samples on {' + '.join(selection.classes)} ({selection.label}): "
         f"final loss {outcome.final_loss:.3f}, IoU {outcome.final_iou:.3f}"
     )
-    if ctx.is_main and logger.enabled:
-        logger.log_dict(settings.to_dict(), "config.json")
-        (out_dir / "requirements.txt").write_text(environment_requirements())
-        logger.log_artifact(out_dir / "requirements.txt")
-        h = outcome.history
-        if h.steps:
-            logger.log_artifact(plot_training_curves(h.steps, h.loss, h.iou, out_dir / "training_curves.png"))
-        if log_path.exists():
-            logger.log_artifact(log_path)
-    return TrainResult(logger.run_id, outcome, settings, selection, out_dir)
+    if not (ctx.is_main and logger.enabled):
+        return
+    logger.log_dict(settings.to_dict(), "config.json")
+    (out_dir / "requirements.txt").write_text(environment_requirements())
+    logger.log_artifact(out_dir / "requirements.txt")
+    h = outcome.history
+    if h.steps:
+        logger.log_artifact(plot_training_curves(h.steps, h.loss, h.iou, out_dir / "training_curves.png"))
+    if log_path.exists():
+        logger.log_artifact(log_path)
 
 
 def _select_once(

@@ -1,0 +1,48 @@
+"""What a step records about the data it used, and fetching the data another run recorded: shared by
+the steps (not a step itself), so every run shows its lineage the same way."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from seqtrack_mlflow.datasets.selection import Selection, load_selection, used_data_settings
+from seqtrack_mlflow.datasets.selection import save_index as write_index
+from seqtrack_mlflow.tracking import RunLogger, download_selection
+
+DATA_RUN_TAG = "seqtrack.data_run_id"
+
+
+def selection_from_run(data_run: str, out_dir: Path) -> Selection:
+    """The selection a select_data run recorded: its index and summary, downloaded into `out_dir`."""
+    run_id, index_dir, summary_path = download_selection(data_run, out_dir / "data_run")
+    return load_selection(index_dir, summary_path, out_dir, run_id)
+
+
+def log_selection(
+    selection: Selection, logger: RunLogger, out_dir: Path, *, context: str, save_index: bool
+) -> None:
+    """Params, tags, summary artifacts and the MLflow dataset input for a run that used this selection."""
+    if not logger.enabled:
+        return
+    logger.set_tags(
+        {
+            "data.source": selection.source,
+            "data.classes": ",".join(selection.classes),
+            **({DATA_RUN_TAG: selection.run_id} if selection.run_id else {}),
+        }
+    )
+    logger.log_params(
+        {
+            **dataclasses.asdict(used_data_settings(selection.data)),
+            "selected_classes": ",".join(selection.classes),
+            "data_source": selection.source,
+        }
+    )
+    for path in selection.summary_paths:
+        logger.log_artifact(path)
+    if save_index:
+        index_dir = out_dir / "index"
+        write_index(selection.index, index_dir)
+        logger.log_artifacts(index_dir, "index")
+    logger.log_dataset(selection.index, selection.name, context)
