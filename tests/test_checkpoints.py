@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seqtrack_mlflow.config import DataConfig, build_settings
-from seqtrack_mlflow.tracking import resolve_checkpoint
+from seqtrack_mlflow.model.references import resolve_checkpoint
 from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.checkpoints import Checkpoint, CheckpointError
 

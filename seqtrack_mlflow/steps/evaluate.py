@@ -17,8 +17,9 @@ from seqtrack_mlflow.evaluation.results import Scores, headline, score_sequences
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
 from seqtrack_mlflow.model.precision import check_precision
+from seqtrack_mlflow.model.references import resolve_checkpoint
 from seqtrack_mlflow.steps.lineage import log_selection, selection_from_run
-from seqtrack_mlflow.tracking import RunLogger, git_commit, resolve_checkpoint, resolve_data_run, run_context
+from seqtrack_mlflow.tracking import RunLogger, git_commit, resolve_data_run, run_context
 from seqtrack_mlflow.train.distributed import pick_device
 
 

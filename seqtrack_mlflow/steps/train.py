@@ -22,15 +22,14 @@ from seqtrack_mlflow.datasets.selection import (
     used_data_settings,
 )
 from seqtrack_mlflow.model.cost import check_run_cost
+from seqtrack_mlflow.model.references import checkpoint_uri, resolve_checkpoint
 from seqtrack_mlflow.steps.lineage import log_selection, selection_from_run
 from seqtrack_mlflow.tracking import (
     RunLogger,
-    checkpoint_uri,
     fetch_artifact,
     git_commit,
     last_metric_step,
     owned_run,
-    resolve_checkpoint,
     resolve_data_run,
     run_context,
 )

@@ -12,18 +12,16 @@ than 0), opened by `run_context`, and to the lookups here. Its parts:
     runs        run_context: start/attach a run, end it FAILED/KILLED/FINISHED, online or not
     sync        `seqtrack-mlflow sync`: replay a run's outbox
     ownership   one process per run: owned_run (claim, heartbeat, release)
-    artifacts   run ids and runs:/ URIs, downloads, a select_data run's index, checkpoints
+    artifacts   run ids and runs:/ URIs, downloads, a select_data run's index
 """
 
 from seqtrack_mlflow.tracking.artifacts import (
     RUN_ID,
-    checkpoint_uri,
     download,
     download_selection,
     fetch_artifact,
     last_metric_step,
     list_artifact_names,
-    resolve_checkpoint,
     resolve_data_run,
     split_runs_uri,
 )
@@ -59,7 +57,6 @@ __all__ = [
     "RunNotUploaded",
     "TrackingError",
     "apply_op",
-    "checkpoint_uri",
     "claim_run",
     "download",
     "download_selection",
@@ -74,7 +71,6 @@ __all__ = [
     "probe_every_s",
     "release_run",
     "require_store_for",
-    "resolve_checkpoint",
     "resolve_data_run",
     "run_context",
     "same_param",

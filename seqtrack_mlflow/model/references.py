@@ -1,0 +1,60 @@
+"""Where the weights a user names come from: a checkpoint file, a `runs:/` URI, or a train run id,
+resolved to a local file (downloaded from the tracking store where needed). The factory then reads it.
+Kept apart from the factory so that building and reading models never imports MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from seqtrack_mlflow.messages import first_line
+from seqtrack_mlflow.tracking import (
+    RUN_ID,
+    download,
+    list_artifact_names,
+    require_store_for,
+    split_runs_uri,
+    store_uri,
+)
+from seqtrack_mlflow.train.checkpoints import CHECKPOINT_DIR, CheckpointError, latest_epoch_file
+
+
+def resolve_checkpoint(target: str, download_dir: Path) -> tuple[Path, str | None]:
+    """A local path, `runs:/<id>/<path>` URI, or a train run id -> (local file, run id if known)."""
+    path = Path(target).expanduser()
+    if path.is_file():
+        return path, None
+    if target.startswith("runs:/"):
+        require_store_for(f"checkpoint {target}")
+        return _download_checkpoint(target, download_dir, target), split_runs_uri(target)[0]
+    if RUN_ID.match(target):
+        require_store_for(f"checkpoint {target}")
+        try:
+            names = list_artifact_names(target, CHECKPOINT_DIR)
+        except Exception as exc:  # noqa: BLE001 - any store error means "no such run here"
+            raise CheckpointError(
+                _not_found(target, f"no run {target} in the tracking store {store_uri()}")
+            ) from exc
+        latest = latest_epoch_file(names)
+        if latest is None:
+            raise CheckpointError(_not_found(target, f"run {target} has no {CHECKPOINT_DIR}/epoch_N.ckpt"))
+        return _download_checkpoint(f"runs:/{target}/{latest}", download_dir, target), target
+    raise CheckpointError(_not_found(target, "no such file, runs:/ URI or run id"))
+
+
+def checkpoint_uri(run_id: str, name: str) -> str:
+    return f"runs:/{run_id}/{CHECKPOINT_DIR}/{name}"
+
+
+def _download_checkpoint(uri: str, download_dir: Path, target: str) -> Path:
+    try:
+        return download(uri, download_dir)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a missing artifact
+        why = f"{first_line(exc)}; tracking store {store_uri()}"
+        raise CheckpointError(_not_found(target, why)) from exc
+
+
+def _not_found(target: str, why: str) -> str:
+    return (
+        f"checkpoint {target!r} not found ({why}): give a checkpoint file, "
+        "runs:/<run_id>/checkpoints/epoch_N.ckpt, or the id of a train run"
+    )
