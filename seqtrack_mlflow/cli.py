@@ -285,7 +285,7 @@ def evaluate_cmd(**kw: Any) -> None:
 @user_facing
 def main_cmd(**kw: Any) -> None:
     """The whole pipeline: select_data -> train -> evaluate under one parent MLflow run."""
-    from seqtrack_mlflow.steps.pipeline import run_pipeline
+    from seqtrack_mlflow.workflows.main import run_pipeline
 
     result = run_pipeline(train_settings(kw), tracker_config(kw), output_dir=Path(kw["output_dir"]))
     click.echo(
@@ -306,7 +306,7 @@ def sweep_cmd(**kw: Any) -> None:
     the evaluation AUC, bad trials pruned on their epoch IoU. A setting given with a value other than its
     default stays fixed (out of the default space)."""
     from seqtrack_mlflow.config import SweepConfig
-    from seqtrack_mlflow.steps.sweep import run_sweep
+    from seqtrack_mlflow.workflows.sweep import run_sweep
 
     result = run_sweep(
         train_settings(kw),

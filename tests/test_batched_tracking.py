@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqtrack_mlflow.config import ConfigError, TrackerConfig, preset, replace, validate_tracker
+from seqtrack_mlflow.config import ConfigError, TrackerConfig, preset, replace
 from seqtrack_mlflow.datasets.lasot import read_sequence
 from seqtrack_mlflow.datasets.synthetic import generate_lasot
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, TrackerError, track_sequence, track_sequences
@@ -80,10 +80,10 @@ def test_max_frames_and_order(model, sequences):
 
 def test_eval_batch_validation():
     with pytest.raises(ConfigError, match="eval_batch=0 is invalid"):
-        validate_tracker(TrackerConfig(eval_batch=0))
+        TrackerConfig(eval_batch=0).validate()
     with pytest.raises(ConfigError, match="eval_precision=fp16 is invalid"):
-        validate_tracker(TrackerConfig(eval_precision="fp16"))
-    validate_tracker(TrackerConfig(eval_batch=4, eval_precision="int8"))
+        TrackerConfig(eval_precision="fp16").validate()
+    TrackerConfig(eval_batch=4, eval_precision="int8").validate()
 
 
 def test_bad_batch_is_one_line(model, sequences):

@@ -14,7 +14,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, SweepConfig, TrackerConfig, build_settings
-from seqtrack_mlflow.steps.sweep import run_sweep
 from seqtrack_mlflow.sweep.space import default_space, resolve_space, suggest
 from seqtrack_mlflow.sweep.study import (
     PruneOnEpochIou,
@@ -23,6 +22,7 @@ from seqtrack_mlflow.sweep.study import (
     masked_storage,
     study_plots,
 )
+from seqtrack_mlflow.workflows.sweep import run_sweep
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

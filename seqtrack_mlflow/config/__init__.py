@@ -48,20 +48,6 @@ from seqtrack_mlflow.config.settings import (
     parse_size,
 )
 
-
-# Until every caller says `cfg.validate()` (the seams refactor lands in parts).
-def validate_model(cfg: ModelConfig) -> None:
-    cfg.validate()
-
-
-def validate_train(cfg: TrainConfig) -> None:
-    cfg.validate()
-
-
-def validate_tracker(cfg: TrackerConfig) -> None:
-    cfg.validate()
-
-
 __all__ = [
     "ENVIRONMENT",
     "PRESETS",

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, replace, validate_model
+from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, replace
 from seqtrack_mlflow.datasets.base import DECODE_ERRORS, FrameError, frame_error
 from seqtrack_mlflow.inputs import jpeg
 from seqtrack_mlflow.inputs.processing import (
@@ -214,7 +214,7 @@ class SeqTrackTracker:
         """Rebuild the model from its settings and weights (as `train.checkpoints.load` returns them)."""
         try:
             model_cfg = replace(model_cfg, pretrained="none")
-            validate_model(model_cfg)
+            model_cfg.validate()
         except (TypeError, ConfigError) as exc:
             raise TrackerError(
                 f"checkpoint model config is unusable ({exc}): use a checkpoint from training"

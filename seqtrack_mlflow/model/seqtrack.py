@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig, validate_model
+from ..config import ModelConfig
 from .decoder import MLP, BoxDecoder, MemoryBridge
 from .encoder import ViTEncoder
 from .pretrained import PretrainedReport
@@ -29,7 +29,7 @@ class SeqTrack(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        validate_model(cfg)
+        cfg.validate()
         self.cfg = cfg
         self.encoder = ViTEncoder(cfg)
         self.bridge = MemoryBridge(cfg.encoder_dim, cfg.decoder_dim, cfg.search_grid**2)

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqtrack_mlflow.config import TrackerConfig, TrainSettings
-from seqtrack_mlflow.datasets.selection import used_data_settings
+from seqtrack_mlflow.datasets.selection import Selection, used_data_settings
 from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data
 from seqtrack_mlflow.steps.train import TrainResult, run_train
-from seqtrack_mlflow.tracking import git_commit, run_context
+from seqtrack_mlflow.tracking import RunLogger, git_commit, run_context
 from seqtrack_mlflow.train.distributed import pick_device
 
 HEADLINE_METRICS = ("auc", "precision", "norm_precision", "fps")
@@ -41,16 +41,7 @@ def run_pipeline(
         selected = run_select_data(settings.data, seed, output_dir, nested=True)
         selection = selected.selection
         settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
-        parent.log_params(
-            {
-                **settings.params(),
-                **dataclasses.asdict(tracker_cfg),
-                "output_dir": str(output_dir),
-                "selected_classes": ",".join(selection.classes),
-                "data_source": selection.source,
-            }
-        )
-        parent.set_tags({"data.source": selection.source, "data.classes": ",".join(selection.classes)})
+        _log_inputs(parent, settings, tracker_cfg, selection, output_dir)
         what = (
             f"SeqTrack {settings.preset} on {' + '.join(selection.classes)} "
             f"(seed {seed}, {selection.label}, patch {settings.model.patch_size})"
@@ -82,3 +73,23 @@ def run_pipeline(
             }
         )
         return PipelineResult(parent.run_id, trained, evaluation)
+
+
+def _log_inputs(
+    parent: RunLogger,
+    settings: TrainSettings,
+    tracker_cfg: TrackerConfig,
+    selection: Selection,
+    output_dir: Path,
+) -> None:
+    """Every setting of the pipeline on the parent run, so runs compare at the top level."""
+    parent.log_params(
+        {
+            **settings.params(),
+            **dataclasses.asdict(tracker_cfg),
+            "output_dir": str(output_dir),
+            "selected_classes": ",".join(selection.classes),
+            "data_source": selection.source,
+        }
+    )
+    parent.set_tags({"data.source": selection.source, "data.classes": ",".join(selection.classes)})

@@ -35,7 +35,7 @@ from typing import Any
 import optuna
 
 from seqtrack_mlflow.config import SweepConfig, TrackerConfig, TrainSettings
-from seqtrack_mlflow.datasets.selection import used_data_settings
+from seqtrack_mlflow.datasets.selection import Selection, used_data_settings
 from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data
@@ -97,22 +97,7 @@ def run_sweep(
         selected = run_select_data(settings.data, seed, output_dir, nested=True)
         selection = selected.selection
         settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
-        fixed = {
-            k: v
-            for k, v in {**settings.params(), **dataclasses.asdict(tracker_cfg)}.items()
-            if k not in space
-        }
-        parent.log_params(
-            {
-                **fixed,
-                **dataclasses.asdict(sweep_cfg),
-                "storage": masked_storage(sweep_cfg.storage),
-                "space": json.dumps(space_json(space), sort_keys=True),
-                "output_dir": str(output_dir),
-                "selected_classes": ",".join(selection.classes),
-                "data_source": selection.source,
-            }
-        )
+        _log_inputs(parent, settings, tracker_cfg, sweep_cfg, space, selection, output_dir)
         parent.log_dict(space_json(space), f"{PLOTS_DIR}/space.json")
         what = (
             f"Sweep of SeqTrack {settings.preset} on {' + '.join(selection.classes)} (study "
@@ -122,6 +107,32 @@ def run_sweep(
         context = _Context(parent, study, space, settings, tracker_cfg, selected.run_id, output_dir)
         results = [_run_trial(context) for _ in range(sweep_cfg.trials)]
         return _summarise(context, results, what, output_dir / (parent.run_id or "offline"))
+
+
+def _log_inputs(
+    parent: RunLogger,
+    settings: TrainSettings,
+    tracker_cfg: TrackerConfig,
+    sweep_cfg: SweepConfig,
+    space: Space,
+    selection: Selection,
+    output_dir: Path,
+) -> None:
+    """The study's fixed settings (every setting not searched), its own settings and the space."""
+    fixed = {
+        k: v for k, v in {**settings.params(), **dataclasses.asdict(tracker_cfg)}.items() if k not in space
+    }
+    parent.log_params(
+        {
+            **fixed,
+            **dataclasses.asdict(sweep_cfg),
+            "storage": masked_storage(sweep_cfg.storage),
+            "space": json.dumps(space_json(space), sort_keys=True),
+            "output_dir": str(output_dir),
+            "selected_classes": ",".join(selection.classes),
+            "data_source": selection.source,
+        }
+    )
 
 
 @dataclass
