@@ -45,6 +45,10 @@ def invoke(*args: str):
         ),
         (["evaluate", "--checkpoint", "0" * 32], "no run 00000000000000000000000000000000"),
         (["select-data", "--classes", "airplane,dragon", "--source", "synthetic"], "dragon"),
+        (
+            ["select-data", "--source", "floppy"],
+            "unknown source 'floppy': use one of auto, local, hub, synthetic",
+        ),
         (["synth-lasot", "x", "--size", "wide"], "wide"),
     ],
 )

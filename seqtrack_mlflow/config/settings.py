@@ -129,8 +129,8 @@ class DataConfig(Validated):
 
     source: str = data_setting(
         "auto",
-        "LaSOT source: auto = local when a root is given, else the Hugging Face hub",
-        choices=("auto", "local", "hub", "synthetic"),
+        "where the data comes from: a source of a registered dataset (`seqtrack-mlflow datasets` lists "
+        "them: local, hub, synthetic) or auto = LaSOT local when a root is given, else the Hugging Face hub",
     )
     lasot_root: str | None = data_setting(
         None, "LaSOT root folder for source=local", unset="$LASOT_ROOT", resume=True, env="LASOT_ROOT"
