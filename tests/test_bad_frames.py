@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from factories import tracker_model
 
 from seqtrack_mlflow import cli
-from seqtrack_mlflow.config import DataConfig, ModelConfig, SamplingConfig, build_settings, preset, replace
+from seqtrack_mlflow.config import DataConfig, ModelConfig, SamplingConfig, build_settings, replace
 from seqtrack_mlflow.datasets.base import FrameError, verify_frames
 from seqtrack_mlflow.datasets.lasot import LasotFormatError, class_sequence_dirs, read_sequence
 from seqtrack_mlflow.datasets.selection import prepare_root
@@ -280,11 +281,7 @@ def test_training_skips_counts_and_stops(tree, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from seqtrack_mlflow.model.factory import build_model
-
-    torch.manual_seed(0)
-    cfg = replace(preset("tiny")[0], template_size=32, search_size=32, encoder_depth=1)
-    return build_model(cfg).eval()
+    return tracker_model(size=32, depth=1)
 
 
 @pytest.mark.parametrize("how", sorted(DAMAGE))

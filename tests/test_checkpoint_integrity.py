@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
 import subprocess
 import sys
 import zipfile
@@ -20,55 +19,21 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from mlflow.tracking import MlflowClient
+from factories import (
+    FAULTS,
+    all_runs,
+    assert_refused_in_one_line,
+    checkpoint_cli_args,
+    flip_middle,
+    tiny_checkpoint,
+    write_fault,
+)
+from services import mount_tmpfs
 
 from seqtrack_mlflow.cli import main
-from seqtrack_mlflow.config import DataConfig, build_settings
 from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.train import checkpoints
-from seqtrack_mlflow.train.checkpoints import Checkpoint, CheckpointError, CheckpointWriteError
-
-
-class Payload:
-    """What an attacker pickles: unpickling it would run `touch MARKER`."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def tiny_checkpoint(epoch: int = 1) -> Checkpoint:
-    data = DataConfig(source="synthetic", classes="airplane,bird", synthetic_sequences=2, synthetic_frames=12)
-    settings = build_settings("tiny", {"search_size": 64, "template_size": 64}, {"seed": 3}, data)
-    torch.manual_seed(0)
-    model = build_model(settings.model)
-    return Checkpoint(
-        epoch=epoch,
-        settings=settings,
-        model_state_dict=model.state_dict(),
-        optimizer_state_dict={},
-        scheduler_state_dict={},
-        loss=1.0,
-        iou=0.0,
-        dataset_info={"source": "synthetic", "classes": ["airplane", "bird"]},
-        rng_state=checkpoints.rng_state(),
-        mlflow_run_id="b" * 32,
-    )
-
-
-@pytest.fixture(scope="module")
-def good_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    path = checkpoints.save(tiny_checkpoint(), tmp_path_factory.mktemp("good") / "epoch_1.ckpt")
-    return path.read_bytes()
-
-
-def flip_middle(data: bytes, count: int = 4) -> bytes:
-    damaged = bytearray(data)
-    mid = len(damaged) // 2
-    damaged[mid : mid + count] = bytes(b ^ 0xFF for b in damaged[mid : mid + count])
-    return bytes(damaged)
+from seqtrack_mlflow.train.checkpoints import CheckpointError, CheckpointWriteError
 
 
 def _record_at(path: Path, offset: int) -> str:
@@ -79,52 +44,6 @@ def _record_at(path: Path, offset: int) -> str:
             if start <= offset < start + info.compress_size:
                 return info.filename
     return ""
-
-
-def write_fault(kind: str, good: bytes, folder: Path, marker: Path) -> tuple[Path, str]:
-    """A damaged or foreign file at folder/epoch_1.ckpt, and what its refusal must say."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "epoch_1.ckpt"
-    if kind == "flipped":
-        path.write_bytes(flip_middle(good))
-        return path, "do not match the SHA-256 digest"
-    if kind == "truncated":
-        path.write_bytes(good[: len(good) // 2])
-        return path, "not a PyTorch zip archive"
-    if kind == "empty":
-        path.write_bytes(b"")
-        return path, "is empty"
-    if kind == "text":
-        path.write_text("epoch: 1\nweights: see attached\n")
-        return path, "not a PyTorch zip archive"
-    if kind == "pickle":  # a plain pickle with a __reduce__ payload
-        path.write_bytes(pickle.dumps(Payload(marker)))
-        return path, "not a PyTorch zip archive"
-    if kind == "torch_pickle":  # the same payload inside a torch zip archive
-        torch.save({"epoch": 1, "config": {}, "model_state_dict": Payload(marker)}, path)
-        return path, "refused: it holds a reference to posix.system"
-    if kind == "wrong_keys":
-        torch.save({"state_dict": {"w": torch.ones(3)}, "epoch": 1}, path)
-        return path, "not a training checkpoint (no config, model_state_dict)"
-    raise AssertionError(kind)
-
-
-FAULTS = ["flipped", "truncated", "empty", "text", "pickle", "torch_pickle", "wrong_keys"]
-
-
-def all_runs() -> list:
-    client = MlflowClient()
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(experiment_ids=ids) if ids else []
-
-
-def assert_refused_in_one_line(code: int, stderr: str, stdout: str, path: Path, message: str) -> None:
-    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert code == 2, (code, stdout, stderr)
-    assert len(errors) == 1, stderr
-    assert str(path) in errors[0] and message in errors[0], errors[0]
-    for text in (stdout, stderr):
-        assert "Traceback" not in text and "weights_only=False" not in text and "weights_only" not in text
 
 
 # -- the digest itself -------------------------------------------------------------------------------
@@ -223,24 +142,6 @@ def test_damaged_and_foreign_files_are_refused_by_load(kind: str, good_bytes: by
 # -- the real CLI ------------------------------------------------------------------------------------
 
 
-def _cli_args(command: str, path: Path, out: Path) -> list[str]:
-    if command == "evaluate":
-        return ["evaluate", "--checkpoint", str(path), "--device", "cpu", "--output_dir", str(out)]
-    return [
-        "train",
-        "--resume",
-        str(path),
-        "--source",
-        "synthetic",
-        "--device",
-        "cpu",
-        "--system_metrics",
-        "false",
-        "--output_dir",
-        str(out),
-    ]
-
-
 @pytest.mark.parametrize("command", ["evaluate", "train"])
 @pytest.mark.parametrize("kind", FAULTS)
 def test_cli_refuses_in_one_line_and_writes_nothing(
@@ -255,7 +156,7 @@ def test_cli_refuses_in_one_line_and_writes_nothing(
     marker = tmp_path / "MARKER"
     path, message = write_fault(kind, good_bytes, tmp_path / "given", marker)
     out = tmp_path / "outputs"
-    result = CliRunner().invoke(main, _cli_args(command, path, out))
+    result = CliRunner().invoke(main, checkpoint_cli_args(command, path, out))
     assert isinstance(result.exception, SystemExit), result.exception
     assert_refused_in_one_line(result.exit_code, result.stderr, result.stdout, path, message)
     assert not marker.exists()
@@ -272,7 +173,7 @@ def test_cli_refuses_in_a_real_process(
     path, message = write_fault(kind, good_bytes, tmp_path / "given", marker)
     out = tmp_path / "outputs"
     proc = subprocess.run(
-        [sys.executable, "-m", "seqtrack_mlflow.cli", *_cli_args(command, path, out)],
+        [sys.executable, "-m", "seqtrack_mlflow.cli", *checkpoint_cli_args(command, path, out)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -290,21 +191,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB tmpfs (needs root and mount rights; skipped otherwise)."""
     where = tmp_path / "disk"
     where.mkdir()
-    if not _mount_tmpfs(where, 1 << 20):
+    if not mount_tmpfs(where, 1 << 20):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def _mount_tmpfs(where: Path, size: int) -> bool:
-    if os.geteuid() != 0:
-        return False
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
-    )
-    return done.returncode == 0
 
 
 def test_disk_full_on_a_real_tmpfs_keeps_the_previous_checkpoint(small_disk: Path) -> None:
@@ -366,7 +258,7 @@ def test_train_on_a_full_disk_ends_in_one_line_and_keeps_epoch_1(
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     disk = tmp_path / "disk"
     disk.mkdir()
-    if not _mount_tmpfs(disk, int(params * 3 * 1.5)):  # weights + 2 AdamW moments: ~1.5 checkpoints
+    if not mount_tmpfs(disk, int(params * 3 * 1.5)):  # weights + 2 AdamW moments: ~1.5 checkpoints
         pytest.skip("cannot mount a tmpfs here (needs root)")
     monkeypatch.chdir(tmp_path)
     try:

@@ -102,7 +102,7 @@ def test_other_usage_errors_are_one_line_and_help_still_works() -> None:
 
 @pytest.fixture
 def tiny_checkpoint_file(tmp_path: Path) -> Path:
-    from test_checkpoint_integrity import tiny_checkpoint
+    from factories import tiny_checkpoint
 
     from seqtrack_mlflow.train import checkpoints
 

@@ -11,7 +11,7 @@ import mlflow
 import pytest
 import torch
 from click.testing import CliRunner
-from test_flops import SMALL  # the same small model as the FLOP model's tests
+from factories import SMALL  # the same small model as the FLOP model's tests
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from seqtrack_mlflow.cli import main

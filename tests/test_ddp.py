@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import torchrun
 from mlflow.tracking import MlflowClient
+from services import torchrun
 
 pytestmark = pytest.mark.slow
 

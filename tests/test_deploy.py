@@ -5,15 +5,14 @@ data, and tests/test_team_server.py runs the same `mlflow server` recipe on real
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import tomllib
 import yaml
+from factories import ROOT
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 
 

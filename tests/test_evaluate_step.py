@@ -7,8 +7,8 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from factories import tiny_checkpoint
 from mlflow.tracking import MlflowClient
-from test_checkpoint_integrity import tiny_checkpoint
 
 from seqtrack_mlflow.config import ConfigError, TrackerConfig, step_settings
 from seqtrack_mlflow.steps.evaluate import run_evaluate

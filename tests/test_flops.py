@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from factories import SMALL
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -20,20 +21,6 @@ from seqtrack_mlflow.model.flops import (
 )
 from seqtrack_mlflow.model.seqtrack import SeqTrack
 from seqtrack_mlflow.model.tokens import teacher_forcing
-
-SMALL = ModelConfig(
-    encoder_dim=64,
-    encoder_depth=2,
-    encoder_heads=4,
-    patch_size=8,
-    template_size=32,
-    search_size=48,
-    decoder_dim=32,
-    decoder_heads=4,
-    decoder_ffn=64,
-    bins=50,
-    pretrained="none",
-)
 
 
 def b256() -> ModelConfig:

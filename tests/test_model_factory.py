@@ -21,13 +21,7 @@ MODEL_DIR = Path(factory.__file__).parent
 DATA = DataConfig(source="synthetic", classes="airplane,bird")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small ops on a shared 2-core machine: a second OpenMP thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small ops on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")

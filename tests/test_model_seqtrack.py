@@ -16,14 +16,7 @@ from seqtrack_mlflow.model.seqtrack import (
 )
 from seqtrack_mlflow.model.tokens import box_to_tokens, hann_window, teacher_forcing
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small ops on a shared 2-core machine: a second OpenMP thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small ops on a shared 2-core machine
 
 
 # Small but complete: every structural piece of SeqTrack, cheap on 2 CPU cores.

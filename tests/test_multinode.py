@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port, torchrun_nodes
 from mlflow.tracking import MlflowClient
+from services import free_port, torchrun_nodes
 
 pytestmark = pytest.mark.slow
 

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import pickle
 import shlex
-import sys
-import textwrap
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+from factories import STUB, official_container, official_training_code, tiny_model
 
 from seqtrack_mlflow.config import ModelConfig, preset
 from seqtrack_mlflow.model import torch_zip
@@ -35,72 +31,7 @@ from seqtrack_mlflow.model.official import (
 from seqtrack_mlflow.model.seqtrack import SeqTrack
 from seqtrack_mlflow.model.torch_zip import InertObject, TorchZipError
 
-STUB = "seqtrack_official_training_stub"  # stands for the official `lib.train.admin` modules
-STUB_SOURCE = textwrap.dedent(
-    """
-    class EnvSettings:
-        def __init__(self):
-            self.workspace_dir = "/official/workspace"
-
-    class Settings:
-        def __init__(self):
-            self.script_name, self.config_name = "seqtrack", "seqtrack_b256"
-            self.env = EnvSettings()
-            self.local_rank = 0
-
-    class AverageMeter:
-        def __init__(self, avg):
-            self.avg, self.count = avg, 3
-
-    class StatsDict(dict):
-        pass
-
-    class History(list):
-        pass
-    """
-)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small ops on a shared 2-core machine: a second OpenMP thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def official_training_code(tmp_path: Path) -> Iterator[ModuleType]:
-    """A module importable only inside the block, like the official code at save but not at load."""
-    folder = tmp_path / "official_code"
-    folder.mkdir(exist_ok=True)
-    (folder / f"{STUB}.py").write_text(STUB_SOURCE)
-    sys.path.insert(0, str(folder))
-    try:
-        yield importlib.import_module(STUB)
-    finally:
-        sys.path.remove(str(folder))
-        sys.modules.pop(STUB, None)
-        importlib.invalidate_caches()
-
-
-def official_container(net: dict, stub: ModuleType, **extra: object) -> dict:
-    """The dict the official trainer saves (`BaseTrainer.save_checkpoint`), with its objects."""
-    stats = stub.StatsDict(train=stub.AverageMeter(0.5))
-    stats["history"] = stub.History([stub.AverageMeter(1.0), 2])
-    container = {
-        "epoch": 500,
-        "actor_type": "SeqTrackActor",
-        "net_type": "SEQTRACK",
-        "net": net,
-        "net_info": None,
-        "constructor": None,
-        "optimizer": {"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"lr": 1e-5}]},
-        "stats": stats,
-        "settings": stub.Settings(),
-    }
-    return {**container, **extra}
+pytestmark = pytest.mark.usefixtures("one_thread")  # small ops on a shared 2-core machine
 
 
 def shape_only_net(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
@@ -110,11 +41,6 @@ def shape_only_net(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor
 
 def preset_model(name: str) -> ModelConfig:
     return preset(name)[0]
-
-
-def tiny_model(seed: int = 0) -> SeqTrack:
-    torch.manual_seed(seed)
-    return SeqTrack(preset_model("tiny")).eval()
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from test_official_checkpoint import official_container, official_training_code, tiny_model
+from factories import official_container, official_training_code, tiny_model
 
 from seqtrack_mlflow.cli import main
 from seqtrack_mlflow.config import DataConfig, TrackerConfig, build_settings, replace

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import cli, free_port, start_mlflow_server, stop_mlflow_server
+from services import cli, free_port, start_mlflow_server, stop_mlflow_server
 
 pytestmark = pytest.mark.slow
 

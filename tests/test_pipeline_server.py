@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FAST_TRAIN, ROOT, download_artifact, mlflow_run, server_fixture  # noqa: F401 - `server`
+from factories import FAST_TRAIN, ROOT
+from services import download_artifact, mlflow_run
 
 from seqtrack_mlflow.config import step_settings
 

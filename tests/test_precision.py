@@ -6,21 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from seqtrack_mlflow.config import ConfigError, TrackerConfig, preset, replace
+from seqtrack_mlflow.config import ConfigError, TrackerConfig
 from seqtrack_mlflow.datasets.lasot import read_sequence
 from seqtrack_mlflow.datasets.synthetic import generate_lasot
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequence, track_sequences
 from seqtrack_mlflow.model import precision
 from seqtrack_mlflow.model.precision import check_precision, with_precision
-
-
-@pytest.fixture(scope="module")
-def model():
-    from seqtrack_mlflow.model.factory import build_model
-
-    torch.manual_seed(0)
-    cfg = replace(preset("tiny")[0], template_size=64, search_size=64, encoder_depth=2)
-    return build_model(cfg).eval()
 
 
 @pytest.fixture(scope="module")

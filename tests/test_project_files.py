@@ -1,15 +1,12 @@
 """The generated project files (MLproject, conda.yaml) match their sources, and MLproject, the CLI and
 the settings declarations agree with each other."""
 
-from pathlib import Path
-
 import tomllib
 import yaml
+from factories import ROOT
 
 from seqtrack_mlflow.config import STEPS, step_settings
 from seqtrack_mlflow.project_files import conda_env_text, mlproject_text
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_committed_mlproject_is_the_generated_one() -> None:

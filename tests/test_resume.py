@@ -7,28 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from factories import small_settings
 from mlflow.tracking import MlflowClient
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, build_settings
+from seqtrack_mlflow.config import ConfigError
 from seqtrack_mlflow.steps.train import run_train
 from seqtrack_mlflow.train.checkpoints import CheckpointError
 
 pytestmark = pytest.mark.slow
-
-
-def small_settings(epochs: int):
-    data = DataConfig(source="synthetic", synthetic_sequences=4, synthetic_frames=30)
-    model = {"search_size": 32, "template_size": 32}
-    train = {
-        "epochs": epochs,
-        "samples_per_epoch": 20,
-        "batch_size": 10,
-        "seed": 8,
-        "system_metrics": False,
-        "log_every": 10,
-        "device": "cpu",
-    }
-    return build_settings("tiny", model, train, data)
 
 
 def test_resume_from_run_id_matches_uninterrupted_run(tmp_path: Path, mlflow_uri: str) -> None:
@@ -117,7 +103,7 @@ def test_a_second_process_continuing_the_same_run_is_refused(tmp_path: Path, mlf
     import sys
     import time
 
-    from helpers import cli
+    from services import cli
 
     from seqtrack_mlflow.tracking import OWNER_TAG
 

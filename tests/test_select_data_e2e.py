@@ -8,8 +8,8 @@ from pathlib import Path
 import datasets
 import mlflow
 import pytest
-from helpers import mlflow_run
 from mlflow.tracking import MlflowClient
+from services import mlflow_run
 
 from seqtrack_mlflow.config import step_settings
 

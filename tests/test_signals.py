@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT
+from factories import ROOT
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from factories import SWEEP_DATA, SWEEP_TRACKER, sweep_settings
 from mlflow.tracking import MlflowClient
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, SweepConfig, TrackerConfig, build_settings
+from seqtrack_mlflow.config import ConfigError, SweepConfig, build_settings
 from seqtrack_mlflow.sweep.space import default_space, resolve_space, suggest
 from seqtrack_mlflow.sweep.study import (
     PruneOnEpochIou,
@@ -26,52 +27,36 @@ from seqtrack_mlflow.workflows.sweep import run_sweep
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-DATA = DataConfig(source="synthetic", classes="airplane,bird", synthetic_sequences=2, synthetic_frames=30)
-# Tiny preset at 32-px crops: 1-2 short epochs on CPU in seconds.
-SMALL = {"search_size": 32, "template_size": 32}
-SMALL_TRAIN = {
-    "seed": 8,
-    "epochs": 2,
-    "samples_per_epoch": 40,
-    "batch_size": 8,
-    "log_every": 40,
-    "system_metrics": False,
-    "device": "cpu",
-}
-TRACKER = TrackerConfig(max_frames=5)
-
-
-def small_settings(**train):
-    return build_settings("tiny", SMALL, {**SMALL_TRAIN, **train}, DATA)
-
-
 # -- the space ------------------------------------------------------------------------------------
 
 
 def test_default_space_fits_the_preset() -> None:
-    space = default_space(small_settings(), TRACKER)
+    space = default_space(sweep_settings(), SWEEP_TRACKER)
     assert list(space) == ["lr", "batch_size", "patch_size", "update_threshold"]
     assert space["lr"].log and (space["lr"].low, space["lr"].high) == pytest.approx((5e-5, 5e-3))
     assert space["batch_size"].choices == (4, 8, 16)
     assert space["patch_size"].choices == (8, 16)  # divide 32, at least a 2x2 grid
     assert (space["update_threshold"].low, space["update_threshold"].high) == (0.3, 0.9)
     # At the preset's 128-px crops: 8, 16 and 32; a setting given explicitly is not swept.
-    tiny = build_settings("tiny", {}, {}, DATA)
-    assert default_space(tiny, TRACKER)["patch_size"].choices == (8, 16, 32)
-    assert "lr" not in default_space(tiny, TRACKER, fixed={"lr"})
+    tiny = build_settings("tiny", {}, {}, SWEEP_DATA)
+    assert default_space(tiny, SWEEP_TRACKER)["patch_size"].choices == (8, 16, 32)
+    assert "lr" not in default_space(tiny, SWEEP_TRACKER, fixed={"lr"})
 
 
 def test_a_given_space_from_text_or_file(tmp_path: Path) -> None:
-    settings = small_settings()
+    settings = sweep_settings()
     space = resolve_space(
-        '{"lr": {"low": 1e-4, "high": 1e-2, "log": true}, "patch_size": [8, 16]}', settings, TRACKER, set()
+        '{"lr": {"low": 1e-4, "high": 1e-2, "log": true}, "patch_size": [8, 16]}',
+        settings,
+        SWEEP_TRACKER,
+        set(),
     )
     assert list(space) == ["lr", "patch_size"] and space["patch_size"].kind == "categorical"
     path = tmp_path / "space.json"
     path.write_text(
         json.dumps({"epochs": {"low": 1, "high": 3}, "update_threshold": {"low": 0.4, "high": 0.8}})
     )
-    space = resolve_space(str(path), settings, TRACKER, set())
+    space = resolve_space(str(path), settings, SWEEP_TRACKER, set())
     assert space["epochs"].kind == "int" and space["update_threshold"].kind == "float"
 
 
@@ -94,15 +79,15 @@ def test_a_given_space_from_text_or_file(tmp_path: Path) -> None:
 )
 def test_a_bad_space_is_one_line(space: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
-        resolve_space(space, small_settings(), TRACKER, {"batch_size"})
+        resolve_space(space, sweep_settings(), SWEEP_TRACKER, {"batch_size"})
     assert "\n" not in str(err.value)
 
 
 def test_bad_sweep_settings_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="trials=0 is invalid"):
-        run_sweep(small_settings(), TRACKER, SweepConfig(trials=0), output_dir=tmp_path)
+        run_sweep(sweep_settings(), SWEEP_TRACKER, SweepConfig(trials=0), output_dir=tmp_path)
     with pytest.raises(ConfigError, match="not an SQLAlchemy URL"):
-        run_sweep(small_settings(), TRACKER, SweepConfig(storage="not a url"), output_dir=tmp_path)
+        run_sweep(sweep_settings(), SWEEP_TRACKER, SweepConfig(storage="not a url"), output_dir=tmp_path)
     assert masked_storage("postgresql://u:secret@db:5432/s") == "postgresql://u:***@db:5432/s"
 
 
@@ -110,7 +95,7 @@ def test_bad_sweep_settings_are_one_line(tmp_path: Path) -> None:
 
 
 def drawn(seed: int, trials: int = 4, storage: str | None = None, study_name: str = "s") -> list[dict]:
-    space = default_space(small_settings(), TRACKER)
+    space = default_space(sweep_settings(), SWEEP_TRACKER)
     study = optuna.create_study(
         direction="maximize",
         sampler=SweepSampler(seed),
@@ -169,8 +154,8 @@ def test_the_pruning_callback_stops_a_trial_below_the_median() -> None:
 
 def seed_where(space_text: str, want: list) -> int:
     """A seed whose first trials draw `want` for the space's only dimension (draws depend on the seed)."""
-    settings = small_settings()
-    space = resolve_space(space_text, settings, TRACKER, set())
+    settings = sweep_settings()
+    space = resolve_space(space_text, settings, SWEEP_TRACKER, set())
     (name,) = space
     for seed in range(200):
         study = optuna.create_study(direction="maximize", sampler=SweepSampler(seed))
@@ -192,8 +177,8 @@ def test_a_sweep_logs_trials_that_compare_and_the_best_one(tmp_path: Path, mlflo
     seed = seed_where(space, [0.0005, 1000.0, 0.0005])
     start = time.time()
     result = run_sweep(
-        small_settings(seed=seed),
-        TRACKER,
+        sweep_settings(seed=seed),
+        SWEEP_TRACKER,
         SweepConfig(trials=3, space=space, prune_startup_trials=1, prune_warmup_epochs=0),
         output_dir=tmp_path / "out",
     )
@@ -291,7 +276,8 @@ def sweep_process(storage: str, out: Path, *extra: str) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_two_sweep_processes_share_one_postgres_study(tmp_path: Path, mlflow_uri: str) -> None:
-    from helpers import Unavailable, postgres_server, skip_or_fail_on_ci
+    from services import Unavailable, skip_or_fail_on_ci
+    from team_services import postgres_server
 
     try:
         server = postgres_server()

@@ -6,8 +6,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from factories import small_settings
 from mlflow.tracking import MlflowClient
-from test_resume import small_settings
 
 from seqtrack_mlflow.steps.train import run_train
 
@@ -35,7 +35,7 @@ def test_system_metrics_on_by_default_and_off_by_parameter(
 
 def test_the_console_has_no_mlflow_info_lines(tmp_path: Path, mlflow_uri: str) -> None:
     """With system metrics on, MLflow logs "Skip logging GPU metrics" at INFO: not on our console."""
-    from helpers import cli
+    from services import cli
 
     proc = cli(
         "train", "--source", "synthetic", "--search_size", "32", "--template_size", "32", "--epochs", "1",

@@ -16,19 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import (
-    FAST_TRAIN,
-    Unavailable,
-    download_artifact,
-    free_port,
-    mlflow_run,
-    postgres_server,
-    s3_client,
-    s3_endpoint,
-    skip_or_fail_on_ci,
-    start_team_mlflow_server,
-    stop_process,
-)
+from factories import FAST_TRAIN
+from services import Unavailable, download_artifact, free_port, mlflow_run, skip_or_fail_on_ci, stop_process
+from team_services import postgres_server, s3_client, s3_endpoint, start_team_mlflow_server
 
 pytestmark = pytest.mark.slow
 

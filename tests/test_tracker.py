@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from seqtrack_mlflow.config import TrackerConfig, preset, replace
+from seqtrack_mlflow.config import TrackerConfig
 from seqtrack_mlflow.datasets.lasot import read_sequence
 from seqtrack_mlflow.evaluation.tracker import (
     SeqTrackTracker,
@@ -117,17 +117,6 @@ def sequence(tmp_path_factory):
     (seq_dir / "out_of_view.txt").write_text(",".join("0" * FRAMES))
     (seq_dir / "nlp.txt").write_text("a bright square\n")
     return read_sequence(seq_dir)
-
-
-@pytest.fixture(scope="module")
-def model():
-    from seqtrack_mlflow.model.factory import build_model
-
-    # The tiny preset's structure, with 64-px crops and a 2-block encoder so the ~50 frames tracked
-    # below take seconds on 2 shared CPU cores.
-    torch.manual_seed(0)
-    cfg = replace(preset("tiny")[0], template_size=64, search_size=64, encoder_depth=2)
-    return build_model(cfg).eval()
 
 
 def _cfg(**overrides) -> TrackerConfig:

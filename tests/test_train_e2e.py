@@ -9,8 +9,9 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from helpers import FAST_TRAIN, download_artifact, mlflow_run
+from factories import FAST_TRAIN
 from mlflow.tracking import MlflowClient
+from services import download_artifact, mlflow_run
 
 from seqtrack_mlflow.config import step_settings
 
