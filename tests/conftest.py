@@ -105,26 +105,3 @@ def good_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
     path = checkpoints.save(tiny_checkpoint(), tmp_path_factory.mktemp("good") / "epoch_1.ckpt")
     return path.read_bytes()
-
-
-@pytest.fixture
-def one_thread():
-    """Small ops on a shared 2-core machine: a second OpenMP thread only adds contention. A module asks
-    for it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    """A real `mlflow server` for one test (SQLite backend, served artifacts): its URL."""
-    from services import free_port, start_mlflow_server, stop_mlflow_server
-
-    port = free_port()
-    proc = start_mlflow_server(tmp_path / "server", port)
-    yield f"http://127.0.0.1:{port}"
-    stop_mlflow_server(proc)
