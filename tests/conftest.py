@@ -105,3 +105,14 @@ def good_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
     path = checkpoints.save(tiny_checkpoint(), tmp_path_factory.mktemp("good") / "epoch_1.ckpt")
     return path.read_bytes()
+
+
+@pytest.fixture
+def tiny_checkpoint_file(tmp_path: Path) -> Path:
+    """`factories.tiny_checkpoint()` (the tiny model at 64-px crops, seed 3, airplane + bird synthetic
+    data, untrained) saved as TMP/ckpt/epoch_1.ckpt."""
+    from factories import tiny_checkpoint
+
+    from seqtrack_mlflow.train import checkpoints
+
+    return checkpoints.save(tiny_checkpoint(), tmp_path / "ckpt" / "epoch_1.ckpt")

@@ -100,15 +100,6 @@ def test_other_usage_errors_are_one_line_and_help_still_works() -> None:
         assert result.exit_code == 0 and "Usage:" in result.stdout and "--help" in result.stdout
 
 
-@pytest.fixture
-def tiny_checkpoint_file(tmp_path: Path) -> Path:
-    from factories import tiny_checkpoint
-
-    from seqtrack_mlflow.train import checkpoints
-
-    return checkpoints.save(tiny_checkpoint(), tmp_path / "given" / "epoch_1.ckpt")
-
-
 def test_tracker_settings_refused_on_evaluate_in_one_line(
     tiny_checkpoint_file: Path, tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

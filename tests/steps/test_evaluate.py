@@ -7,23 +7,15 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from factories import tiny_checkpoint
 from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.config import ConfigError, TrackerConfig, step_settings
 from seqtrack_mlflow.steps.evaluate import run_evaluate
-from seqtrack_mlflow.train import checkpoints
 
 
-@pytest.fixture
-def small_checkpoint(tmp_path: Path) -> Path:
-    """The tiny model at 64-px crops (seed 3, airplane + bird synthetic data), untrained, as a file."""
-    return checkpoints.save(tiny_checkpoint(), tmp_path / "ckpt" / "epoch_1.ckpt")
-
-
-def test_evaluate_a_checkpoint_file(small_checkpoint: Path, tmp_path: Path, mlflow_uri: str) -> None:
+def test_evaluate_a_checkpoint_file(tiny_checkpoint_file: Path, tmp_path: Path, mlflow_uri: str) -> None:
     result = run_evaluate(
-        str(small_checkpoint), TrackerConfig(max_frames=6), device="cpu", output_dir=tmp_path / "out"
+        str(tiny_checkpoint_file), TrackerConfig(max_frames=6), device="cpu", output_dir=tmp_path / "out"
     )
     assert {"auc", "precision", "norm_precision", "fps", "first_box_auc", "auc_airplane", "auc_bird"} <= set(
         result.metrics
@@ -39,7 +31,7 @@ def test_evaluate_a_checkpoint_file(small_checkpoint: Path, tmp_path: Path, mlfl
     params = run.data.params
     for s in step_settings("evaluate"):  # every setting of the step, with the value used
         assert s.name in params, s.name
-    assert params["checkpoint"] == str(small_checkpoint) and params["max_frames"] == "6"
+    assert params["checkpoint"] == str(tiny_checkpoint_file) and params["max_frames"] == "6"
     assert params["classes"] == "airplane,bird" and params["update_interval"] == "450"
     assert params["seed"] == "3" and params["patch_size"] == "16"
     assert run.data.tags["seqtrack.train_run_id"] == "b" * 32
@@ -53,58 +45,23 @@ def test_evaluate_a_checkpoint_file(small_checkpoint: Path, tmp_path: Path, mlfl
 
 
 def test_bad_tracker_settings_are_refused_before_a_run(
-    small_checkpoint: Path, tmp_path: Path, mlflow_uri: str
+    tiny_checkpoint_file: Path, tmp_path: Path, mlflow_uri: str
 ):
     for cfg, message in (
         (TrackerConfig(update_interval=0), "update_interval=0 is invalid"),
         (TrackerConfig(max_frames=0), "max_frames=0 is invalid"),
     ):
         with pytest.raises(ConfigError, match=message):
-            run_evaluate(str(small_checkpoint), cfg, device="cpu", output_dir=tmp_path / "out")
+            run_evaluate(str(tiny_checkpoint_file), cfg, device="cpu", output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert MlflowClient().search_runs(experiment_ids=["0"]) == []
 
 
-@pytest.mark.slow
-def test_concurrent_evaluations_of_one_run_all_succeed(
-    small_checkpoint: Path, tmp_path: Path, mlflow_uri: str
-):
-    """Each process downloads into its own temporary folder: none reads another's half-written file."""
-    import os
-    import subprocess
-    import sys
-
-    from seqtrack_mlflow.tracking import RunLogger, run_context
-
-    with run_context("train") as logger:
-        RunLogger(logger.run_id).log_artifact(small_checkpoint, "checkpoints")
-    uri = f"runs:/{logger.run_id}/checkpoints/epoch_1.ckpt"
-    args = ["evaluate", "--checkpoint", uri, "--max_frames", "3", "--output_dir", str(tmp_path / "shared")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "seqtrack_mlflow.cli", *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(3)
-    ]
-    outputs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err.decode()[-2000:]
-    evals = MlflowClient().search_runs(
-        experiment_ids=["0"], filter_string="tags.`mlflow.runName` = 'evaluate'"
-    )
-    assert len(evals) == 3 and all(r.info.status == "FINISHED" for r in evals)
-    assert all(r.data.metrics["auc"] == evals[0].data.metrics["auc"] for r in evals)
-
-
 def test_synthetic_data_is_labelled_synthetic_in_lines_and_titles(
-    small_checkpoint: Path, tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture
+    tiny_checkpoint_file: Path, tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture
 ) -> None:
     result = run_evaluate(
-        str(small_checkpoint), TrackerConfig(max_frames=3), device="cpu", output_dir=tmp_path
+        str(tiny_checkpoint_file), TrackerConfig(max_frames=3), device="cpu", output_dir=tmp_path
     )
     out = capsys.readouterr().out
     assert "classes: airplane + bird, synthetic LaSOT-format data" in out

@@ -1,5 +1,5 @@
-"""The sweep: its search space, seeding and pruning (fast), a whole sweep in process whose runs compare
-cleanly (slow), and two sweep processes sharing one PostgreSQL-backed study (slow)."""
+"""Whole sweeps: one in process whose runs compare cleanly, pruning included, and two sweep processes
+sharing one PostgreSQL-backed study."""
 
 from __future__ import annotations
 
@@ -11,145 +11,15 @@ from pathlib import Path
 
 import optuna
 import pytest
-from factories import SWEEP_DATA, SWEEP_TRACKER, sweep_settings
+from factories import SWEEP_TRACKER, sweep_settings
 from mlflow.tracking import MlflowClient
 
-from seqtrack_mlflow.config import ConfigError, SweepConfig, build_settings
-from seqtrack_mlflow.sweep.space import default_space, resolve_space, suggest
-from seqtrack_mlflow.sweep.study import (
-    PruneOnEpochIou,
-    SweepSampler,
-    TrialStopped,
-    masked_storage,
-    study_plots,
-)
+from seqtrack_mlflow.config import SweepConfig
+from seqtrack_mlflow.sweep.space import resolve_space, suggest
+from seqtrack_mlflow.sweep.study import SweepSampler
 from seqtrack_mlflow.workflows.sweep import run_sweep
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-# -- the space ------------------------------------------------------------------------------------
-
-
-def test_default_space_fits_the_preset() -> None:
-    space = default_space(sweep_settings(), SWEEP_TRACKER)
-    assert list(space) == ["lr", "batch_size", "patch_size", "update_threshold"]
-    assert space["lr"].log and (space["lr"].low, space["lr"].high) == pytest.approx((5e-5, 5e-3))
-    assert space["batch_size"].choices == (4, 8, 16)
-    assert space["patch_size"].choices == (8, 16)  # divide 32, at least a 2x2 grid
-    assert (space["update_threshold"].low, space["update_threshold"].high) == (0.3, 0.9)
-    # At the preset's 128-px crops: 8, 16 and 32; a setting given explicitly is not swept.
-    tiny = build_settings("tiny", {}, {}, SWEEP_DATA)
-    assert default_space(tiny, SWEEP_TRACKER)["patch_size"].choices == (8, 16, 32)
-    assert "lr" not in default_space(tiny, SWEEP_TRACKER, fixed={"lr"})
-
-
-def test_a_given_space_from_text_or_file(tmp_path: Path) -> None:
-    settings = sweep_settings()
-    space = resolve_space(
-        '{"lr": {"low": 1e-4, "high": 1e-2, "log": true}, "patch_size": [8, 16]}',
-        settings,
-        SWEEP_TRACKER,
-        set(),
-    )
-    assert list(space) == ["lr", "patch_size"] and space["patch_size"].kind == "categorical"
-    path = tmp_path / "space.json"
-    path.write_text(
-        json.dumps({"epochs": {"low": 1, "high": 3}, "update_threshold": {"low": 0.4, "high": 0.8}})
-    )
-    space = resolve_space(str(path), settings, SWEEP_TRACKER, set())
-    assert space["epochs"].kind == "int" and space["update_threshold"].kind == "float"
-
-
-@pytest.mark.parametrize(
-    ("space", "message"),
-    [
-        ('{"lr": ', "is not valid JSON"),
-        ("no/such/space.json", "neither JSON text nor an existing file"),
-        ("[]", "non-empty JSON object"),
-        ('{"classes": ["a"]}', "'classes' is not a setting a sweep may vary"),
-        ('{"patch_size": [7, 8]}', "patch_size 7 does not divide template_size 32"),
-        ('{"lr": {"low": 1e-2, "high": 1e-4}}', "needs low < high"),
-        ('{"lr": {"low": 0, "high": 1e-2, "log": true}}', "log-uniform: it needs low > 0"),
-        ('{"epochs": {"low": 2.5, "high": 8}}', "low, high and step must be ints"),
-        ('{"lr": {"low": 1e-4}}', "needs both low and high"),
-        ('{"lr": {"min": 1e-4, "max": 1}}', "unknown keys"),
-        ('{"lr": [1e-4, -1.0]}', "lr=-1.0 is invalid"),
-        ('{"batch_size": [8, 16]}', "batch_size is both given"),
-    ],
-)
-def test_a_bad_space_is_one_line(space: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message) as err:
-        resolve_space(space, sweep_settings(), SWEEP_TRACKER, {"batch_size"})
-    assert "\n" not in str(err.value)
-
-
-def test_bad_sweep_settings_are_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="trials=0 is invalid"):
-        run_sweep(sweep_settings(), SWEEP_TRACKER, SweepConfig(trials=0), output_dir=tmp_path)
-    with pytest.raises(ConfigError, match="not an SQLAlchemy URL"):
-        run_sweep(sweep_settings(), SWEEP_TRACKER, SweepConfig(storage="not a url"), output_dir=tmp_path)
-    assert masked_storage("postgresql://u:secret@db:5432/s") == "postgresql://u:***@db:5432/s"
-
-
-# -- seeding --------------------------------------------------------------------------------------
-
-
-def drawn(seed: int, trials: int = 4, storage: str | None = None, study_name: str = "s") -> list[dict]:
-    space = default_space(sweep_settings(), SWEEP_TRACKER)
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=SweepSampler(seed),
-        storage=storage,
-        study_name=study_name,
-        load_if_exists=True,
-    )
-    out = []
-    for i in range(trials):
-        trial = study.ask()
-        out.append({"number": trial.number, **suggest(trial, space)})
-        study.tell(trial, float(i))
-    return out
-
-
-def test_the_same_seed_gives_the_same_trial_parameters(tmp_path: Path) -> None:
-    assert drawn(8) == drawn(8)
-    assert drawn(8) != drawn(9)
-    # Trial N's draw depends on (seed, N), not on the process: two processes sharing a study (here one
-    # after the other on one SQLite storage) give trials 0-3 exactly the values one process gives them.
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    shared = drawn(8, 2, storage) + drawn(8, 2, storage)
-    assert [t["number"] for t in shared] == [0, 1, 2, 3]
-    assert shared == drawn(8)
-
-
-# -- pruning --------------------------------------------------------------------------------------
-
-
-def test_the_pruning_callback_stops_a_trial_below_the_median() -> None:
-    study = optuna.create_study(
-        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
-    )
-    good = study.ask()
-    callback = PruneOnEpochIou(good)
-    for epoch, iou in enumerate([0.2, 0.4, 0.6], start=1):
-        callback.on_epoch_end(epoch, {"epoch_iou": iou, "epoch_loss": 1.0}, epoch * 40)
-    study.tell(good, 50.0)
-    assert callback.pruned_at is None
-
-    bad = study.ask()
-    callback = PruneOnEpochIou(bad)
-    callback.on_epoch_end(1, {"epoch_iou": 0.25}, 40)  # above the median at epoch 1
-    with pytest.raises(TrialStopped, match="pruned after epoch 2"):
-        callback.on_epoch_end(2, {"epoch_iou": 0.1}, 80)  # its best so far (0.25) < 0.4
-    assert callback.pruned_at == 2
-
-    diverged = study.ask()
-    callback = PruneOnEpochIou(diverged)
-    with pytest.raises(TrialStopped):  # a NaN IoU (diverged training) is pruned at the first chance
-        callback.on_epoch_end(1, {"epoch_iou": float("nan")}, 40)
-
-
-# -- whole sweeps ---------------------------------------------------------------------------------
 
 
 def seed_where(space_text: str, want: list) -> int:
@@ -239,22 +109,6 @@ def test_a_sweep_logs_trials_that_compare_and_the_best_one(tmp_path: Path, mlflo
         "sweep/trials.csv",
         "sweep/space.json",
     } <= artifacts
-
-
-def test_plots_without_importances_below_two_complete_trials(tmp_path: Path) -> None:
-    study = optuna.create_study(direction="maximize")
-    trial = study.ask()
-    trial.suggest_float("lr", 1e-4, 1e-2, log=True)
-    trial.report(0.1, 1)
-    study.tell(trial, 20.0)
-    names = {p.name for p in study_plots(study, tmp_path)}
-    assert names == {"optimization_history.png", "intermediate_values.png"}
-    for value in (30.0, 25.0):
-        trial = study.ask()
-        trial.suggest_float("lr", 1e-4, 1e-2, log=True)
-        study.tell(trial, value)
-    names = {p.name for p in study_plots(study, tmp_path)}
-    assert names == {"optimization_history.png", "intermediate_values.png", "param_importances.png"}
 
 
 def sweep_process(storage: str, out: Path, *extra: str) -> subprocess.Popen:
