@@ -30,6 +30,15 @@ def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHES = ("__pycache__", ".pytest_cache", ".ruff_cache", ".egg-info")
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e/ is `slow`, by its folder: the fast tier (`pytest`) leaves it out."""
+    for item in items:
+        if item.path.resolve().is_relative_to(E2E):
+            item.add_marker(pytest.mark.slow)
 
 
 def working_tree_entries() -> set[str] | None:

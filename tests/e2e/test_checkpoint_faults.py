@@ -17,7 +17,6 @@ from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.train import checkpoints
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("command", "kind"), [("evaluate", "flipped"), ("train", "torch_pickle")])
 def test_cli_refuses_in_a_real_process(
     command: str, kind: str, good_bytes: bytes, tmp_path: Path, mlflow_uri: str
@@ -36,7 +35,6 @@ def test_cli_refuses_in_a_real_process(
     assert not marker.exists() and not out.exists() and all_runs() == []
 
 
-@pytest.mark.slow
 def test_train_on_a_full_disk_ends_in_one_line_and_keeps_epoch_1(
     tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

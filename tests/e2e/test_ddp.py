@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from services import torchrun
-
-pytestmark = pytest.mark.slow
 
 
 def test_torchrun_two_processes(tmp_path: Path, mlflow_uri: str) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 
-@pytest.mark.slow
 def test_concurrent_evaluations_of_one_run_all_succeed(
     tiny_checkpoint_file: Path, tmp_path: Path, mlflow_uri: str
 ):

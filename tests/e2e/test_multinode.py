@@ -9,11 +9,8 @@ import shutil
 import time
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 from services import free_port, torchrun_nodes
-
-pytestmark = pytest.mark.slow
 
 TRAIN = [
     "train", "--preset", "tiny", "--seed", "8", "--source", "synthetic", "--device", "cpu",

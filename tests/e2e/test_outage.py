@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 from services import cli, free_port, start_mlflow_server, stop_mlflow_server
 
-pytestmark = pytest.mark.slow
-
 EPOCHS, SAMPLES, LOG_EVERY = 3, 200, 10
 TRAIN = [
     "train",

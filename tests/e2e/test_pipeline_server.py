@@ -12,8 +12,6 @@ from services import download_artifact, mlflow_run
 
 from seqtrack_mlflow.config import step_settings
 
-pytestmark = pytest.mark.slow
-
 
 def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The plumbing: the README's main command through a real server, with a short real training."""

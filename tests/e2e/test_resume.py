@@ -14,8 +14,6 @@ from seqtrack_mlflow.config import ConfigError
 from seqtrack_mlflow.steps.train import run_train
 from seqtrack_mlflow.train.checkpoints import CheckpointError
 
-pytestmark = pytest.mark.slow
-
 
 def test_resume_from_run_id_matches_uninterrupted_run(tmp_path: Path, mlflow_uri: str) -> None:
     full = run_train(small_settings(4), output_dir=tmp_path / "full")

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import datasets
 import mlflow
-import pytest
 from mlflow.tracking import MlflowClient
 from services import mlflow_run
 
 from seqtrack_mlflow.config import step_settings
-
-pytestmark = pytest.mark.slow
 
 
 def test_select_data_run(tmp_path: Path, mlflow_uri: str) -> None:

@@ -15,8 +15,6 @@ import torch
 from factories import ROOT
 from mlflow.tracking import MlflowClient
 
-pytestmark = pytest.mark.slow
-
 TRAIN = [
     "train", "--seed", "8", "--source", "synthetic", "--device", "cpu", "--search_size", "32",
     "--template_size", "32", "--epochs", "3", "--samples_per_epoch", "400", "--batch_size", "5",

@@ -39,7 +39,6 @@ def seed_where(space_text: str, want: list) -> int:
     raise AssertionError(f"no seed draws {want}")
 
 
-@pytest.mark.slow
 def test_a_sweep_logs_trials_that_compare_and_the_best_one(tmp_path: Path, mlflow_uri: str) -> None:
     # Trial 0 trains at a sane rate and completes; trial 1 gets a rate that wrecks training and is
     # pruned after its first epoch (MedianPruner after 1 complete trial, no warm-up); trial 2 is sane.
@@ -128,7 +127,6 @@ def sweep_process(storage: str, out: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-@pytest.mark.slow
 def test_two_sweep_processes_share_one_postgres_study(tmp_path: Path, mlflow_uri: str) -> None:
     from services import Unavailable, skip_or_fail_on_ci
     from team_services import postgres_server

@@ -11,8 +11,6 @@ from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.steps.train import run_train
 
-pytestmark = pytest.mark.slow
-
 
 def test_system_metrics_on_by_default_and_off_by_parameter(
     tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch

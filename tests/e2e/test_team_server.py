@@ -20,8 +20,6 @@ from factories import FAST_TRAIN
 from services import Unavailable, download_artifact, free_port, mlflow_run, skip_or_fail_on_ci, stop_process
 from team_services import postgres_server, s3_client, s3_endpoint, start_team_mlflow_server
 
-pytestmark = pytest.mark.slow
-
 # As in deploy/docker-compose.yml: the bucket its minio-init service creates, the server's destination.
 BUCKET, PREFIX = "mlflow", "artifacts"
 EXPERIMENT = "seqtrack"

@@ -15,8 +15,6 @@ from services import download_artifact, mlflow_run
 
 from seqtrack_mlflow.config import step_settings
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def train_run(tmp_path_factory: pytest.TempPathFactory, _migrated_db: Path):
