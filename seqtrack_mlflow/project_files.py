@@ -33,7 +33,7 @@ def declared_in_mlproject(s: Setting, step: str) -> bool:
 def mlproject_text() -> str:
     lines = [
         "# GENERATED from seqtrack_mlflow/config/ by `seqtrack-mlflow mlproject > MLproject`: edit the",
-        "# settings there, not this file (tests/test_project_files.py fails when the two differ).",
+        "# settings there, not this file (tests/config/test_project_files.py fails when the two differ).",
         "#",
         "#   mlflow run . --env-manager local -P seed=8 -P source=synthetic      (whole pipeline)",
         "#   mlflow run . --env-manager local -e train -P seed=8 -P epochs=5 -P patch_size=1 \\",
@@ -77,8 +77,9 @@ def project_dependencies(pyproject: Path = ROOT / "pyproject.toml") -> list[str]
 
 def conda_env_text(pyproject: Path = ROOT / "pyproject.toml") -> str:
     lines = [
-        "# GENERATED from pyproject.toml by `seqtrack-mlflow conda-env > conda.yaml`: the conda environment",
-        "# for `mlflow run .` where conda exists (tests/test_project_files.py fails when they differ).",
+        "# GENERATED from pyproject.toml by `seqtrack-mlflow conda-env > conda.yaml`: the conda",
+        "# environment for `mlflow run .` where conda exists (tests/config/test_project_files.py fails",
+        "# when they differ).",
         "name: seqtrack-mlflow",
         "channels:",
         "  - conda-forge",

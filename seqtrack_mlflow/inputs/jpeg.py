@@ -4,7 +4,7 @@ A training sample needs three crops of three 1280x720 frames; decoding each fram
 cutting the crop costs more than the frames' decode alone. The region decoder (`_jpegcrop.c`, built
 against the system libjpeg-turbo at install) decodes only the rows and columns a crop reads, at the
 same 1/2, 1/4 or 1/8 DCT scale as `processing.open_frame`, and resamples with PIL's exact bilinear
-arithmetic in the same call: its crops are PIL's to the bit (tests/test_jpeg_decode.py, every scale,
+arithmetic in the same call: its crops are PIL's to the bit (tests/inputs/test_jpeg.py, every scale,
 4:2:0, 4:2:2, 4:4:4 and greyscale frames, boxes across and beyond the border). No maintained wheel
 does this: simplejpeg scales but cannot crop, PyTurboJPEG's cropped decode needs TurboJPEG 3, which
 no Debian 12 or Ubuntu 24.04 package ships.

@@ -29,7 +29,7 @@ Memory (per process; fp32 throughout, which over-counts bf16 autocast):
   projection, the attention output, the residual, the MLP's two hidden-wide tensors, plus the LayerNorm
   statistics and the attention's log-sum-exp); the extra D is a margin for a kernel that returns its
   output in another layout and copies it. Over the whole model the formula is 1.45-1.7x what autograd
-  keeps (tests/test_cost.py checks it is never less), the difference being the backward's transient;
+  keeps (tests/model/test_cost.py checks it is never less), the difference being the backward's transient;
   against the peak RSS of real fp32 training steps on the CPU (tiny at patch 16, 8, 4 and 2, batch 1-16,
   AdamW step included) the whole formula was 1.03-1.11x the measured growth.
 - Attention memory is linear in n, not quadratic: no n x n matrix is kept. The encoder's attention runs

@@ -1,6 +1,6 @@
 """deploy/: the lab's docker-compose.yml (PostgreSQL, MinIO, the MLflow server) agrees with itself, with
 training-machine.env and with the READMEs. Docker is not on the test machines: the files are checked as
-data, and tests/test_team_server.py runs the same `mlflow server` recipe on real components."""
+data, and tests/e2e/test_team_server.py runs the same `mlflow server` recipe on real components."""
 
 from __future__ import annotations
 

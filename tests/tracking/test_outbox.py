@@ -1,7 +1,7 @@
 """The offline queue without a server (a stub client): a failed call takes the process offline with one
 warning line, later calls queue in order, the end of the run writes them as the run's outbox, and
 `sync` replays the outbox in order, removing each part once sent. The real-server version of the same
-story is tests/test_outage.py (slow tier)."""
+story is tests/e2e/test_outage.py (slow tier)."""
 
 from __future__ import annotations
 
