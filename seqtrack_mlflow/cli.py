@@ -9,7 +9,6 @@ the group every command is registered on, so no command can forget it.
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
@@ -32,6 +31,7 @@ from seqtrack_mlflow.config import (
     given_for,
     step_settings,
 )
+from seqtrack_mlflow.fileio import is_disk_full
 
 # `--help` ends with the environment variables a step reads (`\b`: click keeps these lines as they are).
 ENVIRONMENT_EPILOG = "\b\nEnvironment variables:\n" + environment_help()
@@ -91,9 +91,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
-
-
 def one_line(exc: BaseException) -> str:
     """The error's message on one line. An error re-raised from a DataLoader worker carries the
     worker's traceback in its message: keep only the original message (its last line)."""
@@ -129,7 +126,7 @@ def user_facing(fn: Callable) -> Callable:
             click.echo(f"error: {one_line(exc)}", err=True)
             sys.exit(2)
         except OSError as exc:
-            if exc.errno not in _NO_SPACE:
+            if not is_disk_full(exc):
                 raise
             where = f" writing {exc.filename}" if exc.filename else ""
             click.echo(

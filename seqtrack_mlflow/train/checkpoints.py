@@ -38,7 +38,6 @@ import pickle
 import random
 import re
 import struct
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ import numpy as np
 import torch
 
 from seqtrack_mlflow.config import TrainSettings
+from seqtrack_mlflow.fileio import atomic_write, is_disk_full
 
 FORMAT_VERSION = 3
 DIGEST_KEY = "digest"
@@ -235,26 +235,12 @@ def write_atomic(values: dict[str, Any], path: Path) -> Path:
     A full disk or another OS refusal raises `CheckpointWriteError` (one line: the folder and the fix).
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(values, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        return atomic_write(path, lambda f: torch.save(values, f), fsync=True)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
         cause = _os_error_in(exc)
         if cause is not None:
             raise _write_error(path, cause) from exc
         raise
-    return path
-
-
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 def _os_error_in(exc: BaseException) -> OSError | None:
@@ -271,7 +257,7 @@ def _os_error_in(exc: BaseException) -> OSError | None:
 
 def _write_error(path: Path, exc: OSError) -> CheckpointWriteError:
     folder = path.parent
-    if exc.errno in _NO_SPACE:
+    if is_disk_full(exc):
         return CheckpointWriteError(
             f"no space left on the device holding {folder} while writing checkpoint {path.name} "
             "(earlier checkpoints there are intact): free space there, or set -P output_dir to a "
