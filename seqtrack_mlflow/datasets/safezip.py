@@ -2,6 +2,11 @@
 
 Extraction trusts nothing in the zip. Before anything is written, every member is checked:
 - its path stays inside the target (no absolute path, no `..`, no symbolic link);
+- its bytes are its own: the local header sits where the central directory says, and the data range
+  (header offset + the local header's own length + compressed size) overlaps no other member's and
+  ends before the central directory. Members sharing data would pass every ratio check (a stored
+  member's ratio is 1.0) yet write the same bytes again and again: 400 overlapping stored members
+  write ~400 MB from a 1 MB zip. zipfile refuses such entries itself only from Python 3.12 on.
 - its compression ratio (declared size / compressed size) is plausible: at most `MAX_RATIO_JPEG` = 20
   for `.jpg`/`.jpeg` members and `MAX_RATIO_OTHER` = 100 for the rest, for members declaring more than
   `RATIO_CHECK_BYTES` = 1 MiB, and at most 20 for the whole archive once it declares more than
@@ -25,8 +30,10 @@ import os
 import re
 import shutil
 import stat
+import struct
 import zipfile
 import zlib
+from itertools import pairwise
 from pathlib import Path
 
 from seqtrack_mlflow.fileio import is_disk_full
@@ -70,6 +77,55 @@ def _check_member(zip_path: Path, info: zipfile.ZipInfo) -> list[str]:
             "the archive is unsafe, delete it and fetch again from a trusted source"
         )
     return [part for part in name.split("/") if part not in ("", ".")]
+
+
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_LOCAL_HEADER_BYTES = 30  # fixed part; the name and extra-field lengths are its last two fields
+_LOCAL_NAME_LENGTHS = struct.Struct("<HH")  # at byte 26 of the local header
+
+
+def _data_spans(zip_path: Path, infos: list[zipfile.ZipInfo]) -> list[tuple[int, int, str]]:
+    """(first byte, end, name) of each member's local header + data, the way zipfile reads them
+    (the header's own name and extra lengths), or DataSourceError where no local header is there."""
+    spans = []
+    with open(zip_path, "rb") as file:
+        for info in infos:
+            header = b""
+            if info.header_offset >= 0:
+                file.seek(info.header_offset)
+                header = file.read(_LOCAL_HEADER_BYTES)
+            if len(header) < _LOCAL_HEADER_BYTES or not header.startswith(_LOCAL_SIGNATURE):
+                raise DataSourceError(
+                    f"refusing to extract {zip_path}: member {info.filename!r} has no local header at byte "
+                    f"{info.header_offset} where its directory entry points: the archive is damaged or "
+                    "crafted; delete it and fetch again from a trusted source"
+                )
+            name_length, extra_length = _LOCAL_NAME_LENGTHS.unpack_from(header, 26)
+            end = info.header_offset + _LOCAL_HEADER_BYTES + name_length + extra_length + info.compress_size
+            spans.append((info.header_offset, end, info.filename))
+    return spans
+
+
+def _check_layout(zip_path: Path, archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
+    """DataSourceError if a member's bytes overlap another member's or the central directory."""
+    spans = sorted(_data_spans(zip_path, infos))
+    directory = getattr(archive, "start_dir", None)
+    if directory is None:  # zipfile has always set it; the file's size still bounds the data
+        directory = zip_path.stat().st_size
+    for (start, end, name), (next_start, _, next_name) in pairwise(spans):
+        if end > next_start:
+            raise DataSourceError(
+                f"refusing to extract {zip_path}: member {name!r} (bytes {start}-{end}) overlaps member "
+                f"{next_name!r} (from byte {next_start}): overlapping members repeat the same bytes (a zip "
+                "bomb) or the archive is damaged; delete it and fetch again from a trusted source"
+            )
+    if spans and spans[-1][1] > directory:
+        start, end, name = spans[-1]
+        raise DataSourceError(
+            f"refusing to extract {zip_path}: member {name!r} (bytes {start}-{end}) runs into the central "
+            f"directory at byte {directory}: the archive is damaged or crafted; delete it and fetch again "
+            "from a trusted source"
+        )
 
 
 def _size(n: float) -> str:
@@ -142,9 +198,9 @@ def _remove_new(target: Path, existed: set[str] | None) -> None:
 
 
 def safe_extract(zip_path: Path, target: Path) -> None:
-    """Extract every member under `target`. ALL members are checked first (paths, compression ratios,
-    free space), so a refused zip writes nothing; a corrupt member or a full disk ends in one
-    DataSourceError naming the zip, with what was extracted removed again."""
+    """Extract every member under `target`. ALL members are checked first (paths, data ranges,
+    compression ratios, free space), so a refused zip writes nothing; a corrupt member or a full disk
+    ends in one DataSourceError naming the zip, with what was extracted removed again."""
     zip_path, target = Path(zip_path), Path(target)
     try:
         archive = zipfile.ZipFile(zip_path)
@@ -155,6 +211,7 @@ def safe_extract(zip_path: Path, target: Path) -> None:
     with archive:
         infos = archive.infolist()
         members = [(info, _check_member(zip_path, info)) for info in infos]
+        _check_layout(zip_path, archive, infos)
         _check_ratios(zip_path, infos)
         _check_free_space(zip_path, infos, target)
         top = target
