@@ -8,10 +8,10 @@ many lines before any number is parsed: a 10^7-line file once took 29 s and 3.4 
 The margin lets a sequence missing a few images reach the per-frame check that names the first one.
 
 Values are parsed by numpy's text reader in one pass (`np.fromstring`): for every token it reads
-whole it gives the bits `float(token)` gives. Tokens it does not read (`1_000`, non-ASCII digits,
-which Python's float accepts) fall back to the reader's former path, token by token, so the files
-accepted and the values read stay exactly what they were. A bad file raises `DatasetFormatError`
-with one line naming the file and the line.
+whole it gives the bits `float(token)` gives. Text it does not read (`1_000`, non-ASCII digits,
+which Python's float accepts) falls back to the former conversion (numpy's str cast, float() of each
+token), so the files accepted and the values read stay exactly what they were. A bad file raises
+`DatasetFormatError` with one line naming the file and the line.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _numbers(text: str, count: int) -> np.ndarray | None:
     for numpy's reader nor for float() (the caller's scan then names its line)."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", DeprecationWarning)  # numpy < 2.3: unread text only warns
+            warnings.simplefilter("error", DeprecationWarning)  # older numpy only warns on unread text
             values = np.fromstring(text, dtype=np.float64, sep=" ")
         if values.size == count:
             return values
