@@ -11,9 +11,12 @@
  * for the edge column of a cropped region, which fancy upsampling extrapolates: the region is
  * decoded one column wider on each side than the crop reads).
  *
+ * Every argument is checked before use (ValueError naming it): the extent finite, ordered and within
+ * +-2^30, so no index computation can overflow.
+ *
  * Requires libjpeg-turbo >= 1.5 (jpeg_skip_scanlines, jpeg_crop_scanline). Any libjpeg error or
- * warning (corrupt data, premature end) raises ValueError: the Python side then hands the frame to
- * PIL, which accepts or refuses it with its own message.
+ * warning (corrupt data, premature end) raises DecodeError (a ValueError): the Python side then hands
+ * the frame to PIL, which accepts or refuses it with its own message.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -143,20 +146,59 @@ static void resample(unsigned char *out, int n, int flip, RowBlock *rows, int le
     }
 }
 
+/* Frames the decoder will not cut (libjpeg errors and warnings): inputs/jpeg.py hands
+ * them to PIL, which decodes or refuses them. A bad argument raises plain ValueError instead. */
+static PyObject *DecodeError;
+
+/* Extent coordinates stay within +-2^30: every sample position, index and index + 1 fits an int. */
+#define COORD_LIMIT 1073741824.0
+#define MAX_N 65536
+
+/* 0 when every argument is usable; else -1 with a one-line ValueError naming the first bad one. */
+static int check_args(int scale, const double *extent, int n, const Py_buffer *out) {
+    static const char *names[4] = {"x0", "y0", "x1", "y1"};
+    char text[200];
+    text[0] = '\0';
+    if (scale != 1 && scale != 2 && scale != 4 && scale != 8) {
+        snprintf(text, sizeof(text), "scale=%d is invalid: use 1, 2, 4 or 8", scale);
+    } else if (n < 1 || n > MAX_N) {
+        snprintf(text, sizeof(text), "n=%d is invalid: the crop side must be 1 to %d pixels", n, MAX_N);
+    }
+    for (int i = 0; i < 4 && !text[0]; i++) {
+        if (!(fabs(extent[i]) <= COORD_LIMIT)) { /* NaN fails too */
+            snprintf(text, sizeof(text), "%s=%g is invalid: extent coordinates must be finite and within "
+                     "+-2^30 pixels", names[i], extent[i]);
+        }
+    }
+    for (int i = 0; i < 2 && !text[0]; i++) {
+        if (!(extent[i + 2] > extent[i])) {
+            snprintf(text, sizeof(text), "%s=%g is not greater than %s=%g: the extent must have x0 < x1 and "
+                     "y0 < y1", names[i + 2], extent[i + 2], names[i], extent[i]);
+        }
+    }
+    if (!text[0] && (out->len != (Py_ssize_t)n * n * 3 || !PyBuffer_IsContiguous(out, 'C'))) {
+        snprintf(text, sizeof(text), "out holds %zd bytes%s: it must be a contiguous n x n x 3 = %lld byte "
+                 "buffer", out->len, PyBuffer_IsContiguous(out, 'C') ? "" : ", not contiguous",
+                 (long long)n * n * 3);
+    }
+    if (text[0]) {
+        PyErr_SetString(PyExc_ValueError, text);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *crop(PyObject *self, PyObject *args) {
     Py_buffer data, target;
     int scale, n, flip = 0;
-    double x0, y0, x1, y1;
-    if (!PyArg_ParseTuple(args, "y*iddddiw*|p", &data, &scale, &x0, &y0, &x1, &y1, &n, &target,
-                          &flip)) {
+    double extent[4];
+    if (!PyArg_ParseTuple(args, "y*iddddiw*|p", &data, &scale, &extent[0], &extent[1], &extent[2],
+                          &extent[3], &n, &target, &flip)) {
         return NULL;
     }
-    if (n < 1 || n > 65536 || (scale != 1 && scale != 2 && scale != 4 && scale != 8) ||
-        target.len != (Py_ssize_t)n * n * 3 || !PyBuffer_IsContiguous(&target, 'C')) {
+    if (check_args(scale, extent, n, &target) < 0) {
         PyBuffer_Release(&data);
         PyBuffer_Release(&target);
-        PyErr_SetString(PyExc_ValueError,
-                        "need scale 1, 2, 4 or 8 and a contiguous n x n x 3 byte output buffer");
         return NULL;
     }
     struct jpeg_decompress_struct cinfo;
@@ -175,7 +217,7 @@ static PyObject *crop(PyObject *self, PyObject *args) {
         if (thread != NULL) {
             PyEval_RestoreThread(thread);
         }
-        PyErr_SetString(PyExc_ValueError, err.message);
+        PyErr_SetString(DecodeError, err.message);
         goto done;
     }
     jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
@@ -198,8 +240,8 @@ static PyObject *crop(PyObject *self, PyObject *args) {
     }
     Tap *xt = taps, *yt = taps + n;
     /* PIL's EXTENT -> AFFINE conversion: xs = (x1 - x0) / w, ys = (y1 - y0) / h. */
-    axis_taps(xt, n, x0, (x1 - x0) / n, width, 0);
-    axis_taps(yt, n, y0, (y1 - y0) / n, height, 1);
+    axis_taps(xt, n, extent[0], (extent[2] - extent[0]) / n, width, 0);
+    axis_taps(yt, n, extent[1], (extent[3] - extent[1]) / n, height, 1);
     int col_lo = width, col_hi = -1, row_lo = height, row_hi = -1;
     for (int i = 0; i < n; i++) {
         if (xt[i].inside) {
@@ -308,7 +350,8 @@ static PyMethodDef methods[] = {
      "crop(jpeg_bytes, scale, x0, y0, x1, y1, n, out, flip=False) -> (decoded_w, decoded_h)\n\n"
      "Write into `out` (n * n * 3 bytes) the RGB crop of the extent (x0, y0, x1, y1), in the\n"
      "coordinates of the frame decoded at 1/scale, as PIL's transform(EXTENT, BILINEAR) cuts it,\n"
-     "mirrored left-right when `flip`; raises ValueError on any libjpeg error or warning."},
+     "mirrored left-right when `flip`. DecodeError on any libjpeg error or warning; ValueError on bad\n"
+     "arguments."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -318,12 +361,21 @@ static struct PyModuleDef module = {
 };
 
 /* Bumped with every change of the interface: inputs/jpeg.py refuses a stale build of an older one. */
-#define INTERFACE_VERSION 3
+#define INTERFACE_VERSION 4
 
 PyMODINIT_FUNC PyInit__jpegcrop(void) {
     find_kernels();
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0) {
+    if (m == NULL) {
+        return NULL;
+    }
+    if (DecodeError == NULL) {
+        DecodeError = PyErr_NewExceptionWithDoc("_jpegcrop.DecodeError",
+                                                "A frame the region decoder will not cut (PIL decides).",
+                                                PyExc_ValueError, NULL);
+    }
+    if (DecodeError == NULL || PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0 ||
+        PyModule_AddObjectRef(m, "DecodeError", DecodeError) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-INTERFACE_VERSION = 3  # of _jpegcrop.c; a build of another (a stale .so) is not used
+INTERFACE_VERSION = 4  # of _jpegcrop.c; a build of another (a stale .so) is not used
 try:
     from seqtrack_mlflow.inputs import _jpegcrop
 except ImportError:  # not built: exercised in the tests by monkeypatching AVAILABLE
@@ -80,13 +80,13 @@ def crop(
     """Write into `out` ((n, n, 3) uint8, C-contiguous) the crop of `extent` (x0, y0, x1, y1 in the
     coordinates of the frame decoded at 1/`scale`) as PIL's transform(EXTENT, BILINEAR) cuts it from
     the whole frame, mirrored left-right when `flip`. False when the region decoder is not built or
-    refuses the data (the caller then uses PIL)."""
+    refuses the data (the caller then uses PIL). A bad extent or `out` raises ValueError naming it."""
     # No end-of-image marker: truncated. (0xFFD9 cannot occur inside entropy-coded data.)
     if _jpegcrop is None or _EOI not in data[-64:]:
         return False
     try:
         _jpegcrop.crop(data, scale, *extent, out.shape[0], out, flip)
-    except ValueError:
+    except _jpegcrop.DecodeError:
         return False
     return True
 
