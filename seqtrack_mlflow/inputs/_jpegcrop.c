@@ -1,15 +1,16 @@
 /* Crop a JPEG frame, decoding only the rows and columns the crop reads.
  *
- * One call per crop: libjpeg-turbo decodes the frame at 1/scale in the DCT domain (scale_denom),
- * skips the rows above the crop (jpeg_skip_scanlines), crops the columns (jpeg_crop_scanline), stops
- * after the last row the crop reads, and the crop is resampled with the arithmetic of PIL's
+ * One call per crop: libjpeg-turbo decodes the frame at 1/scale in the DCT domain (scale_denom, the
+ * scale PIL's draft picks for the same request), skips the rows above the crop
+ * (jpeg_skip_scanlines), crops the columns (jpeg_crop_scanline), stops after the last row the crop
+ * reads, and the crop is resampled with the arithmetic of PIL's
  * `Image.transform(size, EXTENT, extent, BILINEAR)` on the full decoded frame (_jpegcrop_bilinear.h):
- * the same sample positions (x + 0.5) * (x1 - x0) / n + x0 in double precision, the same clamping at
- * the frame edge, zero outside the frame, the same truncation to uint8. Samples are computed in full-frame
- * coordinates and only then offset into the decoded region, so the crop is PIL's whenever the
- * decoded pixels are (libjpeg-turbo decodes the same pixels in a region as in the full frame, but
- * for the edge column of a cropped region, which fancy upsampling extrapolates: the region is
- * decoded one column wider on each side than the crop reads).
+ * the same sample positions, the same clamping at the frame edge, zero outside the frame, the same
+ * truncation to uint8. Samples are computed in full-frame coordinates and only then offset into the
+ * decoded region, so the crop is PIL's whenever the decoded pixels are. libjpeg-turbo decodes the
+ * same pixels in a region as in the full frame but near the region's edges, which fancy upsampling
+ * extrapolates from the region's own chroma samples: the region is decoded two chroma samples wider
+ * on each side than the crop reads, and whole rows for samplings other than 1:1 and 2:1 across.
  *
  * Every argument is checked before use (ValueError naming it): the extent finite, ordered and within
  * +-2^30, so no index computation can overflow.
@@ -188,6 +189,34 @@ static int check_args(int scale, const double *extent, int n, const Py_buffer *o
     return 0;
 }
 
+/* The DCT scale PIL's JpegImageFile.draft picks when asked for (w // scale, h // scale), as
+ * processing.open_frame asks: for frames under `scale` pixels a side it is smaller than asked (a
+ * 7-pixel-wide frame asked for 1/8 gets 1/4), and both decoders must cut the same pixels. */
+static int pil_draft_scale(int scale, long w, long h) {
+    if (scale == 1) {
+        return 1;
+    }
+    long want_w = w / scale > 1 ? w / scale : 1, want_h = h / scale > 1 ? h / scale : 1;
+    long q = w / want_w < h / want_h ? w / want_w : h / want_h;
+    return q >= 8 ? 8 : (q >= 4 ? 4 : (q >= 2 ? 2 : 1));
+}
+
+/* The columns a cropped decode must add each side of those the crop reads, or -1 for samplings
+ * whose cropped rows are not the full rows' (tested: h4 luma sampling differs inside the region).
+ * libjpeg-turbo extrapolates a region's edge columns from its own chroma samples: two chroma
+ * samples of margin keep every column the crop reads computed from the full rows' samples. */
+static int crop_margin(j_decompress_ptr cinfo) {
+    int ratio = 1;
+    for (int i = 0; i < cinfo->num_components; i++) {
+        int h = cinfo->comp_info[i].h_samp_factor;
+        if (h < 1 || cinfo->max_h_samp_factor % h != 0 || cinfo->max_h_samp_factor / h > 2) {
+            return -1;
+        }
+        ratio = cinfo->max_h_samp_factor / h > ratio ? cinfo->max_h_samp_factor / h : ratio;
+    }
+    return 2 * ratio;
+}
+
 static PyObject *crop(PyObject *self, PyObject *args) {
     Py_buffer data, target;
     int scale, n, flip = 0;
@@ -224,7 +253,8 @@ static PyObject *crop(PyObject *self, PyObject *args) {
     jpeg_read_header(&cinfo, TRUE);
     cinfo.out_color_space = JCS_RGB;
     cinfo.scale_num = 1;
-    cinfo.scale_denom = (unsigned int)scale;
+    cinfo.scale_denom =
+        (unsigned int)pil_draft_scale(scale, (long)cinfo.image_width, (long)cinfo.image_height);
     cinfo.dct_method = JDCT_ISLOW;
     cinfo.do_fancy_upsampling = TRUE;
     jpeg_calc_output_dimensions(&cinfo);
@@ -254,18 +284,20 @@ static PyObject *crop(PyObject *self, PyObject *args) {
             row_hi = last > row_hi ? last : row_hi;
         }
     }
+    int margin = crop_margin(&cinfo);
     unsigned char *pixels = (unsigned char *)target.buf;
     thread = PyEval_SaveThread();
     if (col_hi < 0 || row_hi < 0) { /* the crop lies wholly outside the frame */
         memset(pixels, 0, (size_t)n * n * 3);
     } else {
         jpeg_start_decompress(&cinfo);
-        /* One column of margin each side: a cropped region's edge column is extrapolated. */
-        JDIMENSION left = (JDIMENSION)(col_lo > 0 ? col_lo - 1 : 0);
-        JDIMENSION right = (JDIMENSION)(col_hi + 2 < width ? col_hi + 2 : width);
-        JDIMENSION span = right - left;
+        JDIMENSION left = 0, span = (JDIMENSION)width;
+        if (margin >= 0) {
+            left = (JDIMENSION)(col_lo > margin ? col_lo - margin : 0);
+            span = (JDIMENSION)(col_hi + 1 + margin < width ? col_hi + 1 + margin : width) - left;
+        }
         if (span < (JDIMENSION)width) {
-            jpeg_crop_scanline(&cinfo, &left, &span);
+            jpeg_crop_scanline(&cinfo, &left, &span); /* moves left to an iMCU boundary */
         }
         /* + 1 byte a row: lerp_row_avx2 reads 4 bytes a pixel. */
         RowBlock block = {&cinfo, NULL, (size_t)span * 3 + 1, row_lo, 0, row_hi};
@@ -349,9 +381,9 @@ static PyMethodDef methods[] = {
     {"crop", crop, METH_VARARGS,
      "crop(jpeg_bytes, scale, x0, y0, x1, y1, n, out, flip=False) -> (decoded_w, decoded_h)\n\n"
      "Write into `out` (n * n * 3 bytes) the RGB crop of the extent (x0, y0, x1, y1), in the\n"
-     "coordinates of the frame decoded at 1/scale, as PIL's transform(EXTENT, BILINEAR) cuts it,\n"
-     "mirrored left-right when `flip`. DecodeError on any libjpeg error or warning; ValueError on bad\n"
-     "arguments."},
+     "coordinates of the frame decoded at 1/scale (as PIL's draft picks it), as PIL's\n"
+     "transform(EXTENT, BILINEAR) cuts it, mirrored left-right when `flip`. DecodeError on any libjpeg\n"
+     "error or warning; ValueError on bad arguments."},
     {NULL, NULL, 0, NULL},
 };
 

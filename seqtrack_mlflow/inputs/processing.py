@@ -106,10 +106,11 @@ def _open_frame(path: str | Path, window: CropWindow | None) -> tuple[Image.Imag
         scale = reduction(window)
         if scale > 1:
             # Floor, so a width that is not a multiple of 8 still gets the largest reduction.
-            img.draft("RGB", (max(1, full_w // scale), max(1, full_h // scale)))
+            drafted = img.draft("RGB", (max(1, full_w // scale), max(1, full_h // scale)))
             # DCT scaling maps decoded pixel i to full-resolution pixels [i*k, (i+1)*k) for the
-            # factor k the decoder picked, whatever the rounding of the decoded size.
-            scale = round(full_w / img.size[0]) if img.size[0] else 1
+            # factor k the decoder picked: draft's box is the frame in k-pixels, (0, 0, w / k, h / k)
+            # (a tiny frame's decoded size does not give k: 14 px at 1/8 decode to 2, not 14 / 7).
+            scale = round(full_w / drafted[1][2]) if drafted else 1
     img.load()
     if img.mode != "RGB":  # convert() copies the frame even when it is RGB already
         img = img.convert("RGB")
