@@ -13,7 +13,8 @@
  * on each side than the crop reads, and whole rows for samplings other than 1:1 and 2:1 across.
  *
  * Every argument is checked before use (ValueError naming it): the extent finite, ordered and within
- * +-2^30, so no index computation can overflow.
+ * +-2^30, so no index computation can overflow. Frames over `max_pixels` (PIL's MAX_IMAGE_PIXELS)
+ * are refused from the header, before libjpeg allocates anything frame-sized.
  *
  * Requires libjpeg-turbo >= 1.5 (jpeg_skip_scanlines, jpeg_crop_scanline). Any libjpeg error or
  * warning (corrupt data, premature end) raises DecodeError (a ValueError): the Python side then hands
@@ -147,7 +148,7 @@ static void resample(unsigned char *out, int n, int flip, RowBlock *rows, int le
     }
 }
 
-/* Frames the decoder will not cut (libjpeg errors and warnings): inputs/jpeg.py hands
+/* Frames the decoder will not cut (libjpeg errors and warnings, the pixel limit): inputs/jpeg.py hands
  * them to PIL, which decodes or refuses them. A bad argument raises plain ValueError instead. */
 static PyObject *DecodeError;
 
@@ -221,8 +222,9 @@ static PyObject *crop(PyObject *self, PyObject *args) {
     Py_buffer data, target;
     int scale, n, flip = 0;
     double extent[4];
-    if (!PyArg_ParseTuple(args, "y*iddddiw*|p", &data, &scale, &extent[0], &extent[1], &extent[2],
-                          &extent[3], &n, &target, &flip)) {
+    long long max_pixels;
+    if (!PyArg_ParseTuple(args, "y*iddddiw*L|p", &data, &scale, &extent[0], &extent[1], &extent[2],
+                          &extent[3], &n, &target, &max_pixels, &flip)) {
         return NULL;
     }
     if (check_args(scale, extent, n, &target) < 0) {
@@ -251,6 +253,14 @@ static PyObject *crop(PyObject *self, PyObject *args) {
     }
     jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
     jpeg_read_header(&cinfo, TRUE);
+    /* PIL's limit, from the header, before libjpeg allocates anything the size of the frame (a
+     * progressive frame's coefficients: ~2 bytes a pixel a component). */
+    long long frame_pixels = (long long)cinfo.image_width * cinfo.image_height;
+    if (max_pixels >= 0 && frame_pixels > max_pixels) {
+        PyErr_Format(DecodeError, "image size %ux%u (%lld pixels) is over the limit of %lld pixels",
+                     cinfo.image_width, cinfo.image_height, frame_pixels, max_pixels);
+        goto done;
+    }
     cinfo.out_color_space = JCS_RGB;
     cinfo.scale_num = 1;
     cinfo.scale_denom =
@@ -379,11 +389,11 @@ static PyMethodDef methods[] = {
     {"kernels", kernels, METH_NOARGS, "kernels() -> the horizontal-lerp kernels this CPU runs, default first"},
     {"set_kernel", set_kernel, METH_VARARGS, "set_kernel(name): use that kernel (all give the same crops)"},
     {"crop", crop, METH_VARARGS,
-     "crop(jpeg_bytes, scale, x0, y0, x1, y1, n, out, flip=False) -> (decoded_w, decoded_h)\n\n"
+     "crop(jpeg_bytes, scale, x0, y0, x1, y1, n, out, max_pixels, flip=False) -> (decoded_w, decoded_h)\n\n"
      "Write into `out` (n * n * 3 bytes) the RGB crop of the extent (x0, y0, x1, y1), in the\n"
      "coordinates of the frame decoded at 1/scale (as PIL's draft picks it), as PIL's\n"
      "transform(EXTENT, BILINEAR) cuts it, mirrored left-right when `flip`. DecodeError on any libjpeg\n"
-     "error or warning; ValueError on bad arguments."},
+     "error or warning and for frames over max_pixels (negative: no limit); ValueError on bad arguments."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -393,7 +403,7 @@ static struct PyModuleDef module = {
 };
 
 /* Bumped with every change of the interface: inputs/jpeg.py refuses a stale build of an older one. */
-#define INTERFACE_VERSION 4
+#define INTERFACE_VERSION 5
 
 PyMODINIT_FUNC PyInit__jpegcrop(void) {
     find_kernels();
