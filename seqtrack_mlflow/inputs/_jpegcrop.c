@@ -13,7 +13,7 @@
  * on each side than the crop reads, and whole rows for samplings other than 1:1 and 2:1 across.
  *
  * Every argument is checked before use (ValueError naming it): the extent finite, ordered and within
- * +-2^30, so no index computation can overflow. Frames over `max_pixels` (PIL's MAX_IMAGE_PIXELS)
+ * +-2^26, so no index computation can overflow. Frames over `max_pixels` (PIL's MAX_IMAGE_PIXELS)
  * are refused from the header, before libjpeg allocates anything frame-sized.
  *
  * Requires libjpeg-turbo >= 1.5 (jpeg_skip_scanlines, jpeg_crop_scanline). Any libjpeg error or
@@ -152,8 +152,9 @@ static void resample(unsigned char *out, int n, int flip, RowBlock *rows, int le
  * them to PIL, which decodes or refuses them. A bad argument raises plain ValueError instead. */
 static PyObject *DecodeError;
 
-/* Extent coordinates stay within +-2^30: every sample position, index and index + 1 fits an int. */
-#define COORD_LIMIT 1073741824.0
+/* Extent coordinates stay within +-2^26: scaled by up to 8 (pil_draft_scale), every sample position,
+ * index and index + 1 still fits an int. */
+#define COORD_LIMIT 67108864.0
 #define MAX_N 65536
 
 /* 0 when every argument is usable; else -1 with a one-line ValueError naming the first bad one. */
@@ -169,7 +170,7 @@ static int check_args(int scale, const double *extent, int n, const Py_buffer *o
     for (int i = 0; i < 4 && !text[0]; i++) {
         if (!(fabs(extent[i]) <= COORD_LIMIT)) { /* NaN fails too */
             snprintf(text, sizeof(text), "%s=%g is invalid: extent coordinates must be finite and within "
-                     "+-2^30 pixels", names[i], extent[i]);
+                     "+-2^26 pixels", names[i], extent[i]);
         }
     }
     for (int i = 0; i < 2 && !text[0]; i++) {
@@ -192,7 +193,8 @@ static int check_args(int scale, const double *extent, int n, const Py_buffer *o
 
 /* The DCT scale PIL's JpegImageFile.draft picks when asked for (w // scale, h // scale), as
  * processing.open_frame asks: for frames under `scale` pixels a side it is smaller than asked (a
- * 7-pixel-wide frame asked for 1/8 gets 1/4), and both decoders must cut the same pixels. */
+ * 7-pixel-wide frame asked for 1/8 gets 1/4, a 1-pixel-high one 1/1), and both decoders must cut
+ * the same pixels. */
 static int pil_draft_scale(int scale, long w, long h) {
     if (scale == 1) {
         return 1;
@@ -263,8 +265,12 @@ static PyObject *crop(PyObject *self, PyObject *args) {
     }
     cinfo.out_color_space = JCS_RGB;
     cinfo.scale_num = 1;
-    cinfo.scale_denom =
-        (unsigned int)pil_draft_scale(scale, (long)cinfo.image_width, (long)cinfo.image_height);
+    int decode_scale = pil_draft_scale(scale, (long)cinfo.image_width, (long)cinfo.image_height);
+    cinfo.scale_denom = (unsigned int)decode_scale;
+    for (int i = 0; i < 4; i++) {
+        /* Into the pixels of that scale: a power of two, so exactly PIL's path's extent. */
+        extent[i] *= (double)scale / decode_scale;
+    }
     cinfo.dct_method = JDCT_ISLOW;
     cinfo.do_fancy_upsampling = TRUE;
     jpeg_calc_output_dimensions(&cinfo);
@@ -391,9 +397,10 @@ static PyMethodDef methods[] = {
     {"crop", crop, METH_VARARGS,
      "crop(jpeg_bytes, scale, x0, y0, x1, y1, n, out, max_pixels, flip=False) -> (decoded_w, decoded_h)\n\n"
      "Write into `out` (n * n * 3 bytes) the RGB crop of the extent (x0, y0, x1, y1), in the\n"
-     "coordinates of the frame decoded at 1/scale (as PIL's draft picks it), as PIL's\n"
-     "transform(EXTENT, BILINEAR) cuts it, mirrored left-right when `flip`. DecodeError on any libjpeg\n"
-     "error or warning and for frames over max_pixels (negative: no limit); ValueError on bad arguments."},
+     "coordinates of the frame at 1/scale, as PIL's transform(EXTENT, BILINEAR) cuts it from the frame\n"
+     "decoded at the scale PIL's draft picks (1/scale but for frames under `scale` pixels a side),\n"
+     "mirrored left-right when `flip`. DecodeError on any libjpeg error or warning and for frames\n"
+     "over max_pixels (negative: no limit); ValueError on bad arguments."},
     {NULL, NULL, 0, NULL},
 };
 

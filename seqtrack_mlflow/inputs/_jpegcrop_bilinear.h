@@ -12,7 +12,7 @@
 #define HAVE_AVX2_PATH 1
 #endif
 
-/* PIL's FLOOR for the sample position (|v| < 2^30: _jpegcrop.c's check_args bounds the extent). */
+/* PIL's FLOOR for the sample position (|v| < 2^29: _jpegcrop.c bounds the extent). */
 static inline int pil_floor(double v) { return v < 0.0 ? (int)floor(v) : (int)v; }
 static inline int clip_index(int v, int size) { return v < 0 ? 0 : (v < size ? v : size - 1); }
 
