@@ -352,6 +352,7 @@ static Kernel available[2];
 static int available_count = 0;
 
 static void find_kernels(void) {
+    available_count = 0; /* the module may be initialised again (loaded from a second path) */
 #ifdef HAVE_AVX2_PATH
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2")) {
