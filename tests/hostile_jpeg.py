@@ -9,6 +9,7 @@ PIL writes 4:4:4, 4:2:2 and 4:2:0 only ("4:1:1" is written as 4:2:0); the other 
 from __future__ import annotations
 
 import io
+import math
 import shutil
 import struct
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from seqtrack_mlflow.inputs.processing import CropWindow
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "seqtrack_mlflow" / "inputs" / "_jpegcrop.c"
@@ -81,6 +84,25 @@ def pil_jpeg(pixels: np.ndarray, sampling: str = "4:2:0", quality: int = 90, **o
         image = Image.fromarray(pixels)
         image.save(buffer, "JPEG", quality=quality, subsampling=PIL_SAMPLINGS[sampling], **options)
     return buffer.getvalue()
+
+
+def random_windows(rng: np.random.Generator, width: int, height: int, count: int) -> list[CropWindow]:
+    """Windows as crop_window cuts them (whole pixels): anywhere from outside to inside the frame, of
+    any shrink (every DCT scale), and windows reading only the first or only the last column or row."""
+    windows = []
+    for i in range(count):
+        side = float(max(1, round(math.exp(rng.uniform(0, math.log(4 * max(width, height) + 8))))))
+        x0 = float(round(rng.uniform(-side, width)))
+        y0 = float(round(rng.uniform(-side, height)))
+        kind = i % 4
+        if kind == 1:  # its right edge just inside column 0
+            x0 = -side + float(rng.integers(1, 3))
+        elif kind == 2:  # its left edge in the last column
+            x0 = width - float(rng.integers(1, 3))
+        elif kind == 3:  # the same along y
+            y0 = -side + 1.0 if rng.random() < 0.5 else height - 1.0
+        windows.append(CropWindow(x0, y0, side, int(rng.choice([16, 32, 64, 128]))))
+    return windows
 
 
 def compile_c(source: Path, output: Path, *flags: str) -> str | None:

@@ -23,6 +23,7 @@ from hostile_jpeg import (
     build_writer,
     flat_progressive_jpeg,
     pil_jpeg,
+    random_windows,
     sampled_jpeg,
     textured,
 )
@@ -145,25 +146,6 @@ def test_crop_reading_only_the_first_or_last_column(width: int):
     data = pil_jpeg(textured(width, 360, seed=1), "4:2:0")
     for window in (CropWindow(-199.0, 100.0, 200.0, 128), CropWindow(width - 1.0, 100.0, 200.0, 128)):
         np.testing.assert_array_equal(region_crop(data, window), pil_crop(data, window), err_msg=str(window))
-
-
-def random_windows(rng: np.random.Generator, width: int, height: int, count: int) -> list[CropWindow]:
-    """Windows as crop_window cuts them (whole pixels): anywhere from outside to inside the frame, of
-    any shrink (every DCT scale), and windows reading only the first or only the last column or row."""
-    windows = []
-    for i in range(count):
-        side = float(max(1, round(math.exp(rng.uniform(0, math.log(4 * max(width, height) + 8))))))
-        x0 = float(round(rng.uniform(-side, width)))
-        y0 = float(round(rng.uniform(-side, height)))
-        kind = i % 4
-        if kind == 1:  # its right edge just inside column 0
-            x0 = -side + float(rng.integers(1, 3))
-        elif kind == 2:  # its left edge in the last column
-            x0 = width - float(rng.integers(1, 3))
-        elif kind == 3:  # the same along y
-            y0 = -side + 1.0 if rng.random() < 0.5 else height - 1.0
-        windows.append(CropWindow(x0, y0, side, int(rng.choice([16, 32, 64, 128]))))
-    return windows
 
 
 SAMPLINGS = [*PIL_SAMPLINGS, "grey", "4:2:0 progressive", "4:2:0 restarts", *WRITER_SAMPLINGS]
