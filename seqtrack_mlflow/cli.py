@@ -71,6 +71,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from seqtrack_mlflow.datasets.selection import SelectionError
     from seqtrack_mlflow.evaluation.metrics import MetricsError
     from seqtrack_mlflow.evaluation.tracker import TrackerError
+    from seqtrack_mlflow.inputs.processing import CropWindowError
     from seqtrack_mlflow.inputs.sampling import SamplingError
     from seqtrack_mlflow.model.factory import OfficialCheckpointError, PretrainedError
     from seqtrack_mlflow.tracking import TrackingError
@@ -85,6 +86,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         SelectionError,
         TrackingError,
         SamplingError,
+        CropWindowError,
         TrackerError,
         MetricsError,
         OfficialCheckpointError,
