@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,13 @@ from torch import Tensor
 
 from ..config import PRESETS, ConfigError, DataConfig, ModelConfig
 from ..config import preset as preset_settings
+from ..messages import first_line
 from ..train import checkpoints
 from . import official
 from .official import OFFICIAL_PRESETS, OfficialCheckpointError
 from .pretrained import PretrainedError, PretrainedReport, load_pretrained
 from .seqtrack import SeqTrack
-from .torch_zip import TensorRef, TorchZipError, materialise, open_archive
+from .torch_zip import Archive, TensorRef, TorchZipError, materialise, open_archive
 
 # ---------------------------------------------------------------- building
 
@@ -38,14 +40,15 @@ def build_model(cfg: ModelConfig) -> SeqTrack:
     spec = (cfg.pretrained or "none").strip()
     if spec.lower() not in ("none", ""):
         path = Path(spec).expanduser()
-        if path.is_file() and is_official_checkpoint(path):
-            model.pretrained_report = _official_init(model, path)
+        opened = _open_official(path) if path.is_file() else None
+        if opened is not None:
+            model.pretrained_report = _official_init(model, path, opened)
         else:
             model.pretrained_report = load_pretrained(model.encoder, spec, cfg)
     return model
 
 
-def _official_init(model: SeqTrack, path: Path) -> PretrainedReport:
+def _official_init(model: SeqTrack, path: Path, opened: _Opened) -> PretrainedReport:
     """Every weight from an official release file; the architecture must be the file's preset's."""
     ours = dataclasses.replace(model.cfg, pretrained="none")
     # Read the file as the preset of our encoder and vocabulary (crop sizes may differ: refused below).
@@ -53,7 +56,7 @@ def _official_init(model: SeqTrack, path: Path) -> PretrainedReport:
     fits = (n for n in PRESETS if all(getattr(preset_settings(n)[0], k) == getattr(ours, k) for k in width))
     name = next(fits, None)
     try:
-        weights = read_official(path, name)
+        weights = _official_weights(path, opened, name)
     except OfficialCheckpointError as exc:
         raise PretrainedError(str(exc)) from None
     differ = [
@@ -117,13 +120,24 @@ class OfficialWeights:
         return model
 
 
+_Opened = tuple[Any, Archive]  # what `open_archive` returns: the unpickled container and its archive
+
+
+def _open_official(path: Path) -> _Opened | None:
+    """The file's container (its data.pkl read once, tensors still refs) when it is an official
+    checkpoint; None for any other file, or one refused by the reader (the caller's next reader says
+    why, in one line)."""
+    try:
+        obj, archive = open_archive(path)
+    except (TorchZipError, OSError):
+        return None
+    return (obj, archive) if official.net_of(obj) is not None else None
+
+
 def is_official_checkpoint(obj_or_path: Any) -> bool:
     """Whether a loaded object, or a file (read without its tensor data), is an official checkpoint."""
     if isinstance(obj_or_path, (str, os.PathLike)):
-        try:
-            obj_or_path, _ = open_archive(Path(obj_or_path))
-        except (TorchZipError, OSError):
-            return False
+        return _open_official(Path(obj_or_path)) is not None
     return official.net_of(obj_or_path) is not None
 
 
@@ -137,7 +151,16 @@ def read_official(path: str | os.PathLike[str], preset: str | None = None) -> Of
     if not path.is_file():
         raise OfficialCheckpointError(f"official checkpoint {path} does not exist or is not a file")
     try:
-        obj, archive = open_archive(path)
+        opened = open_archive(path)
+    except TorchZipError as exc:
+        raise OfficialCheckpointError(str(exc)) from exc
+    return _official_weights(path, opened, preset)
+
+
+def _official_weights(path: Path, opened: _Opened, preset: str | None) -> OfficialWeights:
+    """`read_official` of a file already opened: its tensors are read here, each storage once."""
+    obj, archive = opened
+    try:
         net = official.require_net(obj, path)
         not_tensors = [k for k, v in net.items() if not isinstance(v, TensorRef)]
         if not_tensors:
@@ -173,10 +196,13 @@ class TrainedWeights:
 
 def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
     """Our `epoch_N.ckpt` (read by `train.checkpoints`) or an official SeqTrack file (read without
-    running any of its code, the preset inferred from the shapes unless given)."""
-    if is_official_checkpoint(path):
+    running any of its code, the preset inferred from the shapes unless given). Either file's data.pkl
+    is read once by each reader, and our checkpoint's weights must fit its model config (checked on
+    the meta device) before anything builds that model."""
+    opened = _open_official(path)
+    if opened is not None:
         try:
-            weights = read_official(path, preset)
+            weights = _official_weights(path, opened, preset)
         except OfficialCheckpointError as exc:
             raise ConfigError(str(exc)) from None
         return TrainedWeights(
@@ -187,6 +213,7 @@ def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
         raise ConfigError(
             f"preset={preset} but {path} was trained with preset {ckpt.settings.preset}: drop -P preset"
         )
+    check_weights_fit(ckpt.settings.model, ckpt.model_state_dict, path)
     return TrainedWeights(
         ckpt.settings.model,
         ckpt.model_state_dict,
@@ -199,6 +226,54 @@ def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
     )
 
 
+def check_weights_fit(cfg: ModelConfig, state_dict: Mapping[str, Tensor], source: object) -> None:
+    """Refuse, in one line, weights whose names or shapes differ from the model `cfg` describes.
+
+    The expected shapes come from the model built on the meta device (no memory), so a small file
+    whose config claims a far larger model (ViT-L for a tiny state dict) is refused before anything
+    allocates that model. Keys may carry the prefix of a DDP or compiled wrapper.
+    """
+    try:
+        cfg = dataclasses.replace(cfg, pretrained="none")
+        cfg.validate()
+        blocks = int(cfg.encoder_depth) + int(cfg.decoder_layers)
+        # Every block holds tensors: more blocks than tensors is refused before even a meta build.
+        expected = _meta_state(cfg) if blocks <= len(state_dict) else None
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # ConfigError is a ValueError
+        raise checkpoints.CheckpointError(
+            f"{source}: the model config in it is unusable ({first_line(exc)}): "
+            "use an unmodified checkpoint from training"
+        ) from None
+    if expected is None:
+        raise checkpoints.CheckpointError(
+            f"{source}: its weights do not fit its model config ({blocks} blocks, {len(state_dict)} "
+            "tensors): use an unmodified checkpoint from training"
+        )
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+    problem = _shape_mismatch({k: tuple(v.shape) for k, v in state.items()}, expected)
+    if problem:
+        raise checkpoints.CheckpointError(
+            f"{source}: its weights do not fit its model config ({problem}; the config describes "
+            f"{_params(expected) / 1e6:.1f}M parameters, the file holds {_params(state) / 1e6:.1f}M): "
+            "use an unmodified checkpoint from training"
+        )
+
+
+def _params(state: Mapping[str, Tensor]) -> int:
+    return sum(t.numel() for t in state.values())
+
+
+def _shape_mismatch(shapes: Mapping[str, tuple[int, ...]], expected: Mapping[str, Tensor]) -> str | None:
+    missing = [k for k in expected if k not in shapes]
+    if missing:
+        return f"{len(missing)} tensors missing, first {missing[0]}"
+    unexpected = [k for k in shapes if k not in expected]
+    if unexpected:
+        return f"{len(unexpected)} unexpected tensors, first {unexpected[0]}"
+    wrong = next((k for k, v in expected.items() if tuple(v.shape) != shapes[k]), None)
+    return f"{wrong} is {shapes[wrong]}, the config needs {tuple(expected[wrong].shape)}" if wrong else None
+
+
 __all__ = [
     "OFFICIAL_PRESETS",
     "OfficialCheckpointError",
@@ -207,6 +282,7 @@ __all__ = [
     "PretrainedReport",
     "TrainedWeights",
     "build_model",
+    "check_weights_fit",
     "is_official_checkpoint",
     "load_trained_weights",
     "official_preset_shapes",
