@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,13 @@ from torch import Tensor
 
 from ..config import PRESETS, ConfigError, DataConfig, ModelConfig
 from ..config import preset as preset_settings
-from ..messages import first_line
 from ..train import checkpoints
 from . import official
 from .official import OFFICIAL_PRESETS, OfficialCheckpointError
 from .pretrained import PretrainedError, PretrainedReport, load_pretrained
 from .seqtrack import SeqTrack
 from .torch_zip import Archive, TensorRef, TorchZipError, materialise, open_archive
+from .weights_fit import meta_state, weights_mismatch
 
 # ---------------------------------------------------------------- building
 
@@ -77,16 +76,9 @@ def _official_init(model: SeqTrack, path: Path, opened: _Opened) -> PretrainedRe
 
 
 @functools.lru_cache(maxsize=16)
-def _meta_state(cfg: ModelConfig) -> dict[str, Tensor]:
-    """Our state dict for `cfg` on the meta device: names and shapes, no memory."""
-    with torch.device("meta"):
-        return dict(SeqTrack(cfg).state_dict())
-
-
-@functools.lru_cache(maxsize=16)
 def official_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Official key -> shape for a model built with `cfg` (the 200 tensors of B256, for instance)."""
-    return {k: tuple(v.shape) for k, v in official.to_official_state_dict(_meta_state(cfg)).items()}
+    return {k: tuple(v.shape) for k, v in official.to_official_state_dict(meta_state(cfg)).items()}
 
 
 def _preset_config(name: str) -> ModelConfig:
@@ -213,7 +205,12 @@ def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
         raise ConfigError(
             f"preset={preset} but {path} was trained with preset {ckpt.settings.preset}: drop -P preset"
         )
-    check_weights_fit(ckpt.settings.model, ckpt.model_state_dict, path)
+    problem = weights_mismatch(ckpt.settings.model, ckpt.model_state_dict)  # on the meta device
+    if problem:
+        raise checkpoints.CheckpointError(
+            f"{path}: its weights do not fit its model config ({problem}): "
+            "use an unmodified checkpoint from training"
+        )
     return TrainedWeights(
         ckpt.settings.model,
         ckpt.model_state_dict,
@@ -226,54 +223,6 @@ def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
     )
 
 
-def check_weights_fit(cfg: ModelConfig, state_dict: Mapping[str, Tensor], source: object) -> None:
-    """Refuse, in one line, weights whose names or shapes differ from the model `cfg` describes.
-
-    The expected shapes come from the model built on the meta device (no memory), so a small file
-    whose config claims a far larger model (ViT-L for a tiny state dict) is refused before anything
-    allocates that model. Keys may carry the prefix of a DDP or compiled wrapper.
-    """
-    try:
-        cfg = dataclasses.replace(cfg, pretrained="none")
-        cfg.validate()
-        blocks = int(cfg.encoder_depth) + int(cfg.decoder_layers)
-        # Every block holds tensors: more blocks than tensors is refused before even a meta build.
-        expected = _meta_state(cfg) if blocks <= len(state_dict) else None
-    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # ConfigError is a ValueError
-        raise checkpoints.CheckpointError(
-            f"{source}: the model config in it is unusable ({first_line(exc)}): "
-            "use an unmodified checkpoint from training"
-        ) from None
-    if expected is None:
-        raise checkpoints.CheckpointError(
-            f"{source}: its weights do not fit its model config ({blocks} blocks, {len(state_dict)} "
-            "tensors): use an unmodified checkpoint from training"
-        )
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state_dict.items()}
-    problem = _shape_mismatch({k: tuple(v.shape) for k, v in state.items()}, expected)
-    if problem:
-        raise checkpoints.CheckpointError(
-            f"{source}: its weights do not fit its model config ({problem}; the config describes "
-            f"{_params(expected) / 1e6:.1f}M parameters, the file holds {_params(state) / 1e6:.1f}M): "
-            "use an unmodified checkpoint from training"
-        )
-
-
-def _params(state: Mapping[str, Tensor]) -> int:
-    return sum(t.numel() for t in state.values())
-
-
-def _shape_mismatch(shapes: Mapping[str, tuple[int, ...]], expected: Mapping[str, Tensor]) -> str | None:
-    missing = [k for k in expected if k not in shapes]
-    if missing:
-        return f"{len(missing)} tensors missing, first {missing[0]}"
-    unexpected = [k for k in shapes if k not in expected]
-    if unexpected:
-        return f"{len(unexpected)} unexpected tensors, first {unexpected[0]}"
-    wrong = next((k for k, v in expected.items() if tuple(v.shape) != shapes[k]), None)
-    return f"{wrong} is {shapes[wrong]}, the config needs {tuple(expected[wrong].shape)}" if wrong else None
-
-
 __all__ = [
     "OFFICIAL_PRESETS",
     "OfficialCheckpointError",
@@ -282,7 +231,6 @@ __all__ = [
     "PretrainedReport",
     "TrainedWeights",
     "build_model",
-    "check_weights_fit",
     "is_official_checkpoint",
     "load_trained_weights",
     "official_preset_shapes",
