@@ -198,7 +198,9 @@ def scan(data: bytes | bytearray | memoryview) -> None:
     state = _Scan()
     stack = state.stack
     try:
-        for index, (op, arg, _pos) in enumerate(pickletools.genops(bytes(data))):
+        for index, (op, arg, _pos) in enumerate(
+            pickletools.genops(data if isinstance(data, bytes) else bytes(data))
+        ):
             if index >= MAX_OPCODES:
                 raise PickleScanError(f"has more than {MAX_OPCODES} opcodes")
             if op.name in _SCALARS:  # the bulk of a long pickle (history curves): one append

@@ -4,6 +4,8 @@ Files from elsewhere (the official SeqTrack releases, for one) hold pickled obje
 so `torch.load(weights_only=True)` refuses them and a plain `torch.load` would import and run that
 code. This module reads the zip container itself:
 
+- the file is checked first (`torch_file.check_file`): zip directory (no compression bomb, no
+  overlapping members) and data.pkl's opcodes (no nesting that crashes CPython, no memo bomb);
 - `data.pkl` is unpickled by `_RestrictedUnpickler`, whose `find_class` (the hook the Python docs
   recommend for "restricting globals") resolves only our own tensor-record functions, the storage
   type markers, OrderedDict/set/frozenset and latin-1 bytes; every other global becomes an inert
@@ -12,7 +14,8 @@ code. This module reads the zip container itself:
   the ones `find_class` returns.
 - tensors are first read as `TensorRef` records (storage key, dtype, offset, size, stride), so a
   caller checks the shapes before any tensor data is read; `materialise` then reads only the tensors
-  it is given, with `torch.frombuffer` + `torch.as_strided`, which check the bounds against the bytes.
+  it is given, each storage once (views of one storage share it), with `torch.frombuffer` +
+  `torch.as_strided`, after checking each layout against its storage.
 
 Why not `torch.load(..., weights_only=False, pickle_module=restricted)`: `torch.load` then hands a
 TorchScript archive to `torch.jit.load` (which runs its code), uses `pickle_module.load` on several
@@ -240,8 +243,13 @@ def materialise(refs: Mapping[str, TensorRef], archive: Archive) -> dict[str, Te
     storage share its memory (as `torch.load`'s do) instead of each copying all of it. Nothing is
     shared with the file afterwards."""
     storages = _Storages(archive)
-    with open_checked(archive.path) as zf:
-        return {name: storages.view(zf, ref, name) for name, ref in refs.items()}
+    try:
+        with open_checked(archive.path) as zf:
+            return {name: storages.view(zf, ref, name) for name, ref in refs.items()}
+    except TorchZipError as exc:
+        raise TorchZipError(f"cannot read {archive.path}: {exc}") from None
+    except Exception as exc:  # a damaged zip (CRC, truncated member), or the file changed since
+        raise TorchZipError(f"cannot read {archive.path}: {_describe(exc)}") from None
 
 
 class _Storages:
