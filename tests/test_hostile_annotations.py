@@ -36,9 +36,12 @@ def write_sequence(root: Path, frames: int, lines: int, row: bytes = b"367,100,4
 
 
 _MEASURE = """
-import json, resource, sys, time
+# VmHWM, this process's own peak: ru_maxrss would carry the pytest parent's peak across fork + exec.
+def peak_kib():
+    return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+import json, sys, time
 from seqtrack_mlflow.datasets.lasot import LasotFormatError, read_sequence
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 start = time.perf_counter()
 try:
     read_sequence(sys.argv[1])
@@ -46,7 +49,7 @@ try:
 except LasotFormatError as exc:
     outcome = str(exc)
 print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - start,
-                  "rss_growth_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before}))
+                  "rss_growth_kib": peak_kib() - before}))
 """
 
 

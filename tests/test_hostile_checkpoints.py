@@ -72,7 +72,7 @@ def assert_one_line(exc: pytest.ExceptionInfo, path: Path, *needles: str) -> str
 # the interpreter's own baseline (measured after the imports, before the first read).
 PROBE = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     from pathlib import Path
     from seqtrack_mlflow.model import factory
     from seqtrack_mlflow.train import checkpoints
@@ -84,7 +84,9 @@ PROBE = textwrap.dedent(
         "ours": lambda p: checkpoints.load(p),
         "evaluate": lambda p: factory.load_trained_weights(p, None),
     }
-    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB on Linux
+    def peak():  # VmHWM, this process's own peak in MB (ru_maxrss carries the parent's across fork + exec)
+        status = open("/proc/self/status").read().splitlines()
+        return int(next(line.split()[1] for line in status if line.startswith("VmHWM:"))) / 1024
     base, report = peak(), {}
     for arg in sys.argv[2:]:
         for name in sys.argv[1].split(","):

@@ -162,12 +162,15 @@ def test_ordinary_layouts_still_extract(tmp_path, layout):
 
 
 _MEASURE = """
-import json, os, resource, sys, time
+# VmHWM, this process's own peak: ru_maxrss would carry the pytest parent's peak across fork + exec.
+def peak_kib():
+    return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+import json, os, sys, time
 from pathlib import Path
 from seqtrack_mlflow.datasets.base import DataSourceError
 from seqtrack_mlflow.datasets.hub import safe_extract
 zip_path, target = Path(sys.argv[1]), Path(sys.argv[2])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 start = time.perf_counter()
 try:
     safe_extract(zip_path, target)
@@ -175,7 +178,7 @@ try:
 except DataSourceError as exc:
     outcome = str(exc)
 written = sum(f.stat().st_size for f in target.rglob("*") if f.is_file()) if target.exists() else 0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_kib()
 print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - start, "written": written,
                   "rss_growth_kib": peak - before}))
 """
