@@ -9,7 +9,6 @@ the group every command is registered on, so no command can forget it.
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
@@ -32,6 +31,7 @@ from seqtrack_mlflow.config import (
     given_for,
     step_settings,
 )
+from seqtrack_mlflow.fileio import is_disk_full
 
 # `--help` ends with the environment variables a step reads (`\b`: click keeps these lines as they are).
 ENVIRONMENT_EPILOG = "\b\nEnvironment variables:\n" + environment_help()
@@ -71,6 +71,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from seqtrack_mlflow.datasets.selection import SelectionError
     from seqtrack_mlflow.evaluation.metrics import MetricsError
     from seqtrack_mlflow.evaluation.tracker import TrackerError
+    from seqtrack_mlflow.inputs.processing import CropWindowError
     from seqtrack_mlflow.inputs.sampling import SamplingError
     from seqtrack_mlflow.model.factory import OfficialCheckpointError, PretrainedError
     from seqtrack_mlflow.tracking import TrackingError
@@ -85,13 +86,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         SelectionError,
         TrackingError,
         SamplingError,
+        CropWindowError,
         TrackerError,
         MetricsError,
         OfficialCheckpointError,
     )
-
-
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 def one_line(exc: BaseException) -> str:
@@ -129,7 +128,7 @@ def user_facing(fn: Callable) -> Callable:
             click.echo(f"error: {one_line(exc)}", err=True)
             sys.exit(2)
         except OSError as exc:
-            if exc.errno not in _NO_SPACE:
+            if not is_disk_full(exc):
                 raise
             where = f" writing {exc.filename}" if exc.filename else ""
             click.echo(

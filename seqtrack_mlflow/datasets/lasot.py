@@ -7,7 +7,8 @@ Layout (the LaSOT release): `<root>/<class>/<class>-<k>/` holding `img/00000001.
 frames often keep a stale box).
 
 Bad files raise `DatasetFormatError` (alias `LasotFormatError`) with one line naming the file and the
-line, so a user can fix or re-download that one sequence instead of debugging a numpy traceback. Frame
+line, so a user can fix or re-download that one sequence instead of debugging a numpy traceback. The
+annotation files are read by `annotations.py`, bounded by the frame images the folder holds. Frame
 images are only checked to exist here; decoding them is `base.verify_frames`.
 
 The entry (`Lasot`) serves two sources: `local`, a LaSOT root given by `lasot_root` or `$LASOT_ROOT`,
@@ -22,10 +23,9 @@ from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from pathlib import Path
 
-import numpy as np
-
 from seqtrack_mlflow.config import DataConfig, env_name
 
+from .annotations import parse_flags, parse_groundtruth
 from .base import DatasetFormatError, DataSourceError, Found, RootSource, Sequence
 from .cache import CACHE_ENV, CACHE_SETTING, COMPLETE_MARKER, cache_dir_of
 
@@ -71,10 +71,6 @@ CACHE_FOLDER = "lasot"  # hub downloads are extracted into <cache>/lasot/<class>
 ROOT_ENV = env_name(DataConfig, "lasot_root")  # declared with the setting
 
 _SEQ_NAME = re.compile(r"^(?P<cls>[A-Za-z]+)-(?P<num>\d+)$")
-# LaSOT files are comma separated; some tools write tabs or spaces, so any run of them separates values.
-_SEPARATORS = re.compile(r"[ \t,]+")
-_LINE_EDGE = re.compile(r" ?\n ?")
-_FOUR_COLUMNS = re.compile(r"(?:[^ \n]+ [^ \n]+ [^ \n]+ [^ \n]+\n)*")
 
 
 # The name LaSOT code and tests use for the generic reader error (the same class, so an error raised
@@ -99,90 +95,21 @@ def parse_sequence_name(name: str) -> tuple[str, int]:
     return match["cls"], int(match["num"])
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise LasotFormatError(f"{path}: file is missing: restore or re-download this sequence") from None
-    except UnicodeDecodeError:
-        raise LasotFormatError(f"{path}: not a text file: restore or re-download this sequence") from None
-
-
-def _collapse(text: str) -> str:
-    """Whole-text normalisation (no per-line Python): `\n` line ends, one space between values,
-    no spaces at line edges, trailing blank lines dropped. Line numbers are preserved."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _LINE_EDGE.sub("\n", _SEPARATORS.sub(" ", text)).rstrip(" \n")
-    return text[1:] if text.startswith(" ") else text
-
-
-def _short(line: str) -> str:
-    return repr(line if len(line) <= 60 else line[:57] + "...")
-
-
-def parse_groundtruth(path: Path) -> np.ndarray:
-    """(N, 4) float64 boxes in one numpy conversion; a per-line rescan runs only to name a bad line."""
-    raw_text = _read_text(path)
-    text = _collapse(raw_text)
-    if not text:
-        raise LasotFormatError(f"{path}: no ground-truth lines (empty sequence): restore or remove it")
-    if _FOUR_COLUMNS.fullmatch(text + "\n"):
-        try:
-            boxes = np.array(text.split(), dtype=np.float64).reshape(-1, 4)
-        except ValueError:  # a non-numeric value somewhere: the scan below names its line
-            boxes = None
-        if boxes is not None and np.isfinite(boxes).all():
-            return boxes
-    raw_lines = raw_text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    for number, line in enumerate(text.split("\n"), start=1):
-        values = line.split(" ") if line else []
-        raw = _short(raw_lines[number - 1])
-        if len(values) != 4:
-            raise LasotFormatError(
-                f"{path}:{number}: expected 4 comma-separated values x,y,w,h, found {len(values)} "
-                f"in {raw}: fix the line or re-download the sequence"
-            )
-        try:
-            finite = bool(np.isfinite(np.array(values, dtype=np.float64)).all())
-        except ValueError:
-            finite = False
-        if not finite:
-            raise LasotFormatError(
-                f"{path}:{number}: non-numeric value in {raw}: fix the line or re-download the sequence"
-            )
-    raise AssertionError(f"{path}: fast parse failed but every line parses")  # unreachable
-
-
-def parse_flags(path: Path, expected: int, groundtruth: Path) -> np.ndarray:
-    """(N,) bool flags from LaSOT's one-line comma-separated 0/1 file (several lines also accepted)."""
-    text = _collapse(_read_text(path))
-    flags = np.array(text.split(), dtype=str)
-    ok = np.isin(flags, ("0", "1"))
-    if not ok.all():
-        index = int(np.argmin(ok))
-        per_line = np.cumsum([len(line.split()) for line in text.split("\n")])
-        line = int(np.searchsorted(per_line, index, side="right")) + 1
-        raise LasotFormatError(
-            f"{path}:{line}: flag {index + 1} is {str(flags[index])[:20]!r}, expected 0 or 1: "
-            "fix the file or re-download the sequence"
-        )
-    if flags.size != expected:
-        raise LasotFormatError(
-            f"{path}: {flags.size} flags but {groundtruth.name} has {expected} lines: "
-            "the files need one entry per frame; re-download the sequence"
-        )
-    return flags == "1"
-
-
-def check_frames(seq_dir: Path, num_frames: int, groundtruth: Path) -> None:
-    """Every frame named by the ground truth exists (one directory listing, not one stat per frame)."""
+def frame_listing(seq_dir: Path) -> set[str]:
+    """The names in the sequence's image folder (one directory listing, not one stat per frame)."""
     img_dir = seq_dir / "img"
     try:
-        present = set(os.listdir(img_dir))
+        return set(os.listdir(img_dir))
     except (FileNotFoundError, NotADirectoryError):
         raise LasotFormatError(
             f"{img_dir}: image folder is missing: restore or re-download this sequence"
         ) from None
+
+
+def check_frames(seq_dir: Path, num_frames: int, groundtruth: Path, present: set[str] | None = None) -> None:
+    """Every frame named by the ground truth exists (`present`: the image folder's listing, if made)."""
+    img_dir = seq_dir / "img"
+    present = frame_listing(seq_dir) if present is None else present
     for index in range(num_frames):
         name = FRAME_NAME.format(index + 1)
         if name not in present:
@@ -193,16 +120,19 @@ def check_frames(seq_dir: Path, num_frames: int, groundtruth: Path) -> None:
 
 
 def read_sequence(seq_dir: Path, check_images: bool = True) -> Sequence:
-    """Load one sequence folder; `check_images=False` skips the image listing (index re-reads)."""
+    """Load one sequence folder. The image folder is listed either way: its size bounds what the
+    annotation files may hold (`annotations`); `check_images=False` (index re-reads) skips only the
+    check that every frame the ground truth names is there."""
     seq_dir = Path(seq_dir)
     class_name, number = parse_sequence_name(seq_dir.name)
     gt_path = seq_dir / "groundtruth.txt"
-    boxes = parse_groundtruth(gt_path)
+    present = frame_listing(seq_dir)
+    boxes = parse_groundtruth(gt_path, frames=len(present), images=str(seq_dir / "img"))
     n = boxes.shape[0]
     occlusion = parse_flags(seq_dir / "full_occlusion.txt", n, gt_path)
     out_of_view = parse_flags(seq_dir / "out_of_view.txt", n, gt_path)
     if check_images:
-        check_frames(seq_dir, n, gt_path)
+        check_frames(seq_dir, n, gt_path, present)
     for array in (boxes, occlusion, out_of_view):
         array.setflags(write=False)
     return Sequence(

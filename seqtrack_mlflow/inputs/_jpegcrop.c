@@ -1,19 +1,24 @@
 /* Crop a JPEG frame, decoding only the rows and columns the crop reads.
  *
- * One call per crop: libjpeg-turbo decodes the frame at 1/scale in the DCT domain (scale_denom),
- * skips the rows above the crop (jpeg_skip_scanlines), crops the columns (jpeg_crop_scanline), stops
- * after the last row the crop reads, and the crop is resampled with the arithmetic of PIL's
- * `Image.transform(size, EXTENT, extent, BILINEAR)` on the full decoded frame: the same sample
- * positions (x + 0.5) * (x1 - x0) / n + x0 in double precision, the same clamping at the frame edge,
- * zero outside the frame, the same truncation to uint8. Samples are computed in full-frame
- * coordinates and only then offset into the decoded region, so the crop is PIL's whenever the
- * decoded pixels are (libjpeg-turbo decodes the same pixels in a region as in the full frame, but
- * for the edge column of a cropped region, which fancy upsampling extrapolates: the region is
- * decoded one column wider on each side than the crop reads).
+ * One call per crop: libjpeg-turbo decodes the frame at 1/scale in the DCT domain (scale_denom, the
+ * scale PIL's draft picks for the same request), skips the rows above the crop
+ * (jpeg_skip_scanlines), crops the columns (jpeg_crop_scanline), stops after the last row the crop
+ * reads, and the crop is resampled with the arithmetic of PIL's
+ * `Image.transform(size, EXTENT, extent, BILINEAR)` on the full decoded frame (_jpegcrop_bilinear.h):
+ * the same sample positions, the same clamping at the frame edge, zero outside the frame, the same
+ * truncation to uint8. Samples are computed in full-frame coordinates and only then offset into the
+ * decoded region, so the crop is PIL's whenever the decoded pixels are. libjpeg-turbo decodes the
+ * same pixels in a region as in the full frame but near the region's edges, which fancy upsampling
+ * extrapolates from the region's own chroma samples: the region is decoded two chroma samples wider
+ * on each side than the crop reads, and whole rows for samplings other than 1:1 and 2:1 across.
+ *
+ * Every argument is checked before use (ValueError naming it): the extent finite, ordered and within
+ * +-2^26, so no index computation can overflow. Frames over `max_pixels` (PIL's MAX_IMAGE_PIXELS)
+ * are refused from the header, before libjpeg allocates anything frame-sized.
  *
  * Requires libjpeg-turbo >= 1.5 (jpeg_skip_scanlines, jpeg_crop_scanline). Any libjpeg error or
- * warning (corrupt data, premature end) raises ValueError: the Python side then hands the frame to
- * PIL, which accepts or refuses it with its own message.
+ * warning (corrupt data, premature end) raises DecodeError (a ValueError): the Python side then hands
+ * the frame to PIL, which accepts or refuses it with its own message.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -26,10 +31,7 @@
 
 #include <jpeglib.h>
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define HAVE_AVX2_PATH 1
-#endif
+#include "_jpegcrop_bilinear.h"
 
 typedef struct {
     struct jpeg_error_mgr pub;
@@ -46,97 +48,6 @@ static void on_error(j_common_ptr cinfo) {
 static void on_message(j_common_ptr cinfo, int level) {
     if (level < 0) {
         on_error(cinfo); /* a warning means damaged data: refuse rather than return its pixels */
-    }
-}
-
-/* PIL's FLOOR for the sample position. */
-static inline int pil_floor(double v) { return v < 0.0 ? (int)floor(v) : (int)v; }
-static inline int clip_index(int v, int size) { return v < 0 ? 0 : (v < size ? v : size - 1); }
-
-/* The bilinear taps along one axis, as PIL's BILINEAR_HEAD/BODY compute them: for output i, whether
- * the sample lies inside the frame, the two source indices (the second -1 along y when it is past
- * the edge, where PIL reuses the first row) and the fraction. */
-typedef struct {
-    int inside;
-    int lo;
-    int hi;
-    double frac;
-} Tap;
-
-static void axis_taps(Tap *taps, int n, double start, double step, int size, int is_y) {
-    for (int i = 0; i < n; i++) {
-        double in = i + 0.5;
-        /* PIL: a0 * xin + a1 * yin + a2 with a1 = 0 (x), or a3 * xin + a4 * yin + a5 with a3 = 0 (y). */
-        double pos = is_y ? (0.0 + step * in) + start : (step * in + 0.0) + start;
-        Tap *t = &taps[i];
-        t->inside = !(pos < 0.0 || pos >= size);
-        double p = pos - 0.5;
-        int k = pil_floor(p);
-        t->frac = p - k;
-        t->lo = clip_index(k, size);
-        if (is_y) {
-            t->hi = (k + 1 >= 0 && k + 1 < size) ? k + 1 : -1;
-        } else {
-            t->hi = clip_index(k + 1, size);
-        }
-    }
-}
-
-/* The arithmetic loops are compiled twice on x86-64 Linux, for AVX2 and for the baseline, and the
- * loader picks one for the CPU. Vectorising them changes no result: each value is the same IEEE
- * double operations in the same order (and -ffp-contract=off forbids fused multiply-adds). */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
-#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
-/* PIL's horizontal lerp a + (b - a) * dx of one source row for every output value, 0 outside the
- * frame: pixel x blends the pixels at byte offsets p0[x] and p1[x] of `src` by dx[x] (outside the
- * frame both offsets are 0 and dx 0; the value is zeroed afterwards). */
-VECTOR_CLONES
-static void lerp_row_scalar(double *h, int n, const unsigned char *src, const int *p0, const int *p1,
-                            const double *dx) {
-    for (int x = 0; x < n; x++) {
-        for (int c = 0; c < 3; c++) {
-            double a = src[p0[x] + c], b = src[p1[x] + c];
-            h[3 * x + c] = a + (b - a) * dx[x];
-        }
-    }
-}
-
-#ifdef HAVE_AVX2_PATH
-/* The same lerp a pixel at a time: its three bytes (and the next one, ignored) widened to four
- * doubles, one subtract, multiply and add each as the scalar code: identical values, ~3x faster.
- * Writes h[3n] (one padding double) and reads one byte past a row's last pixel (rows are padded). */
-__attribute__((target("avx2"))) static void lerp_row_avx2(double *h, int n, const unsigned char *src,
-                                                         const int *p0, const int *p1,
-                                                         const double *dx) {
-    for (int x = 0; x < n; x++) {
-        int wa, wb;
-        memcpy(&wa, src + p0[x], 4);
-        memcpy(&wb, src + p1[x], 4);
-        __m256d va = _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(wa)));
-        __m256d vb = _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(wb)));
-        __m256d d = _mm256_broadcast_sd(dx + x);
-        _mm256_storeu_pd(h + 3 * x, _mm256_add_pd(va, _mm256_mul_pd(_mm256_sub_pd(vb, va), d)));
-    }
-}
-#endif
-
-typedef void (*LerpRow)(double *, int, const unsigned char *, const int *, const int *, const double *);
-
-static LerpRow lerp_row = lerp_row_scalar; /* the fastest at import (find_kernels), or set_kernel's */
-
-/* PIL's vertical lerp v1 + (v2 - v1) * dy, truncated to uint8. */
-VECTOR_CLONES
-static void lerp_rows(unsigned char *out, int count, const double *v1, const double *v2, double dy,
-                      int *truncated) {
-    for (int i = 0; i < count; i++) {
-        truncated[i] = (int)(v1[i] + (v2[i] - v1[i]) * dy); /* in [0, 255]: as PIL's (UINT8) cast */
-    }
-    for (int i = 0; i < count; i++) {
-        out[i] = (unsigned char)truncated[i];
     }
 }
 
@@ -237,20 +148,90 @@ static void resample(unsigned char *out, int n, int flip, RowBlock *rows, int le
     }
 }
 
+/* Frames the decoder will not cut (libjpeg errors and warnings, the pixel limit): inputs/jpeg.py hands
+ * them to PIL, which decodes or refuses them. A bad argument raises plain ValueError instead. */
+static PyObject *DecodeError;
+
+/* Extent coordinates stay within +-2^26: scaled by up to 8 (pil_draft_scale), every sample position,
+ * index and index + 1 still fits an int. */
+#define COORD_LIMIT 67108864.0
+#define MAX_N 65536
+
+/* 0 when every argument is usable; else -1 with a one-line ValueError naming the first bad one. */
+static int check_args(int scale, const double *extent, int n, const Py_buffer *out) {
+    static const char *names[4] = {"x0", "y0", "x1", "y1"};
+    char text[200];
+    text[0] = '\0';
+    if (scale != 1 && scale != 2 && scale != 4 && scale != 8) {
+        snprintf(text, sizeof(text), "scale=%d is invalid: use 1, 2, 4 or 8", scale);
+    } else if (n < 1 || n > MAX_N) {
+        snprintf(text, sizeof(text), "n=%d is invalid: the crop side must be 1 to %d pixels", n, MAX_N);
+    }
+    for (int i = 0; i < 4 && !text[0]; i++) {
+        if (!(fabs(extent[i]) <= COORD_LIMIT)) { /* NaN fails too */
+            snprintf(text, sizeof(text), "%s=%g is invalid: extent coordinates must be finite and within "
+                     "+-2^26 pixels", names[i], extent[i]);
+        }
+    }
+    for (int i = 0; i < 2 && !text[0]; i++) {
+        if (!(extent[i + 2] > extent[i])) {
+            snprintf(text, sizeof(text), "%s=%g is not greater than %s=%g: the extent must have x0 < x1 and "
+                     "y0 < y1", names[i + 2], extent[i + 2], names[i], extent[i]);
+        }
+    }
+    if (!text[0] && (out->len != (Py_ssize_t)n * n * 3 || !PyBuffer_IsContiguous(out, 'C'))) {
+        snprintf(text, sizeof(text), "out holds %zd bytes%s: it must be a contiguous n x n x 3 = %lld byte "
+                 "buffer", out->len, PyBuffer_IsContiguous(out, 'C') ? "" : ", not contiguous",
+                 (long long)n * n * 3);
+    }
+    if (text[0]) {
+        PyErr_SetString(PyExc_ValueError, text);
+        return -1;
+    }
+    return 0;
+}
+
+/* The DCT scale PIL's JpegImageFile.draft picks when asked for (w // scale, h // scale), as
+ * processing.open_frame asks: for frames under `scale` pixels a side it is smaller than asked (a
+ * 7-pixel-wide frame asked for 1/8 gets 1/4, a 1-pixel-high one 1/1), and both decoders must cut
+ * the same pixels. */
+static int pil_draft_scale(int scale, long w, long h) {
+    if (scale == 1) {
+        return 1;
+    }
+    long want_w = w / scale > 1 ? w / scale : 1, want_h = h / scale > 1 ? h / scale : 1;
+    long q = w / want_w < h / want_h ? w / want_w : h / want_h;
+    return q >= 8 ? 8 : (q >= 4 ? 4 : (q >= 2 ? 2 : 1));
+}
+
+/* The columns a cropped decode must add each side of those the crop reads, or -1 for samplings
+ * whose cropped rows are not the full rows' (tested: h4 luma sampling differs inside the region).
+ * libjpeg-turbo extrapolates a region's edge columns from its own chroma samples: two chroma
+ * samples of margin keep every column the crop reads computed from the full rows' samples. */
+static int crop_margin(j_decompress_ptr cinfo) {
+    int ratio = 1;
+    for (int i = 0; i < cinfo->num_components; i++) {
+        int h = cinfo->comp_info[i].h_samp_factor;
+        if (h < 1 || cinfo->max_h_samp_factor % h != 0 || cinfo->max_h_samp_factor / h > 2) {
+            return -1;
+        }
+        ratio = cinfo->max_h_samp_factor / h > ratio ? cinfo->max_h_samp_factor / h : ratio;
+    }
+    return 2 * ratio;
+}
+
 static PyObject *crop(PyObject *self, PyObject *args) {
     Py_buffer data, target;
     int scale, n, flip = 0;
-    double x0, y0, x1, y1;
-    if (!PyArg_ParseTuple(args, "y*iddddiw*|p", &data, &scale, &x0, &y0, &x1, &y1, &n, &target,
-                          &flip)) {
+    double extent[4];
+    long long max_pixels;
+    if (!PyArg_ParseTuple(args, "y*iddddiw*L|p", &data, &scale, &extent[0], &extent[1], &extent[2],
+                          &extent[3], &n, &target, &max_pixels, &flip)) {
         return NULL;
     }
-    if (n < 1 || n > 65536 || (scale != 1 && scale != 2 && scale != 4 && scale != 8) ||
-        target.len != (Py_ssize_t)n * n * 3 || !PyBuffer_IsContiguous(&target, 'C')) {
+    if (check_args(scale, extent, n, &target) < 0) {
         PyBuffer_Release(&data);
         PyBuffer_Release(&target);
-        PyErr_SetString(PyExc_ValueError,
-                        "need scale 1, 2, 4 or 8 and a contiguous n x n x 3 byte output buffer");
         return NULL;
     }
     struct jpeg_decompress_struct cinfo;
@@ -269,14 +250,27 @@ static PyObject *crop(PyObject *self, PyObject *args) {
         if (thread != NULL) {
             PyEval_RestoreThread(thread);
         }
-        PyErr_SetString(PyExc_ValueError, err.message);
+        PyErr_SetString(DecodeError, err.message);
         goto done;
     }
     jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
     jpeg_read_header(&cinfo, TRUE);
+    /* PIL's limit, from the header, before libjpeg allocates anything the size of the frame (a
+     * progressive frame's coefficients: ~2 bytes a pixel a component). */
+    long long frame_pixels = (long long)cinfo.image_width * cinfo.image_height;
+    if (max_pixels >= 0 && frame_pixels > max_pixels) {
+        PyErr_Format(DecodeError, "image size %ux%u (%lld pixels) is over the limit of %lld pixels",
+                     cinfo.image_width, cinfo.image_height, frame_pixels, max_pixels);
+        goto done;
+    }
     cinfo.out_color_space = JCS_RGB;
     cinfo.scale_num = 1;
-    cinfo.scale_denom = (unsigned int)scale;
+    int decode_scale = pil_draft_scale(scale, (long)cinfo.image_width, (long)cinfo.image_height);
+    cinfo.scale_denom = (unsigned int)decode_scale;
+    for (int i = 0; i < 4; i++) {
+        /* Into the pixels of that scale: a power of two, so exactly PIL's path's extent. */
+        extent[i] *= (double)scale / decode_scale;
+    }
     cinfo.dct_method = JDCT_ISLOW;
     cinfo.do_fancy_upsampling = TRUE;
     jpeg_calc_output_dimensions(&cinfo);
@@ -292,8 +286,8 @@ static PyObject *crop(PyObject *self, PyObject *args) {
     }
     Tap *xt = taps, *yt = taps + n;
     /* PIL's EXTENT -> AFFINE conversion: xs = (x1 - x0) / w, ys = (y1 - y0) / h. */
-    axis_taps(xt, n, x0, (x1 - x0) / n, width, 0);
-    axis_taps(yt, n, y0, (y1 - y0) / n, height, 1);
+    axis_taps(xt, n, extent[0], (extent[2] - extent[0]) / n, width, 0);
+    axis_taps(yt, n, extent[1], (extent[3] - extent[1]) / n, height, 1);
     int col_lo = width, col_hi = -1, row_lo = height, row_hi = -1;
     for (int i = 0; i < n; i++) {
         if (xt[i].inside) {
@@ -306,18 +300,20 @@ static PyObject *crop(PyObject *self, PyObject *args) {
             row_hi = last > row_hi ? last : row_hi;
         }
     }
+    int margin = crop_margin(&cinfo);
     unsigned char *pixels = (unsigned char *)target.buf;
     thread = PyEval_SaveThread();
     if (col_hi < 0 || row_hi < 0) { /* the crop lies wholly outside the frame */
         memset(pixels, 0, (size_t)n * n * 3);
     } else {
         jpeg_start_decompress(&cinfo);
-        /* One column of margin each side: a cropped region's edge column is extrapolated. */
-        JDIMENSION left = (JDIMENSION)(col_lo > 0 ? col_lo - 1 : 0);
-        JDIMENSION right = (JDIMENSION)(col_hi + 2 < width ? col_hi + 2 : width);
-        JDIMENSION span = right - left;
+        JDIMENSION left = 0, span = (JDIMENSION)width;
+        if (margin >= 0) {
+            left = (JDIMENSION)(col_lo > margin ? col_lo - margin : 0);
+            span = (JDIMENSION)(col_hi + 1 + margin < width ? col_hi + 1 + margin : width) - left;
+        }
         if (span < (JDIMENSION)width) {
-            jpeg_crop_scanline(&cinfo, &left, &span);
+            jpeg_crop_scanline(&cinfo, &left, &span); /* moves left to an iMCU boundary */
         }
         /* + 1 byte a row: lerp_row_avx2 reads 4 bytes a pixel. */
         RowBlock block = {&cinfo, NULL, (size_t)span * 3 + 1, row_lo, 0, row_hi};
@@ -356,6 +352,7 @@ static Kernel available[2];
 static int available_count = 0;
 
 static void find_kernels(void) {
+    available_count = 0; /* the module may be initialised again (loaded from a second path) */
 #ifdef HAVE_AVX2_PATH
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2")) {
@@ -399,10 +396,12 @@ static PyMethodDef methods[] = {
     {"kernels", kernels, METH_NOARGS, "kernels() -> the horizontal-lerp kernels this CPU runs, default first"},
     {"set_kernel", set_kernel, METH_VARARGS, "set_kernel(name): use that kernel (all give the same crops)"},
     {"crop", crop, METH_VARARGS,
-     "crop(jpeg_bytes, scale, x0, y0, x1, y1, n, out, flip=False) -> (decoded_w, decoded_h)\n\n"
+     "crop(jpeg_bytes, scale, x0, y0, x1, y1, n, out, max_pixels, flip=False) -> (decoded_w, decoded_h)\n\n"
      "Write into `out` (n * n * 3 bytes) the RGB crop of the extent (x0, y0, x1, y1), in the\n"
-     "coordinates of the frame decoded at 1/scale, as PIL's transform(EXTENT, BILINEAR) cuts it,\n"
-     "mirrored left-right when `flip`; raises ValueError on any libjpeg error or warning."},
+     "coordinates of the frame at 1/scale, as PIL's transform(EXTENT, BILINEAR) cuts it from the frame\n"
+     "decoded at the scale PIL's draft picks (1/scale but for frames under `scale` pixels a side),\n"
+     "mirrored left-right when `flip`. DecodeError on any libjpeg error or warning and for frames\n"
+     "over max_pixels (negative: no limit); ValueError on bad arguments."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -412,12 +411,21 @@ static struct PyModuleDef module = {
 };
 
 /* Bumped with every change of the interface: inputs/jpeg.py refuses a stale build of an older one. */
-#define INTERFACE_VERSION 3
+#define INTERFACE_VERSION 5
 
 PyMODINIT_FUNC PyInit__jpegcrop(void) {
     find_kernels();
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0) {
+    if (m == NULL) {
+        return NULL;
+    }
+    if (DecodeError == NULL) {
+        DecodeError = PyErr_NewExceptionWithDoc("_jpegcrop.DecodeError",
+                                                "A frame the region decoder will not cut (PIL decides).",
+                                                PyExc_ValueError, NULL);
+    }
+    if (DecodeError == NULL || PyModule_AddIntConstant(m, "INTERFACE_VERSION", INTERFACE_VERSION) < 0 ||
+        PyModule_AddObjectRef(m, "DecodeError", DecodeError) < 0) {
         Py_DECREF(m);
         return NULL;
     }

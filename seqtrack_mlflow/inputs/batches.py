@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, get_worker_info
 
 from seqtrack_mlflow.inputs.sampling import TrainingSamples
+from seqtrack_mlflow.messages import first_line
 
 PREFETCH = 2  # batches in flight per worker (DataLoader's prefetch_factor)
 # A worker's slots: its batches in flight, the batch the consumer is using and the previous one (the
@@ -198,7 +199,7 @@ def make_loader(
     except RuntimeError as exc:  # shared memory too small (a container's default /dev/shm is 64 MB)
         slots = None
         print(
-            f"warning: no shared memory for the loader's batch slots ({str(exc).splitlines()[0]}): "
+            f"warning: no shared memory for the loader's batch slots ({first_line(exc)}): "
             "batches travel through fresh shared memory, slower; give /dev/shm more room "
             "(docker run --shm-size=2g)",
             file=sys.stderr,

@@ -5,7 +5,8 @@ cutting the crop costs more than the frames' decode alone. The region decoder (`
 against the system libjpeg-turbo at install) decodes only the rows and columns a crop reads, at the
 same 1/2, 1/4 or 1/8 DCT scale as `processing.open_frame`, and resamples with PIL's exact bilinear
 arithmetic in the same call: its crops are PIL's to the bit (tests/inputs/test_jpeg.py, every scale,
-4:2:0, 4:2:2, 4:4:4 and greyscale frames, boxes across and beyond the border). No maintained wheel
+4:2:0, 4:2:2, 4:4:4 and greyscale frames, boxes across and beyond the border; tests/test_hostile_jpeg.py,
+other samplings, tiny frames and hostile arguments). No maintained wheel
 does this: simplejpeg scales but cannot crop, PyTurboJPEG's cropped decode needs TurboJPEG 3, which
 no Debian 12 or Ubuntu 24.04 package ships.
 
@@ -13,10 +14,11 @@ The decoder of a process is fixed by `SEQTRACK_JPEG_DECODER`: `region` (the defa
 extension is built) or `pil`. Where the extension was not built (no C compiler or no libjpeg headers
 at install) the process says so once on stderr, names the fix, and uses PIL: the same crops, slower.
 
-Damage: a frame the region decoder refuses (not a JPEG, CMYK, any libjpeg warning, or no end-of-image
-marker, i.e. truncated) goes to PIL, which decodes it or raises `datasets.base.FrameError`. Data below
-a crop's last row is never read, so damage there goes unnoticed where PIL would notice it (the pixels
-used are intact); `-P verify_frames=true` checks every frame whole.
+Damage: a frame the region decoder refuses (not a JPEG, CMYK, any libjpeg warning, no end-of-image
+marker, i.e. truncated, or more pixels than PIL's `Image.MAX_IMAGE_PIXELS`) goes to PIL, which decodes
+it or raises `datasets.base.FrameError` (over the pixel limit: PIL's own warning, or its refusal).
+Data below a crop's last row is never read, so damage there goes unnoticed where PIL would notice it
+(the pixels used are intact); `-P verify_frames=true` checks every frame whole.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-INTERFACE_VERSION = 3  # of _jpegcrop.c; a build of another (a stale .so) is not used
+INTERFACE_VERSION = 5  # of _jpegcrop.c; a build of another (a stale .so) is not used
 try:
     from seqtrack_mlflow.inputs import _jpegcrop
 except ImportError:  # not built: exercised in the tests by monkeypatching AVAILABLE
@@ -80,13 +83,19 @@ def crop(
     """Write into `out` ((n, n, 3) uint8, C-contiguous) the crop of `extent` (x0, y0, x1, y1 in the
     coordinates of the frame decoded at 1/`scale`) as PIL's transform(EXTENT, BILINEAR) cuts it from
     the whole frame, mirrored left-right when `flip`. False when the region decoder is not built or
-    refuses the data (the caller then uses PIL)."""
+    refuses the data (the caller then uses PIL). A bad extent or `out` raises ValueError naming it.
+
+    Frames over PIL's `Image.MAX_IMAGE_PIXELS` (read at each call) are refused from the header, before
+    any decoding: PIL's path then warns, or refuses with DecompressionBombError, exactly as for PIL
+    alone."""
     # No end-of-image marker: truncated. (0xFFD9 cannot occur inside entropy-coded data.)
     if _jpegcrop is None or _EOI not in data[-64:]:
         return False
+    limit = Image.MAX_IMAGE_PIXELS
+    max_pixels = -1 if limit is None else min(int(limit), 2**62)
     try:
-        _jpegcrop.crop(data, scale, *extent, out.shape[0], out, flip)
-    except ValueError:
+        _jpegcrop.crop(data, scale, *extent, out.shape[0], out, max_pixels, flip)
+    except _jpegcrop.DecodeError:
         return False
     return True
 

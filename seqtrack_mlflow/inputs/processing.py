@@ -43,11 +43,27 @@ class CropWindow:
         return self.out_size / self.side
 
 
+# Box coordinates and crop sides past this are no frame's (JPEG frames are at most 65535 px a side);
+# the bound keeps every window far inside what the decoders' arithmetic handles.
+WINDOW_LIMIT = 1e7
+
+
+class CropWindowError(ValueError):
+    """A box no crop window can be cut around (non-finite or absurdly large): one line naming it."""
+
+
 def crop_window(box_xywh: np.ndarray | tuple[float, ...], factor: float, out_size: int) -> CropWindow:
-    """The square crop of side ceil(sqrt(w*h) * factor) centred on the box (pytracking rounding)."""
+    """The square crop of side ceil(sqrt(w*h) * factor) centred on the box (pytracking rounding).
+    A box or side that is not finite or is past +-WINDOW_LIMIT pixels raises CropWindowError."""
     x, y, w, h = (float(v) for v in box_xywh)
-    side = math.ceil(math.sqrt(max(w * h, 1e-12)) * factor)
-    side = max(side, 1)
+    exact_side = math.sqrt(max(w * h, 1e-12)) * factor
+    if not all(abs(v) <= WINDOW_LIMIT for v in (x, y, w, h, exact_side)):  # NaN fails too
+        raise CropWindowError(
+            f"box (x, y, w, h) = ({x:g}, {y:g}, {w:g}, {h:g}) with crop factor {factor:g} gives no crop: "
+            f"the box and the crop side must be finite and within ±{WINDOW_LIMIT:,.0f} pixels "
+            "(give boxes in the frame's pixels)"
+        )
+    side = max(math.ceil(exact_side), 1)
     x0 = round(x + 0.5 * w - side * 0.5)
     y0 = round(y + 0.5 * h - side * 0.5)
     return CropWindow(float(x0), float(y0), float(side), out_size)
@@ -106,10 +122,11 @@ def _open_frame(path: str | Path, window: CropWindow | None) -> tuple[Image.Imag
         scale = reduction(window)
         if scale > 1:
             # Floor, so a width that is not a multiple of 8 still gets the largest reduction.
-            img.draft("RGB", (max(1, full_w // scale), max(1, full_h // scale)))
+            drafted = img.draft("RGB", (max(1, full_w // scale), max(1, full_h // scale)))
             # DCT scaling maps decoded pixel i to full-resolution pixels [i*k, (i+1)*k) for the
-            # factor k the decoder picked, whatever the rounding of the decoded size.
-            scale = round(full_w / img.size[0]) if img.size[0] else 1
+            # factor k the decoder picked: draft's box is the frame in k-pixels, (0, 0, w / k, h / k)
+            # (a tiny frame's decoded size does not give k: 14 px at 1/8 decode to 2, not 14 / 7).
+            scale = round(full_w / drafted[1][2]) if drafted else 1
     img.load()
     if img.mode != "RGB":  # convert() copies the frame even when it is RGB already
         img = img.convert("RGB")

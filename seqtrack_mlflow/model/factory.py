@@ -26,7 +26,8 @@ from . import official
 from .official import OFFICIAL_PRESETS, OfficialCheckpointError
 from .pretrained import PretrainedError, PretrainedReport, load_pretrained
 from .seqtrack import SeqTrack
-from .torch_zip import TensorRef, TorchZipError, materialise, open_archive
+from .torch_zip import Archive, TensorRef, TorchZipError, materialise, open_archive
+from .weights_fit import meta_state, weights_mismatch
 
 # ---------------------------------------------------------------- building
 
@@ -38,14 +39,15 @@ def build_model(cfg: ModelConfig) -> SeqTrack:
     spec = (cfg.pretrained or "none").strip()
     if spec.lower() not in ("none", ""):
         path = Path(spec).expanduser()
-        if path.is_file() and is_official_checkpoint(path):
-            model.pretrained_report = _official_init(model, path)
+        opened = _open_official(path) if path.is_file() else None
+        if opened is not None:
+            model.pretrained_report = _official_init(model, path, opened)
         else:
             model.pretrained_report = load_pretrained(model.encoder, spec, cfg)
     return model
 
 
-def _official_init(model: SeqTrack, path: Path) -> PretrainedReport:
+def _official_init(model: SeqTrack, path: Path, opened: _Opened) -> PretrainedReport:
     """Every weight from an official release file; the architecture must be the file's preset's."""
     ours = dataclasses.replace(model.cfg, pretrained="none")
     # Read the file as the preset of our encoder and vocabulary (crop sizes may differ: refused below).
@@ -53,7 +55,7 @@ def _official_init(model: SeqTrack, path: Path) -> PretrainedReport:
     fits = (n for n in PRESETS if all(getattr(preset_settings(n)[0], k) == getattr(ours, k) for k in width))
     name = next(fits, None)
     try:
-        weights = read_official(path, name)
+        weights = _official_weights(path, opened, name)
     except OfficialCheckpointError as exc:
         raise PretrainedError(str(exc)) from None
     differ = [
@@ -74,16 +76,9 @@ def _official_init(model: SeqTrack, path: Path) -> PretrainedReport:
 
 
 @functools.lru_cache(maxsize=16)
-def _meta_state(cfg: ModelConfig) -> dict[str, Tensor]:
-    """Our state dict for `cfg` on the meta device: names and shapes, no memory."""
-    with torch.device("meta"):
-        return dict(SeqTrack(cfg).state_dict())
-
-
-@functools.lru_cache(maxsize=16)
 def official_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Official key -> shape for a model built with `cfg` (the 200 tensors of B256, for instance)."""
-    return {k: tuple(v.shape) for k, v in official.to_official_state_dict(_meta_state(cfg)).items()}
+    return {k: tuple(v.shape) for k, v in official.to_official_state_dict(meta_state(cfg)).items()}
 
 
 def _preset_config(name: str) -> ModelConfig:
@@ -117,13 +112,24 @@ class OfficialWeights:
         return model
 
 
+_Opened = tuple[Any, Archive]  # what `open_archive` returns: the unpickled container and its archive
+
+
+def _open_official(path: Path) -> _Opened | None:
+    """The file's container (its data.pkl read once, tensors still refs) when it is an official
+    checkpoint; None for any other file, or one refused by the reader (the caller's next reader says
+    why, in one line)."""
+    try:
+        obj, archive = open_archive(path)
+    except (TorchZipError, OSError):
+        return None
+    return (obj, archive) if official.net_of(obj) is not None else None
+
+
 def is_official_checkpoint(obj_or_path: Any) -> bool:
     """Whether a loaded object, or a file (read without its tensor data), is an official checkpoint."""
     if isinstance(obj_or_path, (str, os.PathLike)):
-        try:
-            obj_or_path, _ = open_archive(Path(obj_or_path))
-        except (TorchZipError, OSError):
-            return False
+        return _open_official(Path(obj_or_path)) is not None
     return official.net_of(obj_or_path) is not None
 
 
@@ -137,7 +143,16 @@ def read_official(path: str | os.PathLike[str], preset: str | None = None) -> Of
     if not path.is_file():
         raise OfficialCheckpointError(f"official checkpoint {path} does not exist or is not a file")
     try:
-        obj, archive = open_archive(path)
+        opened = open_archive(path)
+    except TorchZipError as exc:
+        raise OfficialCheckpointError(str(exc)) from exc
+    return _official_weights(path, opened, preset)
+
+
+def _official_weights(path: Path, opened: _Opened, preset: str | None) -> OfficialWeights:
+    """`read_official` of a file already opened: its tensors are read here, each storage once."""
+    obj, archive = opened
+    try:
         net = official.require_net(obj, path)
         not_tensors = [k for k, v in net.items() if not isinstance(v, TensorRef)]
         if not_tensors:
@@ -173,10 +188,13 @@ class TrainedWeights:
 
 def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
     """Our `epoch_N.ckpt` (read by `train.checkpoints`) or an official SeqTrack file (read without
-    running any of its code, the preset inferred from the shapes unless given)."""
-    if is_official_checkpoint(path):
+    running any of its code, the preset inferred from the shapes unless given). Either file's data.pkl
+    is read once by each reader, and our checkpoint's weights must fit its model config (checked on
+    the meta device) before anything builds that model."""
+    opened = _open_official(path)
+    if opened is not None:
         try:
-            weights = read_official(path, preset)
+            weights = _official_weights(path, opened, preset)
         except OfficialCheckpointError as exc:
             raise ConfigError(str(exc)) from None
         return TrainedWeights(
@@ -186,6 +204,12 @@ def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
     if preset is not None and preset != ckpt.settings.preset:
         raise ConfigError(
             f"preset={preset} but {path} was trained with preset {ckpt.settings.preset}: drop -P preset"
+        )
+    problem = weights_mismatch(ckpt.settings.model, ckpt.model_state_dict)  # on the meta device
+    if problem:
+        raise checkpoints.CheckpointError(
+            f"{path}: its weights do not fit its model config ({problem}): "
+            "use an unmodified checkpoint from training"
         )
     return TrainedWeights(
         ckpt.settings.model,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..messages import first_line
+from .torch_file import check_file
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ def _from_file(path: Path) -> dict[str, Tensor]:
 
             obj = load_file(str(path), device="cpu")
         else:
+            if zipfile.is_zipfile(path):  # its directory and pickle opcodes first: no bomb reaches torch
+                check_file(path)
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input to fix
         raise PretrainedError(

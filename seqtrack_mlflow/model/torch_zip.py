@@ -4,6 +4,8 @@ Files from elsewhere (the official SeqTrack releases, for one) hold pickled obje
 so `torch.load(weights_only=True)` refuses them and a plain `torch.load` would import and run that
 code. This module reads the zip container itself:
 
+- the file is checked first (`torch_file.check_file`): zip directory (no compression bomb, no
+  overlapping members) and data.pkl's opcodes (no nesting that crashes CPython, no memo bomb);
 - `data.pkl` is unpickled by `_RestrictedUnpickler`, whose `find_class` (the hook the Python docs
   recommend for "restricting globals") resolves only our own tensor-record functions, the storage
   type markers, OrderedDict/set/frozenset and latin-1 bytes; every other global becomes an inert
@@ -12,7 +14,8 @@ code. This module reads the zip container itself:
   the ones `find_class` returns.
 - tensors are first read as `TensorRef` records (storage key, dtype, offset, size, stride), so a
   caller checks the shapes before any tensor data is read; `materialise` then reads only the tensors
-  it is given, with `torch.frombuffer` + `torch.as_strided`, which check the bounds against the bytes.
+  it is given, each storage once (views of one storage share it), with `torch.frombuffer` +
+  `torch.as_strided`, after checking each layout against its storage.
 
 Why not `torch.load(..., weights_only=False, pickle_module=restricted)`: `torch.load` then hands a
 TorchScript archive to `torch.jit.load` (which runs its code), uses `pickle_module.load` on several
@@ -33,7 +36,6 @@ import sys
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -41,10 +43,7 @@ import torch
 from torch import Tensor
 
 from ..messages import collapsed
-
-
-class TorchZipError(ValueError):
-    """A file that is not a readable torch zip, or a record in it that is malformed: one line."""
+from .torch_file import Archive, TorchZipError, check_file, open_checked, read_member
 
 
 class InertObject:
@@ -200,17 +199,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return _StorageRef(key, storage_type.dtype, numel)
 
 
-@dataclass(frozen=True)
-class Archive:
-    """Where an opened file's tensor bytes are: `materialise` reads them from here."""
-
-    path: Path
-    prefix: str  # the archive folder inside the zip (torch names it after the file or "archive")
-    byteorder: str
-
-
 def open_archive(path: Path) -> tuple[Any, Archive]:
-    """Unpickle `data.pkl` of a torch zip file with the restricted unpickler; tensors stay refs."""
+    """Unpickle `data.pkl` of a torch zip file with the restricted unpickler; tensors stay refs.
+
+    The file is checked first (`check_file`): nothing is inflated or unpickled before the directory
+    and the pickle's opcodes passed."""
     if not path.is_file():
         raise TorchZipError(f"{path} does not exist or is not a file")
     if not zipfile.is_zipfile(path):
@@ -218,72 +211,96 @@ def open_archive(path: Path) -> tuple[Any, Archive]:
             f"{path} is not a torch zip file (torch.save since PyTorch 1.6); the legacy format is not read"
         )
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
-            if len(names) != 1:
-                raise TorchZipError(f"{path} is a zip file but not one written by torch.save")
-            prefix = names[0].rsplit("/", 1)[0]
-            byteorder = _read_byteorder(archive, prefix)
-            obj = _RestrictedUnpickler(archive.read(names[0])).load()
-    except TorchZipError:
-        raise
-    except Exception as exc:  # any malformed or hostile pickle: refuse in one line
-        raise TorchZipError(f"cannot read {path}: {collapsed(f'{type(exc).__name__}: {exc}')}") from exc
-    return obj, Archive(path, prefix, byteorder)
-
-
-def _read_byteorder(archive: zipfile.ZipFile, prefix: str) -> str:
-    """torch writes `byteorder`; files without it are little-endian (torch's default on load)."""
+        checked = check_file(path)
+    except TorchZipError as exc:
+        raise TorchZipError(
+            f"cannot read {path}: {exc} (refused before unpickling): not a file as torch.save "
+            "writes them; download it again from its release"
+        ) from None
+    except Exception as exc:  # a damaged zip (CRC, truncated member)
+        raise TorchZipError(f"cannot read {path}: {_describe(exc)}") from None
     try:
-        order = archive.read(f"{prefix}/byteorder").decode("ascii").strip()
-    except KeyError:
-        return "little"
-    if order not in ("little", "big"):
-        raise TorchZipError(f"unknown byte order {order!r} in the checkpoint")
-    return order
+        obj = _RestrictedUnpickler(checked.pickle).load()
+    except Exception as exc:  # any malformed or hostile pickle: refuse in one line
+        raise TorchZipError(f"cannot read {path}: {_describe(exc)}") from None
+    return obj, checked.archive
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message` on one line; a message that cannot be built (a RecursionError in a repr) is
+    replaced by the type's name."""
+    try:
+        return collapsed(f"{type(exc).__name__}: {exc}")
+    except RecursionError:
+        return type(exc).__name__
+
+
+# ---------------------------------------------------------------- tensor data
 
 
 def materialise(refs: Mapping[str, TensorRef], archive: Archive) -> dict[str, Tensor]:
-    """Read the bytes of the given tensor records only; shares nothing with the file afterwards."""
-    out: dict[str, Tensor] = {}
-    with zipfile.ZipFile(archive.path) as zf:
-        for name, ref in refs.items():
-            out[name] = _read_tensor(zf, archive, ref, name)
-    return out
-
-
-def _read_tensor(zf: zipfile.ZipFile, archive: Archive, ref: TensorRef, name: str) -> Tensor:
-    storage = ref.storage
-    nbytes = storage.numel * storage.dtype.itemsize
-    # torch stores records uncompressed, so no genuine storage is larger than the file itself.
-    if nbytes > archive.path.stat().st_size:
-        raise TorchZipError(f"tensor {name}: storage {storage.key} claims more bytes than the file has")
-    data = bytearray(nbytes)
+    """Read the bytes of the given tensor records only, each storage once: records viewing the same
+    storage share its memory (as `torch.load`'s do) instead of each copying all of it. Nothing is
+    shared with the file afterwards."""
+    storages = _Storages(archive)
     try:
-        with zf.open(f"{archive.prefix}/data/{storage.key}") as f:
-            filled = _read_into(f, memoryview(data))
-    except KeyError as exc:
-        raise TorchZipError(f"tensor {name}: storage {storage.key} is missing from the file") from exc
-    if filled != nbytes:
-        raise TorchZipError(f"tensor {name}: storage {storage.key} is truncated")
-    flat = torch.frombuffer(data, dtype=torch.uint8) if nbytes else torch.empty(0, dtype=torch.uint8)
-    if archive.byteorder != sys.byteorder and storage.dtype.itemsize > 1:
-        flat = flat.view(-1, storage.dtype.itemsize).flip(-1).reshape(-1)
-    try:
-        return torch.as_strided(flat.view(storage.dtype), ref.size, ref.stride, ref.offset)
-    except (RuntimeError, TypeError, ValueError) as exc:  # as_strided checks the layout against the bytes
-        raise TorchZipError(f"tensor {name}: {collapsed(exc)}") from exc
+        with open_checked(archive.path) as zf:
+            return {name: storages.view(zf, ref, name) for name, ref in refs.items()}
+    except TorchZipError as exc:
+        raise TorchZipError(f"cannot read {archive.path}: {exc}") from None
+    except Exception as exc:  # a damaged zip (CRC, truncated member), or the file changed since
+        raise TorchZipError(f"cannot read {archive.path}: {_describe(exc)}") from None
 
 
-def _read_into(f: io.BufferedIOBase, view: memoryview) -> int:
-    """Fill `view` from `f` without an intermediate copy; returns the bytes read."""
-    filled = 0
-    while filled < len(view):
-        count = f.readinto(view[filled:])
-        if not count:
-            break
-        filled += count
-    return filled
+class _Storages:
+    """The storages read so far: raw bytes per key, and typed (byte-swapped where needed) per dtype."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.file_size = archive.path.stat().st_size
+        self.raw: dict[str, Tensor] = {}
+        self.typed: dict[tuple[str, torch.dtype], Tensor] = {}
+
+    def view(self, zf: zipfile.ZipFile, ref: TensorRef, name: str) -> Tensor:
+        storage = ref.storage
+        itemsize = storage.dtype.itemsize
+        # torch stores records uncompressed, so no genuine storage is larger than the file itself.
+        if storage.numel * itemsize > self.file_size:
+            raise TorchZipError(f"tensor {name}: storage {storage.key} claims more bytes than the file has")
+        raw = self._raw(zf, storage.key, name)
+        if storage.numel * itemsize > raw.numel():
+            raise TorchZipError(f"tensor {name}: storage {storage.key} is truncated")
+        last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride, strict=True))
+        if all(ref.size) and last >= storage.numel:
+            raise TorchZipError(f"tensor {name}: its layout reaches past storage {storage.key}")
+        typed = self.typed.get((storage.key, storage.dtype))
+        if typed is None:
+            usable = raw[: raw.numel() // itemsize * itemsize]
+            if self.archive.byteorder != sys.byteorder and itemsize > 1:
+                usable = usable.view(-1, itemsize).flip(-1).reshape(-1)
+            typed = self.typed[(storage.key, storage.dtype)] = usable.view(storage.dtype)
+        try:
+            return torch.as_strided(typed, ref.size, ref.stride, ref.offset)
+        except (RuntimeError, TypeError, ValueError) as exc:  # as_strided checks the layout too
+            raise TorchZipError(f"tensor {name}: {collapsed(exc)}") from exc
+
+    def _raw(self, zf: zipfile.ZipFile, key: str, name: str) -> Tensor:
+        if key not in self.raw:
+            try:
+                info = zf.getinfo(f"{self.archive.prefix}/data/{key}")
+            except KeyError as exc:
+                raise TorchZipError(f"tensor {name}: storage {key} is missing from the file") from exc
+            data = read_member(zf, info)
+            empty = torch.empty(0, dtype=torch.uint8)
+            self.raw[key] = torch.frombuffer(data, dtype=torch.uint8) if data else empty
+        return self.raw[key]
 
 
-__all__ = ["Archive", "InertObject", "TensorRef", "TorchZipError", "materialise", "open_archive"]
+__all__ = [
+    "Archive",
+    "InertObject",
+    "TensorRef",
+    "TorchZipError",
+    "materialise",
+    "open_archive",
+]

@@ -10,6 +10,13 @@ A space maps setting names to dimensions, in JSON:
 A setting the sweep may vary is a model or training setting the preset decides, or a tracker setting;
 the data, the seed and where things are written stay fixed across the trials of a study. Pure functions
 (no MLflow, no Optuna study): `suggest` takes any object with Optuna's `suggest_*` methods.
+
+A space may come from anywhere (a shared file), so it is bounded before it is believed: at most
+`MAX_SPACE_BYTES` of JSON nested at most `MAX_DEPTH` deep (checked before parsing: json recurses once
+per level), integers of at most `MAX_DIGITS` digits (checked as they are parsed, before int() sees
+them), and every value of a dimension within `MAX_INT` (int settings) or `MAX_FLOAT` (float settings)
+in magnitude, then through the setting's own validation at both ends of a range: without this a
+`high` of 10^21 epochs started a trial.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,25 @@ from seqtrack_mlflow.config import (
     TrainSettings,
     declared_settings,
 )
+
+MAX_SPACE_BYTES = 64 << 10  # a real space is a few hundred bytes
+MAX_DEPTH = 8  # a space needs 3: {setting: {"choices": [...]}}
+MAX_DIGITS = 30  # of an integer in the JSON text
+MAX_INT = 10**6  # |value| of an int setting's range or choice
+MAX_FLOAT = 1e6  # |value| of a float setting's range or choice
+_SPECIAL = re.compile(r'[\[\]{}"\\]')  # what decides JSON nesting: brackets, quotes, escapes
+_FORM = 'write e.g. {"lr": {"low": 1e-5, "high": 1e-3, "log": true}}'
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown(value: Any) -> str:
+    """A value for a message, without printing (or int()-formatting) thousands of digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
+        return f"{'-' if value < 0 else ''}~1e{int(abs(value).bit_length() * math.log10(2))}"
+    return _clip(json.dumps(value) if isinstance(value, (list, dict)) else str(value))
 
 
 def sweepable() -> dict[str, type]:
@@ -100,24 +127,84 @@ def default_space(settings: TrainSettings, tracker: TrackerConfig, fixed: set[st
     return {k: space[k] for k in order if k in space and k not in fixed}
 
 
+def _depth(text: str) -> int:
+    """How deep JSON text nests (brackets inside strings do not count); one linear pass."""
+    depth = deepest = 0
+    in_string, skip = False, -1
+    for match in _SPECIAL.finditer(text):
+        char, at = match.group(), match.start()
+        if at == skip:  # escaped by the backslash before it
+            continue
+        if in_string:
+            if char == "\\":
+                skip = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _read_file(path: Path) -> str:
+    """The file's text; its size is checked first (a space file may come from anyone)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_SPACE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read space file {path} ({exc.strerror}): check the path") from None
+    if len(data) > MAX_SPACE_BYTES:
+        raise ConfigError(
+            f"space file {path} is over the {MAX_SPACE_BYTES} bytes a space may have: "
+            "name only the settings to sweep"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"space file {path} is not UTF-8 text: {_FORM}") from None
+
+
 def read_space(text: str) -> dict[str, Any]:
-    """`space` as given: a JSON file's path or JSON text -> the JSON object."""
+    """`space` as given: a JSON file's path or JSON text -> the JSON object (bounded: module docstring)."""
     text = text.strip()
     source = "the space"
     if not text.startswith(("{", "[")):
         path = Path(text).expanduser()
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except (OSError, ValueError):  # a name too long for the file system, a NUL character
+            found = False
+        if not found:
             raise ConfigError(
-                f"space={text!r} is neither JSON text nor an existing file: pass a JSON object or the "
-                "path of a .json file"
+                f"space={_clip(repr(text))} is neither JSON text nor an existing file: pass a JSON object "
+                "or the path of a .json file"
             )
-        source, text = f"space file {path}", path.read_text()
+        source, text = f"space file {path}", _read_file(path)
+    if len(text) > MAX_SPACE_BYTES:
+        raise ConfigError(
+            f"{source} has {len(text)} characters, over the {MAX_SPACE_BYTES} a space may have: "
+            "name only the settings to sweep"
+        )
+    if _depth(text) > MAX_DEPTH:
+        raise ConfigError(f"{source} nests deeper than {MAX_DEPTH} levels: a space needs 3; {_FORM}")
+
+    def bounded_int(digits: str) -> int:
+        if len(digits.lstrip("-")) > MAX_DIGITS:
+            raise ConfigError(
+                f"{source} holds an integer of {len(digits.lstrip('-'))} digits: sweep values stay within "
+                f"+-{MAX_INT:,} (int settings) and +-{MAX_FLOAT:,.0f} (float settings)"
+            )
+        return int(digits)
+
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, parse_int=bounded_int)
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
-            'write e.g. {"lr": {"low": 1e-5, "high": 1e-3, "log": true}}'
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): {_FORM}"
         ) from None
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{source} must be a non-empty JSON object: {{setting: dimension, ...}}")
@@ -134,7 +221,9 @@ def parse_space(
     for name, spec in raw.items():
         if name not in names:
             close = ", ".join(sorted(names))
-            raise ConfigError(f"space: {name!r} is not a setting a sweep may vary: use some of {close}")
+            raise ConfigError(
+                f"space: {_clip(repr(name))} is not a setting a sweep may vary: use some of {close}"
+            )
         if name in fixed:
             raise ConfigError(f"space: {name} is both given (-P {name}=...) and swept: drop one of the two")
         space[name] = _dimension(name, spec, names[name])
@@ -149,7 +238,7 @@ def _dimension(name: str, spec: Any, kind: type) -> Dimension:
     if isinstance(spec, list):
         spec = {"choices": spec}
     if not isinstance(spec, dict):
-        raise ConfigError(f"space: {name} must be {form}, got {json.dumps(spec)}")
+        raise ConfigError(f"space: {name} must be {form}, got {_shown(spec)}")
     unknown = set(spec) - {"low", "high", "log", "step", "choices"}
     if unknown:
         raise ConfigError(f"space: {name} has unknown keys {sorted(unknown)}: use {form}")
@@ -158,7 +247,9 @@ def _dimension(name: str, spec: Any, kind: type) -> Dimension:
         if set(spec) != {"choices"} or not isinstance(choices, list) or not choices:
             raise ConfigError(f"space: {name} needs a non-empty list of choices and nothing else: {form}")
         if not all(_number_of(kind, c) for c in choices):
-            raise ConfigError(f"space: {name} choices must be {kind.__name__}s, got {json.dumps(choices)}")
+            raise ConfigError(f"space: {name} choices must be {kind.__name__}s, got {_shown(choices)}")
+        for choice in choices:
+            _check_magnitude(name, kind, "a choice", choice)
         return Dimension(name, "categorical", choices=tuple(kind(c) for c in choices))
     if "low" not in spec or "high" not in spec:
         raise ConfigError(f"space: {name} needs both low and high: {form}")
@@ -170,6 +261,9 @@ def _dimension(name: str, spec: Any, kind: type) -> Dimension:
             f"space: {name} is a{'n' if kind is int else ''} {kind.__name__} setting: low, high "
             f"and step must be {kind.__name__}s"
         )
+    for what, value in (("low", low), ("high", high), ("step", step)):
+        if value is not None:
+            _check_magnitude(name, kind, what, value)
     if not isinstance(log, bool):
         raise ConfigError(f"space: {name} log must be true or false")
     if not low < high:
@@ -181,12 +275,25 @@ def _dimension(name: str, spec: Any, kind: type) -> Dimension:
     return Dimension(name, kind.__name__, kind(low), kind(high), log, None if step is None else kind(step))
 
 
+def _check_magnitude(name: str, kind: type, what: str, value: int | float) -> None:
+    """ConfigError unless |value| is within the sweep's bound for the setting's type (exact for ints
+    of any size: Python compares int with float without converting)."""
+    limit = MAX_INT if kind is int else MAX_FLOAT
+    if abs(value) > limit:
+        raise ConfigError(
+            f"space: {name} {what} {_shown(value)} is out of range: a sweep keeps {kind.__name__} settings "
+            f"within +-{limit:,.0f}; use a smaller range"
+        )
+
+
 def _number_of(kind: type, value: Any) -> bool:
     if isinstance(value, bool):
         return False
     if kind is int:
         return isinstance(value, int)
-    return isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(value, int):  # math.isfinite(int) converts: an int over 1e308 would overflow
+        return True
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _corners(dim: Dimension) -> tuple[Any, ...]:
@@ -249,6 +356,10 @@ def apply_values(
 
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_FLOAT",
+    "MAX_INT",
+    "MAX_SPACE_BYTES",
     "Dimension",
     "Space",
     "apply_values",

@@ -23,10 +23,14 @@ to the pickle or the zip structure makes the file unreadable instead. Either way
 The digest covers contents, not file bytes, so a copy re-saved by `torch.save` (same values) still
 verifies; a file edited on purpose is out of scope (anyone can recompute an unkeyed digest).
 
+The digest protects against damage (a bad disk, a broken copy), not tampering: it is not a signature.
+And before torch reads a byte, `model.torch_file.check_file` checks the zip directory (no compression
+bomb, no overlapping members) and data.pkl's opcodes (no nesting that crashes CPython, no memo bomb).
+
 Versions: 1 = files written before `format_version` existed (they also held `num_tokens` and an empty
 `scaler_state_dict`); 2 = this layout without a digest; 3 = this layout with `digest` (required).
 Versions 1 and 2 still load but cannot be verified: a flipped byte in their tensor data goes unnoticed.
-A newer version than this code knows is refused.
+A newer version than this code knows is refused, and so is a version below 1.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ import pickle
 import random
 import re
 import struct
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -50,6 +53,8 @@ import numpy as np
 import torch
 
 from seqtrack_mlflow.config import TrainSettings
+from seqtrack_mlflow.fileio import atomic_write, is_disk_full
+from seqtrack_mlflow.model.torch_file import TorchZipError, check_file
 
 FORMAT_VERSION = 3
 DIGEST_KEY = "digest"
@@ -159,6 +164,11 @@ class Checkpoint:
 
 def _check_version(values: dict[str, Any], source: Path | str) -> int:
     version = values.get("format_version", 1)
+    if isinstance(version, int) and not isinstance(version, bool) and version < 1:
+        raise CheckpointError(
+            f"{source}: checkpoint format version {version} does not exist (versions start at 1): "
+            "damaged, or not a checkpoint written by training; use another checkpoint"
+        )
     if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise CheckpointError(
             f"{source}: checkpoint format version {version!r} is newer than this code reads "
@@ -235,26 +245,12 @@ def write_atomic(values: dict[str, Any], path: Path) -> Path:
     A full disk or another OS refusal raises `CheckpointWriteError` (one line: the folder and the fix).
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(values, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        return atomic_write(path, lambda f: torch.save(values, f), fsync=True)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
         cause = _os_error_in(exc)
         if cause is not None:
             raise _write_error(path, cause) from exc
         raise
-    return path
-
-
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 def _os_error_in(exc: BaseException) -> OSError | None:
@@ -271,7 +267,7 @@ def _os_error_in(exc: BaseException) -> OSError | None:
 
 def _write_error(path: Path, exc: OSError) -> CheckpointWriteError:
     folder = path.parent
-    if exc.errno in _NO_SPACE:
+    if is_disk_full(exc):
         return CheckpointWriteError(
             f"no space left on the device holding {folder} while writing checkpoint {path.name} "
             "(earlier checkpoints there are intact): free space there, or set -P output_dir to a "
@@ -300,7 +296,10 @@ def load(path: Path) -> Checkpoint:
             "give an epoch_N.ckpt written by training"
         )
     _check_version(values, path)
-    _verify(values, path)
+    try:
+        _verify(values, path)
+    except RecursionError:  # nesting deepened through the pickle's memo, past the opcode scan's count
+        raise CheckpointError(f"checkpoint {path} refused: it nests values too deep to verify") from None
     values = {k: v for k, v in values.items() if k != DIGEST_KEY}
     return Checkpoint.from_dict(values, path)
 
@@ -319,6 +318,17 @@ def _read(path: Path) -> Any:
             f"checkpoint {path} is not a PyTorch zip archive ({size} bytes: truncated, or a text file or "
             "plain pickle, not a checkpoint): give an epoch_N.ckpt written by training"
         )
+    try:  # the zip directory and data.pkl's opcodes, before torch inflates or unpickles anything
+        check_file(path)
+    except TorchZipError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} refused before unpickling: {exc}: damaged, or not a checkpoint "
+            "written by training; use another checkpoint"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a damaged zip (CRC, truncated member)
+        raise CheckpointError(
+            f"checkpoint {path} is damaged and cannot be read ({_reason(exc)}): use another checkpoint"
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's pickle-protocol notes are no business of the user

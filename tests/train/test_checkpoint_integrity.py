@@ -30,6 +30,7 @@ from factories import (
 )
 from services import mount_tmpfs
 
+from seqtrack_mlflow import fileio
 from seqtrack_mlflow.cli import main
 from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.checkpoints import CheckpointError, CheckpointWriteError
@@ -202,14 +203,14 @@ def test_disk_full_from_dev_full_keeps_the_previous_checkpoint(
     target = tmp_path / "checkpoints" / "epoch_1.ckpt"
     checkpoints.write_atomic({"epoch": 1, "w": torch.ones(10)}, target)
     before = target.read_bytes()
-    real_mkstemp = checkpoints.tempfile.mkstemp
+    real_open = open
 
-    def mkstemp_on_dev_full(*args, **kwargs):
-        fd, name = real_mkstemp(*args, **kwargs)
-        os.close(fd)
-        return os.open("/dev/full", os.O_WRONLY), name
+    def temporary_file_on_dev_full(file, mode="r", *args, **kwargs):
+        # The temporary checkpoint is created where the writer asked, but its bytes go to /dev/full.
+        real_open(file, mode, *args, **kwargs).close()
+        return real_open("/dev/full", "wb")
 
-    monkeypatch.setattr(checkpoints.tempfile, "mkstemp", mkstemp_on_dev_full)
+    monkeypatch.setattr(fileio, "open", temporary_file_on_dev_full, raising=False)
     with pytest.raises(CheckpointWriteError, match="no space left") as err:
         checkpoints.write_atomic({"epoch": 2, "w": torch.ones(1 << 16)}, target)
     assert str(target.parent) in str(err.value) and "free space" in str(err.value)
@@ -223,7 +224,7 @@ def test_other_write_refusals_are_one_line(tmp_path: Path, monkeypatch: pytest.M
     def refuse(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(target.parent))
 
-    monkeypatch.setattr(checkpoints.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(fileio, "open", refuse, raising=False)
     with pytest.raises(CheckpointWriteError, match="Read-only file system") as err:
         checkpoints.write_atomic({"epoch": 1}, target)
     assert str(target.parent) in str(err.value)
