@@ -1,18 +1,22 @@
-"""Processes and servers for the end-to-end tests, started as a user starts them: the CLI, `mlflow run`,
-`mlflow artifacts download`, torchrun (one node or several), `mlflow server`, a tmpfs mount. The team
-set-up's PostgreSQL and S3 endpoint are in team_services.py."""
+"""Processes and servers for the tests, started as a user starts them: the CLI, `mlflow run`, `mlflow
+artifacts download`, torchrun (one node or several), `mlflow server`, a tmpfs mount; and a fake Hugging
+Face hub on 127.0.0.1. The team set-up's PostgreSQL and S3 endpoint are in team_services.py."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NoReturn
 
@@ -226,3 +230,91 @@ def skip_or_fail_on_ci(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI=true: this test may not be skipped on CI)", pytrace=False)
     pytest.skip(reason)
+
+
+# -- a Hugging Face hub on 127.0.0.1 ----------------------------------------------------------------
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+PREFIX = "/datasets/l-lt/LaSOT/resolve/"
+
+
+class FakeHub:
+    """A thread-served Hugging Face file endpoint with a request log: what `hf_hub_download` uses, HEAD
+    and GET of `/datasets/l-lt/LaSOT/resolve/<revision>/<file>` with X-Repo-Commit, ETag and
+    Content-Length (Range requests honoured, X-Error-Code: EntryNotFound for a missing file)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.requests: Counter[tuple[str, str]] = Counter()
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def _serve(self, with_body: bool) -> None:
+                if not self.path.startswith(PREFIX):
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "RepoNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                _revision, _, name = self.path[len(PREFIX) :].partition("/")
+                hub.requests[(self.command, name)] += 1
+                data = hub.files.get(name)
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("X-Repo-Commit", COMMIT)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start = 0
+                if with_body and self.headers.get("Range", "").startswith("bytes="):
+                    start = int(self.headers["Range"][6:].split("-")[0])
+                body = data[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("Content-Length", str(len(body)))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
+                self._serve(with_body=False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._serve(with_body=True)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def gets(self, name: str) -> int:
+        return self.requests[("GET", name)]
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def point_hub_at(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str) -> None:
+    """Make huggingface_hub fetch from URL (a FakeHub) for this test, with its cache under TMP_PATH."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    # huggingface_hub reads HF_ENDPOINT at import into ENDPOINT and the URL template: patch both alike.
+    monkeypatch.setattr(hf_constants, "ENDPOINT", url)
+    template = url + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")

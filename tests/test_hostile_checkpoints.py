@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import cli
 from hostile_files import (
     compression_bomb,
     memo_bomb_pickle,
@@ -34,6 +33,7 @@ from hostile_files import (
     shared_storage_official,
     with_pickle,
 )
+from services import cli
 
 from seqtrack_mlflow.config import DataConfig, build_settings
 from seqtrack_mlflow.model import pickle_scan, torch_zip

@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from test_hub import FakeHub, _point_hub_at
+from services import FakeHub, point_hub_at
 
 from seqtrack_mlflow.datasets.base import DataSourceError
 from seqtrack_mlflow.datasets.hub import fetch_lasot_classes, safe_extract
@@ -218,6 +218,6 @@ def test_overlapping_zip_from_the_hub_publishes_nothing(source_free_hub, tmp_pat
 def source_free_hub(monkeypatch, tmp_path):
     """test_hub's local Hugging Face endpoint, serving only what a test puts into `files`."""
     server = FakeHub({})
-    _point_hub_at(monkeypatch, tmp_path, server.url)
+    point_hub_at(monkeypatch, tmp_path, server.url)
     yield server
     server.close()

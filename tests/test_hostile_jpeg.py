@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, skip_or_fail_on_ci
+from factories import ROOT
 from hostile_jpeg import (
     PIL_SAMPLINGS,
     WRITER_SAMPLINGS,
@@ -28,6 +28,7 @@ from hostile_jpeg import (
     textured,
 )
 from PIL import Image
+from services import skip_or_fail_on_ci
 
 from seqtrack_mlflow import cli
 from seqtrack_mlflow.datasets.base import FrameError
@@ -288,7 +289,10 @@ def test_progressive_bomb_refused_before_decoding(tmp_path: Path):
     def run(mode: str) -> dict:
         done = subprocess.run(
             [sys.executable, "-c", BOMB_SCRIPT, str(path), mode],
-            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
         )
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout.strip().splitlines()[-1])

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, skip_or_fail_on_ci
+from factories import ROOT
 from hostile_jpeg import build_writer, sanitizer_build
+from services import skip_or_fail_on_ci
 
 FUZZ = Path(__file__).with_name("jpegcrop_fuzz.py")
 REPORTS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer", "SUMMARY: UndefinedBehavior")

@@ -7,93 +7,23 @@ The server implements what `hf_hub_download` uses: HEAD and GET of
 
 from __future__ import annotations
 
-import hashlib
 import io
 import shutil
 import socket
 import stat
-import threading
 import time
 import zipfile
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import huggingface_hub.constants as hf_constants
 import numpy as np
 import pytest
+from services import FakeHub, point_hub_at
 
 from seqtrack_mlflow.datasets.base import DataSourceError
 from seqtrack_mlflow.datasets.cache import COMPLETE_MARKER
 from seqtrack_mlflow.datasets.hub import fetch_lasot_classes, read_split_file, safe_extract
 from seqtrack_mlflow.datasets.lasot import read_sequence
 from seqtrack_mlflow.datasets.synthetic import generate_lasot
-
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-PREFIX = "/datasets/l-lt/LaSOT/resolve/"
-
-
-class FakeHub:
-    """A thread-served Hugging Face file endpoint with a request log."""
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-        self.requests: Counter[tuple[str, str]] = Counter()
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep pytest output clean
-                pass
-
-            def _serve(self, with_body: bool) -> None:
-                if not self.path.startswith(PREFIX):
-                    self.send_response(404)
-                    self.send_header("X-Error-Code", "RepoNotFound")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                _revision, _, name = self.path[len(PREFIX) :].partition("/")
-                hub.requests[(self.command, name)] += 1
-                data = hub.files.get(name)
-                if data is None:
-                    self.send_response(404)
-                    self.send_header("X-Repo-Commit", COMMIT)
-                    self.send_header("X-Error-Code", "EntryNotFound")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                start = 0
-                if with_body and self.headers.get("Range", "").startswith("bytes="):
-                    start = int(self.headers["Range"][6:].split("-")[0])
-                body = data[start:]
-                self.send_response(206 if start else 200)
-                self.send_header("X-Repo-Commit", COMMIT)
-                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-                self.send_header("Content-Length", str(len(body)))
-                if start:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.end_headers()
-                if with_body:
-                    self.wfile.write(body)
-
-            def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
-                self._serve(with_body=False)
-
-            def do_GET(self) -> None:  # noqa: N802
-                self._serve(with_body=True)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def gets(self, name: str) -> int:
-        return self.requests[("GET", name)]
-
-    def close(self) -> None:
-        if self.thread.is_alive():
-            self.server.shutdown()
-            self.server.server_close()
 
 
 def _zip_class(class_dir: Path) -> bytes:
@@ -123,27 +53,13 @@ def source_tree(tmp_path_factory) -> Path:
     return root
 
 
-def _point_hub_at(monkeypatch, tmp_path: Path, url: str) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", url)
-    # huggingface_hub reads HF_ENDPOINT at import into ENDPOINT and the URL template: patch both alike.
-    monkeypatch.setattr(hf_constants, "ENDPOINT", url)
-    template = url + "/{repo_id}/resolve/{revision}/{filename}"
-    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-
-
 @pytest.fixture
 def hub(source_tree, monkeypatch, tmp_path):
     files = {f"{c}.zip": _zip_class(source_tree / c) for c in ("airplane", "bear")}
     files["training_set.txt"] = "\ufeffairplane-2\r\nbear-1\r\n".encode()
     files["testing_set.txt"] = "\ufeffairplane-1\nbear-2\n".encode()
     server = FakeHub(files)
-    _point_hub_at(monkeypatch, tmp_path, server.url)
+    point_hub_at(monkeypatch, tmp_path, server.url)
     yield server
     server.close()
 
@@ -211,7 +127,7 @@ def _closed_port_url() -> str:
 
 def test_unreachable_hub_gives_one_line_with_alternatives(monkeypatch, tmp_path):
     url = _closed_port_url()
-    _point_hub_at(monkeypatch, tmp_path, url)
+    point_hub_at(monkeypatch, tmp_path, url)
     start = time.perf_counter()
     with pytest.raises(DataSourceError) as info:
         fetch_lasot_classes(["airplane"], tmp_path / "cache")
