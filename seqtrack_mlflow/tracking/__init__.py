@@ -12,6 +12,7 @@ than 0), opened by `run_context`, and to the lookups here. Its parts:
     runs        run_context: start/attach a run, end it FAILED/KILLED/FINISHED, online or not
     sync        `seqtrack-mlflow sync`: replay a run's outbox
     ownership   one process per run: owned_run (claim, heartbeat, release)
+    owner       the owner token, and whether its process still lives on this machine
     artifacts   run ids and runs:/ URIs, downloads, a select_data run's index, checkpoints
 """
 
