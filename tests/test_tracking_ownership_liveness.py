@@ -143,3 +143,19 @@ def test_our_token_reads_back() -> None:
     assert token.pid == os.getpid() and token.host == HOST and token.space == pid_space()
     assert abs(token.start - psutil.Process().create_time()) < 0.01
     assert parse_token(str(token)) == token
+
+
+def test_a_pid_hidden_from_proc_but_known_to_the_kernel_is_taken_as_alive(
+    live_child: psutil.Process, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/proc mounted with hidepid shows no other user's process: psutil says 'no such process', the
+    kernel's kill(pid, 0) knows better. Unsure means alive (the heartbeat decides)."""
+    token = here(live_child.pid, live_child.create_time())
+
+    def hidden(pid: int) -> psutil.Process:
+        raise psutil.NoSuchProcess(pid)
+
+    monkeypatch.setattr(psutil, "Process", hidden)
+    with pytest.raises(TrackingError, match=f"alive on this host as PID {live_child.pid}"):
+        claim_run(RUN, settle=0, client=owned(token, beat_age_s=0))
+    assert claim_run(RUN, settle=0, client=owned(token, beat_age_s=500))  # stale: free as before

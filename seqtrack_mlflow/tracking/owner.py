@@ -58,17 +58,33 @@ def pid_space() -> str:
 
 def process_start(pid: int) -> float | None:
     """When process `pid` started (seconds since the epoch); None when there is no such process or only
-    its zombie (killed, not yet reaped by its parent: it never runs again); 0.0 when it exists but the
-    system will not say when it started (then it may be anyone)."""
+    its zombie (killed, not yet reaped by its parent: it never runs again); 0.0 when it may exist but the
+    system will not say when it started (then it may be anyone: the owner is taken as alive)."""
+    if pid <= 0:
+        return 0.0
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
         return proc.create_time()
     except psutil.NoSuchProcess:
-        return None
+        return 0.0 if _hidden(pid) else None
     except psutil.AccessDenied:
         return 0.0
+
+
+def _hidden(pid: int) -> bool:
+    """Whether a PID that /proc does not show exists all the same (/proc mounted with hidepid: other
+    users' processes are invisible there, not to the kernel's kill(pid, 0))."""
+    if os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: a process we may not signal
+        return True
+    return True
 
 
 def my_token() -> OwnerToken:
