@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.cli import main
 from seqtrack_mlflow.tracking import Health, RunLogger, TrackingError, sync_run_folder
+from seqtrack_mlflow.tracking import outbox as outbox_module
 from seqtrack_mlflow.tracking.outbox import PENDING_FILES, PENDING_MANIFEST, PENDING_METRICS, PENDING_OPS
 from seqtrack_mlflow.tracking.outbox_check import OutboxError
 
@@ -179,6 +180,32 @@ def test_a_bad_metric_line_is_one_line(tmp_path: Path, mlflow_uri: str) -> None:
     assert artifacts(run_id) == set() and MlflowClient().get_run(run_id).data.metrics == {}
 
 
+def test_a_record_the_store_refuses_is_one_line_and_what_came_before_stays_sent(
+    tmp_path: Path, mlflow_uri: str
+) -> None:
+    """Names MLflow refuses (they could resolve to other files): the store's own refusal, in one line
+    naming the record, with the records before it sent and removed."""
+    bad_tag = {"op": "tags", "tags": {"../../x": "1"}}
+    run_id, folder = outbox(
+        tmp_path, [{"op": "tags", "tags": {"x": "1"}}, artifact("training_log.txt"), bad_tag]
+    )
+    with pytest.raises(OutboxError) as err:
+        sync_run_folder(folder)
+    message = str(err.value)
+    assert message.startswith(f"{folder / PENDING_OPS}, line 1: the tracking store did not take this record")
+    assert "../../x" in message and "\n" not in message
+    assert artifacts(run_id) == {"training_log.txt"} and MlflowClient().get_run(run_id).data.tags["x"] == "1"
+    assert [json.loads(x) for x in (folder / PENDING_OPS).read_text().splitlines()] == [bad_tag]
+
+    run_id, folder = outbox(tmp_path, [artifact("training_log.txt")])
+    (folder / PENDING_METRICS).write_text(
+        json.dumps({"key": "../../x", "value": 1, "timestamp": 1, "step": 1})
+    )
+    with pytest.raises(OutboxError, match=f"{PENDING_METRICS}: the tracking store did not take this record"):
+        sync_run_folder(folder)
+    assert artifacts(run_id) == set() and (folder / PENDING_METRICS).exists()
+
+
 def test_our_own_records_upload_relative_and_old_absolute_ones_inside(
     tmp_path: Path, mlflow_uri: str
 ) -> None:
@@ -262,6 +289,31 @@ def test_a_sync_that_failed_half_way_resumes_and_a_later_bad_line_is_named_in_th
     (folder / PENDING_OPS).write_text((folder / PENDING_OPS).read_text().splitlines()[0] + "\n")
     assert "0 metric points and 1 artifacts" in sync_run_folder(folder)
     assert artifacts(run_id) == {"training_log.txt", "epoch_1.ckpt"}
+
+
+def test_metric_batches_sent_before_a_failure_are_not_sent_again(
+    tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "BATCH_POINTS", 2)
+    run_id, folder = outbox(tmp_path, [])
+    lines = [json.dumps({"key": "loss", "value": float(i), "timestamp": 1, "step": i}) for i in range(5)]
+    (folder / PENDING_METRICS).write_text("\n".join(lines) + "\n")
+
+    class GoneAtTheSecondBatch(MlflowClient):
+        batches = 0
+
+        def log_batch(self, *args: Any, **kwargs: Any) -> None:
+            type(self).batches += 1
+            if type(self).batches == 2:
+                raise ConnectionError("the server went away")
+            super().log_batch(*args, **kwargs)
+
+    with pytest.raises(ConnectionError):
+        sync_run_folder(folder, client=GoneAtTheSecondBatch())
+    assert (folder / PENDING_METRICS).read_text().splitlines() == lines[2:]
+    assert sync_run_folder(folder).startswith("uploaded 3 metric points")
+    steps = [m.step for m in MlflowClient().get_metric_history(run_id, "loss")]
+    assert sorted(steps) == [0, 1, 2, 3, 4]  # each once
 
 
 def test_a_file_logged_from_outside_the_folder_is_kept_inside_it(

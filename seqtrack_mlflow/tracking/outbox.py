@@ -21,16 +21,17 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 
 from seqtrack_mlflow.fileio import atomic_write_text
 from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.tracking.health import say
-from seqtrack_mlflow.tracking.outbox_check import read_manifest, read_metrics, read_ops
+from seqtrack_mlflow.tracking.outbox_check import read_manifest, read_metrics, read_ops, store_refusal
 from seqtrack_mlflow.tracking.params import params_to_log
 from seqtrack_mlflow.tracking.store import store_uri
 
@@ -145,19 +146,28 @@ class Outbox:
         sent (an OutboxError names the first bad one). A failure raises and leaves the unsent part."""
         manifest = self.manifest()
         run_id = manifest["run_id"]
-        batch = read_metrics(self.metrics_path) if self.metrics_path.exists() else []
+        points = read_metrics(self.metrics_path) if self.metrics_path.exists() else []
         ops = read_ops(self.ops_path, self.folder) if self.ops_path.exists() else []
-        if self.metrics_path.exists():
-            send_metrics(client, run_id, batch)
-            self.metrics_path.unlink()
+        sent = 0
+        while points:
+            try:
+                client.log_batch(run_id, metrics=[m for _, m in points[:BATCH_POINTS]])
+            except MlflowException as exc:
+                raise store_refusal(self.metrics_path, None, exc) from None
+            sent += len(points[:BATCH_POINTS])
+            points = points[BATCH_POINTS:]
+            atomic_write_text(self.metrics_path, "".join(line + "\n" for line, _ in points))
+        self.metrics_path.unlink(missing_ok=True)
         calls = 0
-        if self.ops_path.exists():
-            while ops:
-                apply_op(client, run_id, ops[0][1])
-                ops.pop(0)
-                calls += 1
-                atomic_write_text(self.ops_path, "".join(line + "\n" for line, _ in ops))
-            self.ops_path.unlink()
+        while ops:
+            try:
+                apply_op(client, run_id, ops[0][2])
+            except MlflowException as exc:  # the first line of the file once one was sent
+                raise store_refusal(self.ops_path, 1 if calls else ops[0][0], exc) from None
+            ops.pop(0)
+            calls += 1
+            atomic_write_text(self.ops_path, "".join(line + "\n" for _, line, _ in ops))
+        self.ops_path.unlink(missing_ok=True)
         dropped = int(manifest.get("dropped_metric_points", 0))
         if dropped:
             client.set_tag(run_id, DROPPED_TAG, str(dropped))
@@ -166,15 +176,9 @@ class Outbox:
         if copies.is_dir() and not copies.is_symlink():
             shutil.rmtree(copies, ignore_errors=True)  # sent: the run's artifacts hold them now
         self.manifest_path.unlink()
-        return len(batch), calls
+        return sent, calls
 
 
 def _skipping(folder: Path) -> Callable[[str, list[str]], list[str]]:
     """A copytree `ignore` that leaves out `folder` (an outbox does not copy itself)."""
     return lambda where, names: [n for n in names if Path(where, n) == folder]
-
-
-def send_metrics(client: Any, run_id: str, points: Sequence[Metric]) -> None:
-    """Metric points in batches of at most BATCH_POINTS (MLflow's limit)."""
-    for i in range(0, len(points), BATCH_POINTS):
-        client.log_batch(run_id, metrics=list(points[i : i + BATCH_POINTS]))

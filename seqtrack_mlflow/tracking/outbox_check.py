@@ -18,6 +18,7 @@ from typing import Any
 
 from mlflow.entities import Metric
 
+from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.tracking.store import TrackingError
 
 STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -46,6 +47,16 @@ def refusal(path: Path, line: int | None, why: str) -> OutboxError:
     return OutboxError(
         f"{where}: {why}: nothing was uploaded; sync sends only records in the form seqtrack-mlflow writes: "
         "fix or delete that line if the folder is yours, else do not upload it"
+    )
+
+
+def store_refusal(path: Path, line: int | None, exc: BaseException) -> OutboxError:
+    """The store answered but would not take a record (a name MLflow refuses, a failed request)."""
+    where = f"{path}, line {line}" if line is not None else str(path)
+    return OutboxError(
+        f"{where}: the tracking store did not take this record ({first_line(exc)}): what came before it "
+        "is sent and removed from the folder; fix or delete the record (or wait for the store) and run "
+        "sync again"
     )
 
 
@@ -102,11 +113,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def read_metrics(path: Path) -> list[Metric]:
+def read_metrics(path: Path) -> list[tuple[str, Metric]]:
+    """(the line as written, the point) for each metric point; the first malformed one is refused."""
     points = []
-    for n, _, record in json_lines(path):
+    for n, text, record in json_lines(path):
         try:
-            points.append(_metric(record))
+            points.append((text, _metric(record)))
         except _Bad as exc:
             raise refusal(path, n, str(exc)) from None
     return points
@@ -123,14 +135,14 @@ def _metric(record: Any) -> Metric:
     return Metric(record["key"], float(record["value"]), record["timestamp"], record["step"])
 
 
-def read_ops(path: Path, folder: Path) -> list[tuple[str, Op]]:
-    """(the line as written, the op to send) for each record; file paths become absolute, resolved
-    paths inside `folder`. The first record that is not ours is refused."""
+def read_ops(path: Path, folder: Path) -> list[tuple[int, str, Op]]:
+    """(line number, the line as written, the op to send) for each record; file paths become absolute,
+    resolved paths inside `folder`. The first record that is not ours is refused."""
     root = folder.resolve()
     ops = []
     for n, text, record in json_lines(path):
         try:
-            ops.append((text, checked_op(record, root)))
+            ops.append((n, text, checked_op(record, root)))
         except _Bad as exc:
             raise refusal(path, n, str(exc)) from None
     return ops
