@@ -76,6 +76,7 @@ def test_resume_right_after_kill_9_is_accepted_and_finishes_the_run(tmp_path: Pa
     took = time.time() - started
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "being continued" not in resumed.stderr and "Traceback" not in resumed.stderr
+    assert f"its owner {tags[OWNER_TAG]} is gone (its process {first.pid} no longer exists)" in resumed.stderr
     assert took < 120, f"the resume took {took:.0f} s"
     assert f"(MLflow run {run_id})" in resumed.stdout  # the same run goes on
     run = client.get_run(run_id)

@@ -56,11 +56,15 @@ def dead_child() -> tuple[int, float]:
     return proc.pid, start
 
 
-def test_an_owner_whose_process_is_gone_on_this_host_is_free_at_once() -> None:
+def test_an_owner_whose_process_is_gone_on_this_host_is_free_at_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     pid, start = dead_child()
     client = owned(here(pid, start), beat_age_s=1)  # the heartbeat is fresh: the process table decides
     token = claim_run(RUN, settle=0, client=client)
     assert client.tags[OWNER_TAG] == token and parse_token(token) is not None
+    note = f"run {RUN}: its owner {here(pid, start)} is gone (its process {pid} no longer exists)"
+    assert note in capsys.readouterr().err
 
 
 def test_a_live_owner_on_this_host_is_refused_naming_its_pid(live_child: psutil.Process) -> None:
@@ -74,7 +78,9 @@ def test_a_live_owner_on_this_host_is_refused_naming_its_pid(live_child: psutil.
     assert client.tags[OWNER_TAG] == str(here(live_child.pid, live_child.create_time()))  # untouched
 
 
-def test_an_owner_whose_pid_now_belongs_to_a_later_process_is_free(live_child: psutil.Process) -> None:
+def test_an_owner_whose_pid_now_belongs_to_a_later_process_is_free(
+    live_child: psutil.Process, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The recorded start is 100 s before the process now holding the PID, the heartbeat 50 s before it
     (fresh: only the start time can tell)."""
     started = live_child.create_time()
@@ -82,6 +88,7 @@ def test_an_owner_whose_pid_now_belongs_to_a_later_process_is_free(live_child: p
     assert time.time() - float(client.tags[HEARTBEAT_TAG]) < 120
     token = claim_run(RUN, settle=0, client=client)
     assert client.tags[OWNER_TAG] == token
+    assert f"(PID {live_child.pid} now belongs to another process (started later))" in capsys.readouterr().err
 
 
 def test_a_killed_owner_not_yet_reaped_is_free() -> None:

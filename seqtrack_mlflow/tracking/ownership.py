@@ -20,6 +20,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from seqtrack_mlflow.tracking.health import say
 from seqtrack_mlflow.tracking.owner import dead_here, my_token, parse_token, same_pid_space
 from seqtrack_mlflow.tracking.store import TrackingError
 
@@ -58,7 +59,9 @@ def claim_run(
 ) -> str:
     """Make this process the only one continuing `run_id` (see the module); returns the owner token."""
     client = client if client is not None else MlflowClient()
-    _refuse_if_owned(client, run_id, stale_after, None)
+    gone = _refuse_if_owned(client, run_id, stale_after, None)
+    if gone:
+        say(f"run {run_id}: {gone}: this process continues it")
     token = str(my_token())
     client.set_tag(run_id, OWNER_TAG, token)
     client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
@@ -67,13 +70,14 @@ def claim_run(
     return token
 
 
-def _refuse_if_owned(client: Any, run_id: str, stale_after: float, token: str | None) -> None:
-    """Return when the run has no owner, is ours (`token`), or its owner is dead; else refuse, saying
-    where the owner lives. `token` given: the read-back after our claim, where any other owner wins."""
+def _refuse_if_owned(client: Any, run_id: str, stale_after: float, token: str | None) -> str | None:
+    """Return when the run has no owner, is ours (`token`), or its owner is dead (then: a phrase saying
+    why it is taken as dead); else refuse, saying where the owner lives. `token` given: the read-back
+    after our claim, where any other owner wins."""
     run = client.get_run(run_id)
     owner = run.data.tags.get(OWNER_TAG)
     if owner is None or owner == token:
-        return
+        return None
     if token is not None:
         raise TrackingError(
             f"run {run_id} was claimed at the same moment by another process ({owner}): "
@@ -86,8 +90,11 @@ def _refuse_if_owned(client: Any, run_id: str, stale_after: float, token: str | 
     age = time.time() - beat
     parsed = parse_token(owner)
     here = parsed is not None and same_pid_space(parsed)
-    if (here and dead_here(parsed, beat) is not None) or age > stale_after:
-        return
+    why = dead_here(parsed, beat) if here and parsed is not None else None
+    if why is not None:
+        return f"its owner {owner} is gone ({why})"
+    if age > stale_after:
+        return f"its owner {owner} has not beaten for {age:.0f} s"
     if parsed is None:
         where = "of unknown origin"
     elif here:
