@@ -341,13 +341,20 @@ def conda_env_cmd() -> None:
 
 @main.command("sync")
 @click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option(
+    "--tracking-uri",
+    "tracking_uri",
+    default=None,
+    help="the store to upload to [unset: MLFLOW_TRACKING_URI; the folder's own record is only shown]",
+)
 @user_facing
-def sync_cmd(folder: Path) -> None:
+def sync_cmd(folder: Path, tracking_uri: str | None) -> None:
     """Upload what a run that ended while the tracking server was away kept in FOLDER (its metrics,
-    checkpoints and other artifacts) and set the run's final status; MLFLOW_TRACKING_URI as usual."""
+    checkpoints and other artifacts) and set the run's final status. Every record is checked first: only
+    files inside FOLDER are uploaded, and a record this package did not write stops it (one line, exit 2)."""
     from seqtrack_mlflow.tracking import sync_run_folder
 
-    click.echo(sync_run_folder(folder))
+    click.echo(sync_run_folder(folder, tracking_uri=tracking_uri))
 
 
 @main.command("synth-lasot")

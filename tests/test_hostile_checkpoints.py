@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from hostile_files import (
     compression_bomb,
     memo_bomb_pickle,
@@ -35,6 +36,7 @@ from hostile_files import (
 )
 from services import cli
 
+from seqtrack_mlflow.cli import main
 from seqtrack_mlflow.config import DataConfig, build_settings
 from seqtrack_mlflow.model import pickle_scan, torch_zip
 from seqtrack_mlflow.model.factory import (
@@ -252,6 +254,16 @@ def test_a_config_far_bigger_than_its_weights_is_refused_on_the_meta_device(tmp_
     report = probe("evaluate", tiny, few)
     assert report["peak_mb"] < RSS_BOUND_MB, report
     assert "weights do not fit its model config" in report[f"{tiny.name} evaluate"]
+
+
+def test_resume_refuses_a_config_bigger_than_its_weights_before_building(tmp_path: Path, mlflow_uri: str):
+    """`train --resume` gets the same check: one line, exit 2, no run started and no model built."""
+    few = vit_l_checkpoint(tmp_path / "one-tensor.ckpt", {"head.weight": torch.zeros(2, 2)})
+    result = CliRunner().invoke(main, ["train", "--resume", str(few), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "26 blocks, 1 tensors" in errors[0], result.stderr
+    assert not (tmp_path / "outputs").exists()
 
 
 # ---------------------------------------------------------------- case 9: format_version

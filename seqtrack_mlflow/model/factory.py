@@ -205,12 +205,7 @@ def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
         raise ConfigError(
             f"preset={preset} but {path} was trained with preset {ckpt.settings.preset}: drop -P preset"
         )
-    problem = weights_mismatch(ckpt.settings.model, ckpt.model_state_dict)  # on the meta device
-    if problem:
-        raise checkpoints.CheckpointError(
-            f"{path}: its weights do not fit its model config ({problem}): "
-            "use an unmodified checkpoint from training"
-        )
+    check_fits(ckpt, path)
     return TrainedWeights(
         ckpt.settings.model,
         ckpt.model_state_dict,
@@ -223,7 +218,19 @@ def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
     )
 
 
+def check_fits(ckpt: checkpoints.Checkpoint, path: Path) -> None:
+    """Refuse a checkpoint whose weights do not fit its own model config before any model is built
+    (checked on the meta device: a 17 KB file claiming ViT-L costs nothing), for evaluation and resume."""
+    problem = weights_mismatch(ckpt.settings.model, ckpt.model_state_dict)
+    if problem:
+        raise checkpoints.CheckpointError(
+            f"{path}: its weights do not fit its model config ({problem}): "
+            "use an unmodified checkpoint from training"
+        )
+
+
 __all__ = [
+    "check_fits",
     "OFFICIAL_PRESETS",
     "OfficialCheckpointError",
     "OfficialWeights",

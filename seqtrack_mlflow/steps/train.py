@@ -22,6 +22,7 @@ from seqtrack_mlflow.datasets.selection import (
     used_data_settings,
 )
 from seqtrack_mlflow.model.cost import check_run_cost
+from seqtrack_mlflow.model.factory import check_fits
 from seqtrack_mlflow.model.references import checkpoint_uri, resolve_checkpoint
 from seqtrack_mlflow.steps.lineage import log_selection, selection_from_run
 from seqtrack_mlflow.tracking import (
@@ -145,6 +146,7 @@ def _before_the_run(
     if resume:
         path, continue_run = resolve_checkpoint(resume, output_dir / "downloads" / f"rank{ctx.rank}")
         ckpt = checkpoints.load(path)
+        check_fits(ckpt, path)  # before a model is built for it
         settings = resumed_settings(ckpt.settings, ckpt.epoch, given, resume)
     estimate = check_run_cost(
         settings.model, settings.train, ctx.device, ctx.world_size, ckpt.epoch if ckpt else 0

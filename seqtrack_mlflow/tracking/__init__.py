@@ -8,10 +8,12 @@ than 0), opened by `run_context`, and to the lookups here. Its parts:
     health      fail-fast HTTP, and whether the store answers (one line lost, one line back)
     params      how settings become params, and when two forms are the same setting
     outbox      the calls a run could not send: their record in the run's folder, and their replay
+    outbox_check  that record read as untrusted input (a folder from anywhere): checked before sending
     logger      RunLogger: metrics buffered and sent by a thread, other calls queued while offline
     runs        run_context: start/attach a run, end it FAILED/KILLED/FINISHED, online or not
-    sync        `seqtrack-mlflow sync`: replay a run's outbox
+    sync        `seqtrack-mlflow sync`: replay a run's outbox to the store the user names
     ownership   one process per run: owned_run (claim, heartbeat, release)
+    owner       the owner token, and whether its process still lives on this machine
     artifacts   run ids and runs:/ URIs, downloads, a select_data run's index
 """
 

@@ -195,7 +195,9 @@ class RunLogger:
 
     def persist(self, status: str) -> tuple[Path, int, int]:
         """Write the pending metrics and calls, and the run's final status, as the run's `Outbox` beside
-        its local files; returns (folder, metric points, other calls). Appends to an earlier session's."""
+        its local files; returns (folder, metric points, other calls). Appends to an earlier session's.
+        Files are recorded by their path in the folder (copied in when logged from elsewhere): `sync`
+        uploads nothing outside it."""
         folder = self.local_folder()
         with self._cond:
             points, ops = list(self._points), list(self._ops)

@@ -7,28 +7,38 @@ away, its queue and metric buffer become an `Outbox` in the run's local folder:
     pending_upload.json    the run, its store, its final status and end time, metric points dropped
     pending_metrics.jsonl  one metric point a line
     pending_ops.jsonl      one op a line, in the order they were logged
+    pending_files/         copies of files logged from outside the folder (the record stays self-contained)
 
-`Outbox.replay` (what `seqtrack-mlflow sync` runs) sends them through the same `apply_op` and removes
-each part once sent, so running it again after a failure sends only the rest.
+An op's file or folder is recorded relative to the folder: the folder may be moved or copied to another
+machine, and `sync` uploads nothing outside it (`outbox_check`). `Outbox.replay` (what
+`seqtrack-mlflow sync` runs) checks every record first, then sends them through the same `apply_op` and
+removes each part once sent, so running it again after a failure sends only the rest.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 
 from seqtrack_mlflow.fileio import atomic_write_text
+from seqtrack_mlflow.messages import first_line
+from seqtrack_mlflow.tracking.health import say
+from seqtrack_mlflow.tracking.outbox_check import read_manifest, read_metrics, read_ops, store_refusal
 from seqtrack_mlflow.tracking.params import params_to_log
 from seqtrack_mlflow.tracking.store import store_uri
 
 PENDING_MANIFEST = "pending_upload.json"  # what `seqtrack-mlflow sync` reads (run, store, final status)
 PENDING_METRICS = "pending_metrics.jsonl"
 PENDING_OPS = "pending_ops.jsonl"  # artifacts, tags, params and dicts, in the order they were logged
+PENDING_FILES = "pending_files"  # copies of files logged from outside the run's folder
 BATCH_POINTS = 1000  # MLflow's limit of metrics per log_batch
 DROPPED_TAG = "seqtrack.dropped_metric_points"  # set by the replay when the buffer overflowed
 
@@ -58,10 +68,6 @@ def metric_record(m: Metric) -> dict[str, Any]:
     return {"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step}
 
 
-def metric_from_record(record: dict[str, Any]) -> Metric:
-    return Metric(record["key"], float(record["value"]), int(record["timestamp"]), int(record["step"]))
-
-
 class Outbox:
     """The pending data of one run in its local folder (see the module)."""
 
@@ -75,7 +81,8 @@ class Outbox:
         return self.manifest_path.is_file()
 
     def manifest(self) -> dict[str, Any]:
-        return json.loads(self.manifest_path.read_text())
+        """The manifest, checked (an OutboxError names what is wrong with it)."""
+        return read_manifest(self.manifest_path)
 
     def write(
         self,
@@ -97,8 +104,10 @@ class Outbox:
                 f.write("\n")
         with open(self.ops_path, "a") as f:
             for op in ops:
-                f.write(json.dumps(op) + "\n")
-        before = self.manifest() if self.manifest_path.exists() else {}
+                record = self._record(op)
+                if record is not None:
+                    f.write(json.dumps(record) + "\n")
+        before = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
         manifest = {
             "run_id": run_id,
             "tracking_uri": tracking_uri if tracking_uri is not None else store_uri(),
@@ -108,39 +117,68 @@ class Outbox:
         }
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=1))
 
+    def _record(self, op: Op) -> Op | None:
+        """`op` as recorded: a file or folder by its path relative to the folder; one that lies elsewhere
+        is copied into PENDING_FILES first (None, with a warning, when it is gone or cannot be copied)."""
+        if op["op"] not in ("artifact", "artifacts"):
+            return op
+        root, path = self.folder.resolve(), Path(op["path"]).resolve()
+        if not path.exists():
+            say(f"warning: {path} is gone: it is not kept for `seqtrack-mlflow sync`")
+            return None
+        if not path.is_relative_to(root):
+            copy = root / PENDING_FILES / uuid.uuid4().hex[:8] / path.name
+            try:
+                copy.parent.mkdir(parents=True)
+                if op["op"] == "artifacts":  # (not the run folder itself, should it lie inside)
+                    shutil.copytree(path, copy, ignore=_skipping(root))
+                else:
+                    shutil.copy2(path, copy)
+            except OSError as exc:
+                say(f"warning: {path} is not kept for `seqtrack-mlflow sync`: {first_line(exc)}")
+                return None
+            path = copy
+        return {**op, "path": path.relative_to(root).as_posix()}
+
     def replay(self, client: Any) -> tuple[int, int]:
         """Send everything to the manifest's run (metrics, then the ops in order), set its final status and
-        remove the outbox; returns (metric points, ops) sent. A failure raises and leaves the unsent part."""
+        remove the outbox; returns (metric points, ops) sent. Every record is checked before anything is
+        sent (an OutboxError names the first bad one). A failure raises and leaves the unsent part."""
         manifest = self.manifest()
         run_id = manifest["run_id"]
-        points = 0
-        if self.metrics_path.exists():
-            batch = [
-                metric_from_record(json.loads(line))
-                for line in self.metrics_path.read_text().splitlines()
-                if line.strip()
-            ]
-            send_metrics(client, run_id, batch)
-            points = len(batch)
-            self.metrics_path.unlink()
+        points = read_metrics(self.metrics_path) if self.metrics_path.exists() else []
+        ops = read_ops(self.ops_path, self.folder) if self.ops_path.exists() else []
+        sent = 0
+        while points:
+            try:
+                client.log_batch(run_id, metrics=[m for _, m in points[:BATCH_POINTS]])
+            except MlflowException as exc:
+                raise store_refusal(self.metrics_path, None, exc) from None
+            sent += len(points[:BATCH_POINTS])
+            points = points[BATCH_POINTS:]
+            atomic_write_text(self.metrics_path, "".join(line + "\n" for line, _ in points))
+        self.metrics_path.unlink(missing_ok=True)
         calls = 0
-        if self.ops_path.exists():
-            ops = [json.loads(line) for line in self.ops_path.read_text().splitlines() if line.strip()]
-            while ops:
-                apply_op(client, run_id, ops[0])
-                ops.pop(0)
-                calls += 1
-                atomic_write_text(self.ops_path, "".join(json.dumps(op) + "\n" for op in ops))
-            self.ops_path.unlink()
+        while ops:
+            try:
+                apply_op(client, run_id, ops[0][2])
+            except MlflowException as exc:  # the first line of the file once one was sent
+                raise store_refusal(self.ops_path, 1 if calls else ops[0][0], exc) from None
+            ops.pop(0)
+            calls += 1
+            atomic_write_text(self.ops_path, "".join(line + "\n" for _, line, _ in ops))
+        self.ops_path.unlink(missing_ok=True)
         dropped = int(manifest.get("dropped_metric_points", 0))
         if dropped:
             client.set_tag(run_id, DROPPED_TAG, str(dropped))
         client.set_terminated(run_id, manifest["status"], end_time=int(manifest["end_time"]))
+        copies = self.folder / PENDING_FILES
+        if copies.is_dir() and not copies.is_symlink():
+            shutil.rmtree(copies, ignore_errors=True)  # sent: the run's artifacts hold them now
         self.manifest_path.unlink()
-        return points, calls
+        return sent, calls
 
 
-def send_metrics(client: Any, run_id: str, points: Sequence[Metric]) -> None:
-    """Metric points in batches of at most BATCH_POINTS (MLflow's limit)."""
-    for i in range(0, len(points), BATCH_POINTS):
-        client.log_batch(run_id, metrics=list(points[i : i + BATCH_POINTS]))
+def _skipping(folder: Path) -> Callable[[str, list[str]], list[str]]:
+    """A copytree `ignore` that leaves out `folder` (an outbox does not copy itself)."""
+    return lambda where, names: [n for n in names if Path(where, n) == folder]

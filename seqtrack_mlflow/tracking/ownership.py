@@ -1,25 +1,27 @@
 """One process per run: a run being continued is owned, by a tag with a heartbeat, until its owner ends.
 
-MLflow has no compare-and-set, so a claim is: refuse if the run has an owner with a fresh heartbeat;
-else write our token and heartbeat, wait a moment and read the owner back: of two processes that claim
-at once, the last writer wins and the other sees its token gone and refuses. The owner tag is removed
-when the owner is done (`release_run`); a killed process's claim goes stale. `owned_run` is the three
-together: claim, keep the heartbeat fresh, release on the way out, whatever way that is.
+MLflow has no compare-and-set, so a claim is: refuse if the run has a live owner; else write our token
+and heartbeat, wait a moment and read the owner back: of two processes that claim at once, the last
+writer wins and the other sees its token gone and refuses. The owner tag is removed when the owner is
+done (`release_run`). A killed process (kill -9, the OOM killer) cannot remove it: on its own machine its
+claim is free at once (the process table says it is gone, `owner.dead_here`), seen from anywhere else
+once its heartbeat is stale. `owned_run` is the three together: claim, keep the heartbeat fresh,
+release on the way out, whatever way that is.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from mlflow.tracking import MlflowClient
 
+from seqtrack_mlflow.tracking.health import say
+from seqtrack_mlflow.tracking.owner import dead_here, my_token, parse_token, same_pid_space
 from seqtrack_mlflow.tracking.store import TrackingError
 
 OWNER_TAG, HEARTBEAT_TAG = "seqtrack.owner", "seqtrack.heartbeat"
@@ -57,8 +59,10 @@ def claim_run(
 ) -> str:
     """Make this process the only one continuing `run_id` (see the module); returns the owner token."""
     client = client if client is not None else MlflowClient()
-    _refuse_if_owned(client, run_id, stale_after, None)
-    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    gone = _refuse_if_owned(client, run_id, stale_after, None)
+    if gone:
+        say(f"run {run_id}: {gone}: this process continues it")
+    token = str(my_token())
     client.set_tag(run_id, OWNER_TAG, token)
     client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
     time.sleep(settle)
@@ -66,20 +70,46 @@ def claim_run(
     return token
 
 
-def _refuse_if_owned(client: Any, run_id: str, stale_after: float, token: str | None) -> None:
+def _refuse_if_owned(client: Any, run_id: str, stale_after: float, token: str | None) -> str | None:
+    """Return when the run has no owner, is ours (`token`), or its owner is dead (then: a phrase saying
+    why it is taken as dead); else refuse, saying where the owner lives. `token` given: the read-back
+    after our claim, where any other owner wins."""
     run = client.get_run(run_id)
     owner = run.data.tags.get(OWNER_TAG)
-    beat = float(run.data.tags.get(HEARTBEAT_TAG, "0") or 0)
     if owner is None or owner == token:
-        return
-    if token is None and time.time() - beat > stale_after:
-        return
+        return None
+    if token is not None:
+        raise TrackingError(
+            f"run {run_id} was claimed at the same moment by another process ({owner}): "
+            "only one may continue it"
+        )
+    try:
+        beat = float(run.data.tags.get(HEARTBEAT_TAG, "0") or 0)
+    except ValueError:
+        beat = 0.0
+    age = time.time() - beat
+    parsed = parse_token(owner)
+    here = parsed is not None and same_pid_space(parsed)
+    why = dead_here(parsed, beat) if here and parsed is not None else None
+    if why is not None:
+        return f"its owner {owner} is gone ({why})"
+    if age > stale_after:
+        return f"its owner {owner} has not beaten for {age:.0f} s"
+    if parsed is None:
+        where = "of unknown origin"
+    elif here:
+        raise TrackingError(
+            f"run {run_id} is being continued by another process ({owner}), alive on this host as PID "
+            f"{parsed.pid}: wait for it to end, or stop it (kill {parsed.pid})"
+        )
+    elif parsed.host == socket.gethostname():
+        where = f"on this host {parsed.host} but in another container (or before a reboot)"
+    else:
+        where = f"on host {parsed.host}"
     raise TrackingError(
-        f"run {run_id} is being continued by another process ({owner}): wait for it to end, or stop it; "
-        f"a run whose process died is free again {stale_after:.0f} s after its last heartbeat"
-        if token is None
-        else f"run {run_id} was claimed at the same moment by another process ({owner}): "
-        "only one may continue it"
+        f"run {run_id} is being continued by another process ({owner}) {where}, last heartbeat {age:.0f} s "
+        "ago: wait for it to end, or stop it there; a run whose process died is free again "
+        f"{stale_after:.0f} s after its last heartbeat"
     )
 
 

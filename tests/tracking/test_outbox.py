@@ -32,18 +32,21 @@ def new_logger(tmp_path: Path, client: StubClient) -> RunLogger:
 
 
 def log_offline(tmp_path: Path, client: StubClient) -> tuple[RunLogger, Path]:
-    """A run whose store goes away before its first call: a tag, two artifacts, params, a dict, metrics."""
-    (tmp_path / "log.txt").write_text("a log")
+    """A run whose store goes away before its first call: a tag, two artifacts (a file and a folder in
+    the run's folder, where the steps write them), params, a dict, metrics."""
+    (tmp_path / RUN / "index").mkdir(parents=True, exist_ok=True)
+    (tmp_path / RUN / "index" / "part.arrow").write_text("rows")
+    (tmp_path / RUN / "log.txt").write_text("a log")
     logger = new_logger(tmp_path, client)
     client.down = True
     logger.set_tags({"seqtrack.preset": "tiny"})
-    logger.log_artifact(tmp_path / "log.txt")
+    logger.log_artifact(tmp_path / RUN / "log.txt")
     assert logger.log_params({"lr": 1e-4, "epochs": 2}) == {}  # queued: nothing to compare with yet
-    logger.log_artifacts(tmp_path, "folder")
+    logger.log_artifacts(tmp_path / RUN / "index", "folder")
     logger.log_dict({"a": 1}, "config.json")
     logger.log_metrics({"loss": 0.5, "iou": 0.25}, step=10)
     logger.log_metrics({"loss": 0.4}, step=20)
-    return logger, tmp_path / "log.txt"
+    return logger, tmp_path / RUN / "log.txt"
 
 
 def test_a_store_failure_goes_offline_with_one_line_and_the_outbox_keeps_every_call_in_order(
@@ -62,7 +65,8 @@ def test_a_store_failure_goes_offline_with_one_line_and_the_outbox_keeps_every_c
     assert "http://stub:5000" in line and "Max retries exceeded (set_tag)" not in line  # first line only
     ops = [json.loads(x) for x in (folder / PENDING_OPS).read_text().splitlines()]
     assert [op["op"] for op in ops] == ["tags", "artifact", "params", "artifacts", "dict"]
-    assert ops[1]["path"] == str(log_file.resolve()) and ops[2]["params"] == {"lr": "0.0001", "epochs": "2"}
+    assert ops[1]["path"] == "log.txt" and ops[3]["path"] == "index"  # relative to the run's folder
+    assert ops[2]["params"] == {"lr": "0.0001", "epochs": "2"}
     points = [json.loads(x) for x in (folder / PENDING_METRICS).read_text().splitlines()]
     assert [(p["key"], p["value"], p["step"]) for p in points] == [
         ("loss", 0.5, 10),
@@ -90,7 +94,7 @@ def test_sync_replays_the_outbox_in_order_and_removes_it(tmp_path: Path, offline
         ("tags", ("seqtrack.preset",)),
         ("artifact", str(log_file.resolve()), None),
         ("params", ("lr", "resumed.epochs")),
-        ("artifacts", str(tmp_path.resolve()), "folder"),
+        ("artifacts", str((tmp_path / RUN / "index").resolve()), "folder"),
         ("dict", "config.json"),
         ("terminated", "KILLED"),
     ]
@@ -200,7 +204,7 @@ def test_back_online_the_sender_sends_the_queue_in_order(
     assert len(client.metrics) == 3
     err = capsys.readouterr().err
     assert err.count(LOST) == 1 and err.count(BACK) == 1, err
-    assert not (tmp_path / RUN).exists()  # nothing left to persist
+    assert not list((tmp_path / RUN).glob("pending*"))  # nothing left to persist
 
 
 def test_a_call_the_store_refuses_while_it_answers_raises_its_own_error(tmp_path: Path) -> None:
