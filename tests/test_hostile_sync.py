@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import cli
 from mlflow.tracking import MlflowClient
+from services import cli
 
 from seqtrack_mlflow.cli import main
 from seqtrack_mlflow.tracking import Health, RunLogger, TrackingError, sync_run_folder
