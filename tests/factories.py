@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import pickle
 import sys
@@ -14,12 +15,15 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
+from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.config import DataConfig, ModelConfig, TrackerConfig, build_settings, preset, replace
 from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.seqtrack import SeqTrack
+from seqtrack_mlflow.tracking.outbox import PENDING_MANIFEST, PENDING_METRICS, PENDING_OPS
 from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.checkpoints import Checkpoint
 
@@ -282,3 +286,40 @@ def official_container(net: dict, stub: ModuleType, **extra: object) -> dict:
         "settings": stub.Settings(),
     }
     return {**container, **extra}
+
+
+# -- a run folder left by a run that ended offline (pending ops for `sync`) --------------------------
+
+SECRET = "the secret outside the run folder"
+
+
+def artifacts(run_id: str, path: str | None = None) -> set[str]:
+    """Every artifact file of the run (recursively)."""
+    found = set()
+    for info in MlflowClient().list_artifacts(run_id, path):
+        found |= artifacts(run_id, info.path) if info.is_dir else {info.path}
+    return found
+
+
+def outbox(tmp_path: Path, ops: list[Any], *, manifest: dict | None = None) -> tuple[str, Path]:
+    """A real run in the store and its folder holding `ops` (dicts as JSON lines, strings as written),
+    one metric point and a manifest; beside it, a folder `elsewhere/` with a secret file."""
+    run_id = MlflowClient().create_run("0").info.run_id
+    folder = tmp_path / "outputs" / run_id
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "epoch_1.ckpt").write_bytes(b"weights")
+    (folder / "training_log.txt").write_text("Epoch 1 : 10 / 10")
+    (tmp_path / "elsewhere").mkdir(exist_ok=True)
+    (tmp_path / "elsewhere" / "secret.txt").write_text(SECRET)
+    lines = [op if isinstance(op, str) else json.dumps(op) for op in ops]
+    (folder / PENDING_OPS).write_text("".join(line + "\n" for line in lines))
+    (folder / PENDING_METRICS).write_text(
+        json.dumps({"key": "loss", "value": 0.5, "timestamp": 1, "step": 10})
+    )
+    record = {"run_id": run_id, "tracking_uri": "sqlite:///nowhere.db", "status": "FINISHED", "end_time": 5}
+    (folder / PENDING_MANIFEST).write_text(json.dumps({**record, **(manifest or {})}))
+    return run_id, folder
+
+
+def artifact(path: str, dest: str | None = None) -> dict[str, Any]:
+    return {"op": "artifact", "path": path, "artifact_path": dest}

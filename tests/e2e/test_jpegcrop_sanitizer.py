@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from factories import ROOT
 from hostile_jpeg import build_writer, sanitizer_build
 from services import skip_or_fail_on_ci
@@ -23,7 +22,6 @@ FUZZ = Path(__file__).with_name("jpegcrop_fuzz.py")
 REPORTS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer", "SUMMARY: UndefinedBehavior")
 
 
-@pytest.mark.slow
 def test_region_decoder_under_sanitizers(tmp_path: Path):
     module, sanitizer_env, why = sanitizer_build(tmp_path)
     if module is None:

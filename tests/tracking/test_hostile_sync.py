@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from factories import SECRET, artifact, artifacts, outbox
 from mlflow.tracking import MlflowClient
-from services import cli
 
 from seqtrack_mlflow.cli import main
 from seqtrack_mlflow.tracking import Health, RunLogger, TrackingError, sync_run_folder
@@ -22,43 +22,9 @@ from seqtrack_mlflow.tracking import outbox as outbox_module
 from seqtrack_mlflow.tracking.outbox import PENDING_FILES, PENDING_MANIFEST, PENDING_METRICS, PENDING_OPS
 from seqtrack_mlflow.tracking.outbox_check import OutboxError
 
-SECRET = "the secret outside the run folder"
-
-
-def artifacts(run_id: str, path: str | None = None) -> set[str]:
-    """Every artifact file of the run (recursively)."""
-    found = set()
-    for info in MlflowClient().list_artifacts(run_id, path):
-        found |= artifacts(run_id, info.path) if info.is_dir else {info.path}
-    return found
-
-
-def outbox(tmp_path: Path, ops: list[Any], *, manifest: dict | None = None) -> tuple[str, Path]:
-    """A real run in the store and its folder holding `ops` (dicts as JSON lines, strings as written),
-    one metric point and a manifest; beside it, a folder `elsewhere/` with a secret file."""
-    run_id = MlflowClient().create_run("0").info.run_id
-    folder = tmp_path / "outputs" / run_id
-    (folder / "checkpoints").mkdir(parents=True)
-    (folder / "checkpoints" / "epoch_1.ckpt").write_bytes(b"weights")
-    (folder / "training_log.txt").write_text("Epoch 1 : 10 / 10")
-    (tmp_path / "elsewhere").mkdir(exist_ok=True)
-    (tmp_path / "elsewhere" / "secret.txt").write_text(SECRET)
-    lines = [op if isinstance(op, str) else json.dumps(op) for op in ops]
-    (folder / PENDING_OPS).write_text("".join(line + "\n" for line in lines))
-    (folder / PENDING_METRICS).write_text(
-        json.dumps({"key": "loss", "value": 0.5, "timestamp": 1, "step": 10})
-    )
-    record = {"run_id": run_id, "tracking_uri": "sqlite:///nowhere.db", "status": "FINISHED", "end_time": 5}
-    (folder / PENDING_MANIFEST).write_text(json.dumps({**record, **(manifest or {})}))
-    return run_id, folder
-
 
 def pending(folder: Path) -> dict[str, str]:
     return {name: (folder / name).read_text() for name in (PENDING_MANIFEST, PENDING_METRICS, PENDING_OPS)}
-
-
-def artifact(path: str, dest: str | None = None) -> dict[str, Any]:
-    return {"op": "artifact", "path": path, "artifact_path": dest}
 
 
 def assert_refused(folder: Path, run_id: str, line: int | None, *needles: str) -> None:
@@ -360,33 +326,3 @@ def test_the_sync_command_refuses_in_one_line_and_takes_the_store_option(
     result = CliRunner().invoke(main, ["sync", "--tracking-uri", mlflow_uri, str(folder)])
     assert result.exit_code == 0, result.output
     assert artifacts(run_id) == {"training_log.txt"}
-
-
-@pytest.mark.slow
-def test_sync_as_a_user_types_it_uploads_nothing_from_a_crafted_folder(
-    tmp_path: Path, mlflow_uri: str
-) -> None:
-    """The real command in its own process, the store only in --tracking-uri."""
-    run_id, folder = outbox(tmp_path, [{"op": "tags", "tags": {"x": "1"}}, artifact("/etc/passwd")])
-    (folder / "index").mkdir()
-    (folder / "index" / "leak").symlink_to("/etc/passwd")
-    with open(folder / PENDING_OPS, "a") as f:
-        f.write(json.dumps({"op": "artifacts", "path": "index", "artifact_path": "index"}) + "\n")
-    unset = {"MLFLOW_TRACKING_URI": ""}
-    done = cli("sync", "--tracking-uri", mlflow_uri, str(folder), env=unset, timeout=120)
-    assert done.returncode == 2, done.stderr[-2000:]
-    (line,) = done.stderr.strip().splitlines()
-    assert line.startswith(f"error: {folder / PENDING_OPS}, line 2: the path '/etc/passwd' lies outside"), (
-        line
-    )
-    (folder / PENDING_OPS).write_text("\n".join((folder / PENDING_OPS).read_text().splitlines()[2:]) + "\n")
-    done = cli("sync", "--tracking-uri", mlflow_uri, str(folder), env=unset, timeout=120)
-    assert done.returncode == 2 and "'leak' in the folder 'index' leads outside" in done.stderr, done.stderr
-    assert artifacts(run_id) == set()
-    (folder / "index" / "leak").unlink()
-    (folder / "index" / "part.arrow").write_text("rows")
-    done = cli("sync", "--tracking-uri", mlflow_uri, str(folder), env=unset, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert f"to run {run_id} in {mlflow_uri} (the folder named sqlite:///nowhere.db)" in done.stdout
-    assert artifacts(run_id) == {"index/part.arrow"}
-    assert MlflowClient().get_run(run_id).info.status == "FINISHED"

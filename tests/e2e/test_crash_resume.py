@@ -11,12 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.tracking import HEARTBEAT_TAG, OWNER_TAG
-
-pytestmark = pytest.mark.slow
 
 EPOCHS, SAMPLES, LOG_EVERY = 3, 100, 25
 TRAIN = [

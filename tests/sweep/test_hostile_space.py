@@ -122,7 +122,7 @@ def test_a_space_file_that_is_not_text(tmp_path):
 
 def test_the_sweep_command_refuses_before_any_trial(tmp_path, monkeypatch):
     """The reported case end to end: exit 2, one line, and nothing run or tracked."""
-    import seqtrack_mlflow.steps.sweep as sweep_step
+    import seqtrack_mlflow.workflows.sweep as sweep_step
 
     def no_trial(*args, **kwargs):
         raise AssertionError("a trial started")  # rather than 10^21 epochs should the check regress
