@@ -334,6 +334,13 @@ class TrackerConfig(Validated):
         choices=("fp32", "int8", "bf16"),
         check=(lambda v: v in ("fp32", "int8", "bf16"), "fp32, int8 or bf16"),
     )
+    eval_videos: int = setting(
+        2,
+        "test sequences drawn as videos/<sequence>.gif (predicted and true boxes), the first ones; 0 = none",
+        steps=("main", "evaluate"),
+        sweep=False,
+        check=(lambda v: v >= 0, "0 (none) or more sequences"),
+    )
 
 
 @dataclass(frozen=True)
