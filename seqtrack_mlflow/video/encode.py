@@ -101,18 +101,18 @@ def gif_bytes(frames: list[Image.Image], frame_ms: int, colors: int = GIF_COLORS
 
 
 def write_gif(frames: list[Image.Image], path: Path, frame_ms: int, max_bytes: int = GIF_BYTES) -> Path:
-    """`frames` (RGB) as a looping GIF of at most `max_bytes`. While it is larger: every other frame
-    is dropped (each shown twice as long) down to 16 frames, then the frames shrink by a quarter down to
-    200 px, then frames go down to 8, then they shrink again."""
+    """`frames` (RGB) as a looping GIF of at most `max_bytes`. While it is larger it loses, in turn,
+    pixels down to 240 px, frames down to 16 (each kept one shown twice as long), pixels down to 160
+    px, frames down to 8, then pixels: motion matters more in a preview than the last bit of detail."""
     if not frames:
         raise ValueError("a GIF needs at least one frame")
     data = gif_bytes(frames, frame_ms)
     while len(data) > max_bytes and max(frames[0].size) > 32:
-        side = max(frames[0].size)
-        if len(frames) > 16 or (side <= 200 and len(frames) > 8):
-            frames, frame_ms = frames[::2], frame_ms * 2
-        else:
+        side, count = max(frames[0].size), len(frames)
+        if side > 240 or (count <= 16 and side > 160) or count <= 8:
             frames = [f.resize((max(1, f.width * 3 // 4), max(1, f.height * 3 // 4))) for f in frames]
+        else:
+            frames, frame_ms = frames[::2], frame_ms * 2
         data = gif_bytes(frames, frame_ms)
     return atomic_write(path, lambda f: f.write(data))
 
