@@ -193,6 +193,35 @@ def test_max_frames_stops_early_and_says_how_many_the_input_has(
     assert MlflowClient().get_run(result.run_id).data.params["video_frames"] == "10"
 
 
+def test_a_clip_with_a_display_rotation_is_read_upright(tmp_path: Path) -> None:
+    """A phone's portrait clip: landscape pixels plus a display matrix that turns them 90 degrees
+    clockwise (written here into the MP4's track header, as a phone does). A player shows the stored
+    left edge at the top: so must the frames the tracker and the box see."""
+    import struct
+
+    from seqtrack_mlflow.video.source import open_video
+
+    stored = np.zeros((32, 64, 3), np.uint8)
+    stored[:, :8] = 255  # a white stripe along the stored left edge
+    path = tmp_path / "portrait.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        for _ in range(3):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        container.mux(stream.encode(None))
+    data = bytearray(path.read_bytes())
+    matrix = data.index(b"tkhd") - 4 + 48  # version-0 track header: the 3x3 matrix, 16.16 fixed point
+    assert struct.unpack(">9i", data[matrix : matrix + 36])[::4] == (0x10000, 0x10000, 0x40000000)
+    data[matrix : matrix + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 32 << 16, 0, 0x40000000)
+    path.write_bytes(bytes(data))
+    with open_video(path) as source:
+        assert (source.width, source.height) == (32, 64)
+        frames = [f.image for f in source.frames()]
+    assert len(frames) == 3 and frames[0].shape == (64, 32, 3)
+    assert frames[0][:6].mean() > 200 and frames[0][12:].mean() < 60  # the stripe is on top
+
+
 @pytest.mark.parametrize(
     ("video", "box", "message"),
     [

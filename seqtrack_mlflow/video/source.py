@@ -112,7 +112,7 @@ class _VideoFile(VideoSource):
         index = 0
         try:
             for frame in self._container.decode(self._stream):
-                yield frame.time, frame.to_ndarray(format="rgb24")
+                yield frame.time, upright(frame)
                 index += 1
         except av.FFmpegError as exc:
             raise VideoError(
@@ -175,6 +175,15 @@ class _FrameFolder(VideoSource):
                     f"{self.width}x{self.height}: give frames of one size"
                 )
             yield Frame(index, index / self.fps, image)
+
+
+def upright(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as RGB, the way a player shows it: a phone's portrait clip is stored landscape with a
+    display matrix (FFmpeg's `rotation`: degrees counterclockwise, -90 for "turn 90 degrees clockwise"),
+    and the user's box is drawn on the turned picture."""
+    image = frame.to_ndarray(format="rgb24")
+    turns = round(getattr(frame, "rotation", 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def _has_images(folder: Path) -> bool:
