@@ -307,3 +307,20 @@ def test_mlflow_run_track_end_to_end(tiny_ckpt: Path, clip: Path, sequence, tmp_
     assert names == {"boxes.txt", "boxes.csv", "tracked.mp4", "preview.gif"}
     boxes = np.loadtxt(tmp_path / run.info.run_id / "boxes.txt", delimiter=",")
     assert np.allclose(boxes, reference_boxes(tiny_ckpt, decoded(clip), sequence[1]), atol=0.0051, rtol=0)
+
+
+def test_without_libx264_the_video_is_vp9_webm_and_odd_sizes_are_padded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seqtrack_mlflow.video import encode
+
+    monkeypatch.setattr(encode, "ENCODERS", tuple(e for e in encode.ENCODERS if e[0] != "libx264"))
+    rng = np.random.default_rng(1)
+    with encode.VideoWriter(tmp_path / "tracked", 33, 21, 12.5) as writer:
+        for _ in range(5):
+            writer.write(rng.integers(0, 255, (21, 33, 3), dtype=np.uint8))
+    assert writer.path == tmp_path / "tracked.webm"
+    with av.open(str(writer.path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "vp9" and (stream.width, stream.height) == (34, 22)
+        assert sum(1 for _ in container.decode(stream)) == 5
