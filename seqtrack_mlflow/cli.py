@@ -76,6 +76,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from seqtrack_mlflow.model.factory import OfficialCheckpointError, PretrainedError
     from seqtrack_mlflow.tracking import TrackingError
     from seqtrack_mlflow.train.checkpoints import CheckpointError
+    from seqtrack_mlflow.video.source import VideoError
 
     return (
         ConfigError,
@@ -90,6 +91,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         TrackerError,
         MetricsError,
         OfficialCheckpointError,
+        VideoError,
     )
 
 
@@ -277,6 +279,39 @@ def evaluate_cmd(**kw: Any) -> None:
         device=kw["device"],
         output_dir=Path(run.output_dir),
     )
+
+
+@main.command("track", epilog=ENVIRONMENT_EPILOG)
+@step_options("track")
+@user_facing
+def track_cmd(**kw: Any) -> None:
+    """Track one target through your video (a file or a folder of frames) from its box in the first
+    frame: boxes.txt, boxes.csv, tracked.mp4 and preview.gif, logged as a `track` MLflow run."""
+    from seqtrack_mlflow.config import VideoConfig
+    from seqtrack_mlflow.steps.track import run_track
+
+    run = run_config(kw)
+    result = run_track(
+        VideoConfig(**given_for(VideoConfig, kw)),
+        run.checkpoint or "",
+        tracker_config(kw),
+        preset=kw["preset"],
+        device=kw["device"],
+        output_dir=Path(run.output_dir),
+    )
+    tracked = result.tracked
+    confidence = tracked.mean_confidence
+    click.echo(
+        f"tracked {tracked.frames} frames of {result.source} at {tracked.fps:.1f} frames/s"
+        + (f", mean confidence {confidence:.2f}" if confidence is not None else "")
+        + f", {len(tracked.updates)} template updates"
+    )
+    files = ", ".join(f"{f.name} ({_size(f.stat().st_size)})" for f in tracked.files)
+    click.echo(f"{result.out_dir}/: {files}  (MLflow run {result.run_id})")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB" if n >= 1e3 else f"{n} bytes"
 
 
 @main.command("main", epilog=ENVIRONMENT_EPILOG)

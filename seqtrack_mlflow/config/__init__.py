@@ -47,6 +47,7 @@ from seqtrack_mlflow.config.settings import (
     TrainConfig,
     parse_size,
 )
+from seqtrack_mlflow.config.video import VideoConfig, parse_box
 
 __all__ = [
     "ENVIRONMENT",
@@ -64,6 +65,7 @@ __all__ = [
     "TrackerConfig",
     "TrainConfig",
     "TrainSettings",
+    "VideoConfig",
     "build_settings",
     "declared_settings",
     "env_name",
@@ -71,6 +73,7 @@ __all__ = [
     "environment_help",
     "from_dict",
     "given_for",
+    "parse_box",
     "parse_size",
     "preset",
     "replace",

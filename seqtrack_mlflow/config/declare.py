@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-STEPS = ("main", "select_data", "train", "evaluate", "sweep")
+STEPS = ("main", "select_data", "train", "evaluate", "sweep", "track")
 PRESET_STEPS = ("main", "train", "sweep")  # the steps that take a preset
 TRAINING_STEPS = ("main", "train", "sweep")
 DATA_STEPS = ("main", "select_data", "train", "evaluate", "sweep")
 EVAL_STEPS = ("main", "evaluate", "sweep")
+TRACK_STEPS = ("main", "evaluate", "sweep", "track")  # the tracker's own settings: evaluate and track
 
 Check = tuple[Callable[[Any], bool], str]
 
@@ -102,7 +103,7 @@ class Setting:
         if self.preset and step in PRESET_STEPS:
             return "the preset's value"
         if step in self.inherit:
-            if step == "evaluate":
+            if step in ("evaluate", "track"):
                 return "the training run's value"
             return "the resumed checkpoint's or the data run's value, else " + (
                 self.unset or repr(self.default)

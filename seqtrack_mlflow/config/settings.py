@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from seqtrack_mlflow.config.declare import (
     EVAL_STEPS,
     STEPS,
+    TRACK_STEPS,
     TRAINING_STEPS,
     ConfigError,
     check_fields,
     data_setting,
     setting,
 )
+from seqtrack_mlflow.config.video import VideoConfig
 
 
 class Validated:
@@ -299,18 +301,18 @@ class TrackerConfig(Validated):
     eval_template_factor: float = setting(
         4.0, "tracker template crop side / target size", check=(lambda v: v > 0, "a positive factor")
     )
-    window_penalty: bool = setting(True, "Hann window on the cx, cy tokens", steps=EVAL_STEPS)
+    window_penalty: bool = setting(True, "Hann window on the cx, cy tokens", steps=TRACK_STEPS)
     update_interval: int = setting(
         450,
         "template update interval (frames)",
-        steps=EVAL_STEPS,
+        steps=TRACK_STEPS,
         check=(lambda v: v >= 1, "1 or more frames"),
     )
-    update_threshold: float = setting(0.6, "template update confidence threshold", steps=EVAL_STEPS)
+    update_threshold: float = setting(0.6, "template update confidence threshold", steps=TRACK_STEPS)
     max_frames: int | None = setting(
         None,
-        "frames tracked per sequence",
-        steps=EVAL_STEPS,
+        "frames tracked per sequence (track: of the video)",
+        steps=TRACK_STEPS,
         unset="all",
         sweep=False,
         check=(lambda v: v >= 1, "1 or more (unset = all frames)"),
@@ -328,9 +330,16 @@ class TrackerConfig(Validated):
         "fp32",
         "encoder precision when tracking: int8 = dynamic int8 linear layers (CPU), bf16 = bfloat16 "
         "(CPU with AVX512-BF16/AMX, or GPU); changes the numbers slightly",
-        steps=("main", "evaluate"),
+        steps=("main", "evaluate", "track"),
         choices=("fp32", "int8", "bf16"),
         check=(lambda v: v in ("fp32", "int8", "bf16"), "fp32, int8 or bf16"),
+    )
+    eval_videos: int = setting(
+        2,
+        "test sequences drawn as videos/<sequence>.gif (predicted and true boxes), the first ones; 0 = none",
+        steps=("main", "evaluate"),
+        sweep=False,
+        check=(lambda v: v >= 0, "0 (none) or more sequences"),
     )
 
 
@@ -340,9 +349,9 @@ class RunConfig(Validated):
 
     preset: str = setting(
         "tiny",
-        "model/training preset (evaluate: checks an official file's shapes against it)",
-        steps=(*TRAINING_STEPS, "evaluate"),
-        inherit=("train", "evaluate"),
+        "model/training preset (evaluate, track: checks an official file's shapes against it)",
+        steps=(*TRAINING_STEPS, "evaluate", "track"),
+        inherit=("train", "evaluate", "track"),
     )  # choices: PRESETS, below
     output_dir: str = setting("outputs", "local run folders", steps=STEPS)
     data: str | None = setting(
@@ -361,8 +370,8 @@ class RunConfig(Validated):
         None,
         "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, a train run id, or an official "
         "SeqTrack release file",
-        steps=("evaluate",),
-        required=("evaluate",),
+        steps=("evaluate", "track"),
+        required=("evaluate", "track"),
     )
 
 
@@ -410,6 +419,7 @@ class SweepConfig(Validated):
 
 
 SETTINGS_CLASSES: tuple[type, ...] = (
+    VideoConfig,
     RunConfig,
     TrainConfig,
     ModelConfig,

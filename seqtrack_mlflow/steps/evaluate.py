@@ -13,6 +13,7 @@ import torch
 from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig
 from seqtrack_mlflow.datasets.base import Sequence
 from seqtrack_mlflow.datasets.selection import Selection, check_same_data, preflight, select
+from seqtrack_mlflow.evaluation.result_videos import write_result_videos
 from seqtrack_mlflow.evaluation.results import Scores, headline, score_sequences, write_report
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
@@ -86,6 +87,8 @@ def run_evaluate(
         tracker = SeqTrackTracker.from_weights(trained.model, trained.state_dict, tracker_cfg, torch_device)
         scores = score_sequences(tracker, sequences, tracker_cfg, out_dir)
         _log_scores(logger, scores, out_dir, selection, tracker_cfg.split, path.name)
+        if write_result_videos(sequences, out_dir / "results", out_dir / "videos", tracker_cfg.eval_videos):
+            logger.log_artifacts(out_dir / "videos", "videos")
         return EvalResult(logger.run_id, scores.metrics, scores.rows, out_dir)
 
 
