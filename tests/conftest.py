@@ -8,7 +8,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
+import torch
+from factories import CLIP_FRAMES, CLIP_SIZE
+from PIL import Image
+
+from seqtrack_mlflow.config import DataConfig, build_settings
+from seqtrack_mlflow.datasets import synthetic
+from seqtrack_mlflow.model.factory import build_model
+from seqtrack_mlflow.train import checkpoints
 
 
 @pytest.fixture(scope="session")
@@ -125,3 +135,68 @@ def tiny_checkpoint_file(tmp_path: Path) -> Path:
     from seqtrack_mlflow.train import checkpoints
 
     return checkpoints.save(tiny_checkpoint(), tmp_path / "ckpt" / "epoch_1.ckpt")
+
+
+# -- a user's clip and a tiny checkpoint, for the track tests (module-scoped: built once a module) ------
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny model at 64-px crops, saved as a training checkpoint."""
+    data = DataConfig(
+        source="synthetic", classes="airplane", synthetic_sequences=1, synthetic_frames=CLIP_FRAMES
+    )
+    settings = build_settings("tiny", {"search_size": 64, "template_size": 64}, {"seed": 3}, data)
+    torch.manual_seed(0)
+    ckpt = checkpoints.Checkpoint(
+        epoch=1,
+        settings=settings,
+        model_state_dict=build_model(settings.model).state_dict(),
+        optimizer_state_dict={},
+        scheduler_state_dict={},
+        loss=1.0,
+        iou=0.0,
+        dataset_info={"source": "synthetic", "classes": ["airplane"]},
+        rng_state=checkpoints.rng_state(),
+        mlflow_run_id="c" * 32,
+    )
+    return checkpoints.save(ckpt, tmp_path_factory.mktemp("ckpt") / "epoch_1.ckpt")
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[np.ndarray], str]:
+    """One synthetic sequence's frames (RGB arrays) and its first ground-truth box as `x,y,w,h`."""
+    (seq_dir,) = synthetic.generate_lasot(
+        tmp_path_factory.mktemp("lasot"),
+        ["airplane"],
+        sequences_per_class=1,
+        frames=CLIP_FRAMES,
+        size=CLIP_SIZE,
+    )
+    frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((seq_dir / "img").glob("*.jpg"))]
+    return frames, (seq_dir / "groundtruth.txt").read_text().splitlines()[0]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory, sequence) -> Path:
+    """The sequence as a real H.264 mp4 (yuv420p, 25 fps), as a user's clip would be."""
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = CLIP_SIZE[0], CLIP_SIZE[1], "yuv420p"
+        for image in sequence[0]:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory, sequence) -> Path:
+    """The sequence as PNG frames of odd size named frame1, frame2, ... frame10: name order, with numbers
+    compared as numbers (string order would put frame10 second)."""
+    path = tmp_path_factory.mktemp("frames") / "shots"
+    path.mkdir()
+    for i, image in enumerate(sequence[0], start=1):
+        Image.fromarray(image[:-1, :-1]).save(path / f"frame{i}.png")
+    (path / "notes.txt").write_text("not a frame")
+    return path

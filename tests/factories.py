@@ -17,10 +17,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import av
+import numpy as np
 import torch
 from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.config import DataConfig, ModelConfig, TrackerConfig, build_settings, preset, replace
+from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.seqtrack import SeqTrack
 from seqtrack_mlflow.tracking.outbox import PENDING_MANIFEST, PENDING_METRICS, PENDING_OPS
@@ -323,3 +326,23 @@ def outbox(tmp_path: Path, ops: list[Any], *, manifest: dict | None = None) -> t
 
 def artifact(path: str, dest: str | None = None) -> dict[str, Any]:
     return {"op": "artifact", "path": path, "artifact_path": dest}
+
+
+# -- a user's clip for the track tests: frames, an H.264 file, evaluate's boxes on it ---------------
+
+CLIP_FRAMES = 10  # a user's clip in the track tests
+CLIP_SIZE = (162, 122)  # even: the test's own H.264 file needs it
+
+
+def reference_boxes(ckpt: Path, frames: list[np.ndarray], box: str) -> np.ndarray:
+    """Evaluate's tracker, run directly on the frames: what boxes.txt must hold."""
+    loaded = checkpoints.load(ckpt)
+    tracker = SeqTrackTracker.from_weights(loaded.settings.model, loaded.model_state_dict, TrackerConfig())
+    first = np.array([float(v) for v in box.split(",")])
+    tracker.initialize(frames[0], first)
+    return np.array([first] + [tracker.track(f)[0] for f in frames[1:]])
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]

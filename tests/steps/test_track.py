@@ -10,93 +10,18 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
+from factories import CLIP_FRAMES as FRAMES
+from factories import CLIP_SIZE as SIZE
+from factories import decoded, reference_boxes
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from seqtrack_mlflow.cli import main
-from seqtrack_mlflow.config import DataConfig, TrackerConfig, VideoConfig, build_settings, step_settings
-from seqtrack_mlflow.datasets import synthetic
+from seqtrack_mlflow.config import TrackerConfig, VideoConfig, step_settings
 from seqtrack_mlflow.evaluation.track_video import Excerpt
-from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
-from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.steps.track import run_track
-from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.video.encode import write_gif
-
-FRAMES = 10
-SIZE = (162, 122)  # even: the test's own H.264 file needs it
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained tiny model at 64-px crops, saved as a training checkpoint."""
-    data = DataConfig(source="synthetic", classes="airplane", synthetic_sequences=1, synthetic_frames=FRAMES)
-    settings = build_settings("tiny", {"search_size": 64, "template_size": 64}, {"seed": 3}, data)
-    torch.manual_seed(0)
-    ckpt = checkpoints.Checkpoint(
-        epoch=1,
-        settings=settings,
-        model_state_dict=build_model(settings.model).state_dict(),
-        optimizer_state_dict={},
-        scheduler_state_dict={},
-        loss=1.0,
-        iou=0.0,
-        dataset_info={"source": "synthetic", "classes": ["airplane"]},
-        rng_state=checkpoints.rng_state(),
-        mlflow_run_id="c" * 32,
-    )
-    return checkpoints.save(ckpt, tmp_path_factory.mktemp("ckpt") / "epoch_1.ckpt")
-
-
-@pytest.fixture(scope="module")
-def sequence(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[np.ndarray], str]:
-    """One synthetic sequence's frames (RGB arrays) and its first ground-truth box as `x,y,w,h`."""
-    (seq_dir,) = synthetic.generate_lasot(
-        tmp_path_factory.mktemp("lasot"), ["airplane"], sequences_per_class=1, frames=FRAMES, size=SIZE
-    )
-    frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((seq_dir / "img").glob("*.jpg"))]
-    return frames, (seq_dir / "groundtruth.txt").read_text().splitlines()[0]
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory, sequence) -> Path:
-    """The sequence as a real H.264 mp4 (yuv420p, 25 fps), as a user's clip would be."""
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        for image in sequence[0]:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode(None))
-    return path
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory, sequence) -> Path:
-    """The sequence as PNG frames of odd size named frame1, frame2, ... frame10: name order, with numbers
-    compared as numbers (string order would put frame10 second)."""
-    path = tmp_path_factory.mktemp("frames") / "shots"
-    path.mkdir()
-    for i, image in enumerate(sequence[0], start=1):
-        Image.fromarray(image[:-1, :-1]).save(path / f"frame{i}.png")
-    (path / "notes.txt").write_text("not a frame")
-    return path
-
-
-def reference_boxes(ckpt: Path, frames: list[np.ndarray], box: str) -> np.ndarray:
-    """Evaluate's tracker, run directly on the frames: what boxes.txt must hold."""
-    loaded = checkpoints.load(ckpt)
-    tracker = SeqTrackTracker.from_weights(loaded.settings.model, loaded.model_state_dict, TrackerConfig())
-    first = np.array([float(v) for v in box.split(",")])
-    tracker.initialize(frames[0], first)
-    return np.array([first] + [tracker.track(f)[0] for f in frames[1:]])
-
-
-def decoded(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
 
 
 def check_outputs(
@@ -284,29 +209,6 @@ def test_a_gif_over_its_budget_shrinks_until_it_fits_keeping_some_motion(tmp_pat
     assert path.stat().st_size <= 150_000
     with Image.open(path) as gif:
         assert 8 <= gif.n_frames <= 16 and gif.size[0] < 320
-
-
-@pytest.mark.slow
-def test_mlflow_run_track_end_to_end(tiny_ckpt: Path, clip: Path, sequence, tmp_path: Path, mlflow_uri: str):
-    """`mlflow run . -e track` as a user types it: one FINISHED run holding the four outputs, the boxes
-    those of the tracker on the decoded clip."""
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    params = {"video": clip, "box": sequence[1], "checkpoint": tiny_ckpt, "output_dir": tmp_path}
-    cmd = [sys.executable, "-m", "mlflow", "run", str(root), "--env-manager", "local", "-e", "track"]
-    cmd += [arg for k, v in params.items() for arg in ("-P", f"{k}={v}")]
-    proc = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"tracked {FRAMES} frames of clip.mp4 (162x122, 25 fps)" in proc.stdout, proc.stdout
-    (run,) = MlflowClient().search_runs(experiment_ids=["0"])
-    assert run.info.status == "FINISHED" and run.data.params["video_name"] == "clip.mp4"
-    names = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
-    assert names == {"boxes.txt", "boxes.csv", "tracked.mp4", "preview.gif"}
-    boxes = np.loadtxt(tmp_path / run.info.run_id / "boxes.txt", delimiter=",")
-    assert np.allclose(boxes, reference_boxes(tiny_ckpt, decoded(clip), sequence[1]), atol=0.0051, rtol=0)
 
 
 def test_without_libx264_the_video_is_vp9_webm_and_odd_sizes_are_padded(
