@@ -18,7 +18,7 @@ from factories import ROOT
 from hostile_jpeg import build_writer, sanitizer_build
 from services import skip_or_fail_on_ci
 
-FUZZ = Path(__file__).with_name("jpegcrop_fuzz.py")
+FUZZ = Path(__file__).resolve().parents[1] / "jpegcrop_fuzz.py"  # tests/, beside the other support modules
 REPORTS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer", "SUMMARY: UndefinedBehavior")
 
 
