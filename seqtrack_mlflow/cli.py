@@ -29,6 +29,7 @@ from seqtrack_mlflow.config import (
     build_settings,
     environment_help,
     given_for,
+    parse_size,
     step_settings,
 )
 from seqtrack_mlflow.fileio import is_disk_full
@@ -406,7 +407,7 @@ def synth_cmd(root: Path, classes: str, sequences: int, frames: int, size: str, 
 
     names = [c.strip() for c in classes.split(",") if c.strip()]
     dirs = synthetic.generate_lasot(
-        root, names, sequences_per_class=sequences, frames=frames, size=synthetic.parse_size(size), seed=seed
+        root, names, sequences_per_class=sequences, frames=frames, size=parse_size(size), seed=seed
     )
     click.echo(f"wrote {len(dirs)} sequences under {root}")
 

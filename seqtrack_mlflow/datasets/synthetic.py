@@ -18,7 +18,6 @@ configuration into `<cache>/synthetic/<key>/`, each class published complete (`c
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import uuid
 from collections.abc import Sequence as Seq
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from seqtrack_mlflow.config import ConfigError, DataConfig
+from seqtrack_mlflow.config import ConfigError, DataConfig, parse_size
 
 from . import synthetic_textures as textures
 from .base import DataSourceError, Found, RootSource
@@ -264,17 +263,6 @@ def generate_lasot(
     return written
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """`"320x240"` -> (320, 240)."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
-    if match is None:
-        raise ConfigError(f"synthetic_size={text!r} is invalid: use WIDTHxHEIGHT, e.g. 320x240 or 1280x720")
-    width, height = int(match[1]), int(match[2])
-    if width < 32 or height < 32:
-        raise ConfigError(f"synthetic_size={text!r} is too small: use at least 32x32")
-    return width, height
-
-
 def synthetic_key(seed: int, sequences: int, frames: int, size: tuple[int, int]) -> str:
     """Folder name of one synthetic configuration; the generator version makes old trees stale."""
     return f"v{GENERATOR_VERSION}-seed{seed}-seq{sequences}-f{frames}-{size[0]}x{size[1]}"
@@ -282,13 +270,8 @@ def synthetic_key(seed: int, sequences: int, frames: int, size: tuple[int, int])
 
 def prepare_tree(cfg: DataConfig, classes: list[str], seed: int) -> Path:
     """Generate missing classes into `<cache>/synthetic/<key>/`, each published by an atomic rename."""
+    cfg.validate()  # the synthetic limits, declared with the settings
     size = parse_size(cfg.synthetic_size)
-    if not 1 <= cfg.synthetic_sequences <= 20:
-        raise ConfigError(
-            f"synthetic_sequences={cfg.synthetic_sequences} is invalid: use 1..20 (LaSOT has 20 per class)"
-        )
-    if cfg.synthetic_frames < 1:
-        raise ConfigError(f"synthetic_frames={cfg.synthetic_frames} is invalid: use a positive number")
     cache = cache_dir_of(cfg) / CACHE_FOLDER
     root = cache / synthetic_key(seed, cfg.synthetic_sequences, cfg.synthetic_frames, size)
     root.mkdir(parents=True, exist_ok=True)
@@ -353,7 +336,6 @@ __all__ = [
     "Synthetic",
     "Track",
     "generate_lasot",
-    "parse_size",
     "prepare_tree",
     "render_sequence",
     "sequence_numbers",

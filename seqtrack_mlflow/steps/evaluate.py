@@ -19,8 +19,8 @@ from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
 from seqtrack_mlflow.model.precision import check_precision
 from seqtrack_mlflow.model.references import resolve_checkpoint
-from seqtrack_mlflow.steps.lineage import log_selection, selection_from_run
-from seqtrack_mlflow.tracking import RunLogger, git_commit, resolve_data_run, run_context
+from seqtrack_mlflow.steps.lineage import checkpoint_tags, log_selection, selection_from_run
+from seqtrack_mlflow.tracking import RunLogger, resolve_data_run, run_context
 from seqtrack_mlflow.train.distributed import pick_device
 
 
@@ -118,15 +118,7 @@ def _log_inputs(
             **dataclasses.asdict(tracker_cfg),
         }
     )
-    logger.set_tags(
-        {
-            "seqtrack.train_run_id": ckpt_run or trained.train_run_id,
-            "seqtrack.checkpoint_epoch": trained.epoch if trained.epoch is not None else "",
-            "seqtrack.checkpoint_kind": "official" if trained.official else "seqtrack-mlflow",
-            "seqtrack.device": str(device),
-            "seqtrack.git_commit": git_commit(),
-        }
-    )
+    logger.set_tags(checkpoint_tags(trained, ckpt_run, device))
 
 
 def _log_scores(

@@ -6,9 +6,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import torch
+
 from seqtrack_mlflow.datasets.selection import Selection, load_selection, used_data_settings
 from seqtrack_mlflow.datasets.selection import save_index as write_index
-from seqtrack_mlflow.tracking import RunLogger, download_selection
+from seqtrack_mlflow.model.factory import TrainedWeights
+from seqtrack_mlflow.tracking import RunLogger, download_selection, git_commit
 
 DATA_RUN_TAG = "seqtrack.data_run_id"
 
@@ -46,3 +49,14 @@ def log_selection(
         write_index(selection.index, index_dir)
         logger.log_artifacts(index_dir, "index")
     logger.log_dataset(selection.index, selection.name, context)
+
+
+def checkpoint_tags(trained: TrainedWeights, ckpt_run: str | None, device: torch.device) -> dict[str, str]:
+    """Which weights a tracking run used (the train run, epoch, kind) and where it ran."""
+    return {
+        "seqtrack.train_run_id": ckpt_run or trained.train_run_id,
+        "seqtrack.checkpoint_epoch": str(trained.epoch) if trained.epoch is not None else "",
+        "seqtrack.checkpoint_kind": "official" if trained.official else "seqtrack-mlflow",
+        "seqtrack.device": str(device),
+        "seqtrack.git_commit": git_commit(),
+    }

@@ -9,7 +9,7 @@ import datasets
 import numpy as np
 import pytest
 
-from seqtrack_mlflow.config import ConfigError, DataConfig
+from seqtrack_mlflow.config import ConfigError, DataConfig, parse_size
 from seqtrack_mlflow.datasets.base import DataSourceError
 from seqtrack_mlflow.datasets.cache import COMPLETE_MARKER
 from seqtrack_mlflow.datasets.lasot import LASOT_CLASSES, class_sequence_dirs, read_sequence
@@ -25,7 +25,7 @@ from seqtrack_mlflow.datasets.selection import (
     summarize,
     write_summary,
 )
-from seqtrack_mlflow.datasets.synthetic import generate_lasot, parse_size
+from seqtrack_mlflow.datasets.synthetic import generate_lasot
 
 
 @pytest.fixture(scope="module")
