@@ -63,6 +63,9 @@ class TrainResult:
         return str(self.outcome.checkpoint)
 
 
+CHECKPOINT_FLUSH_S = 60.0  # a slow store delays the upload at most this long; an absent one not at all
+
+
 class MlflowCallbacks(TrainerCallbacks):
     """The trainer's reports, epoch summaries and checkpoints, sent to the run.
 
@@ -82,6 +85,9 @@ class MlflowCallbacks(TrainerCallbacks):
             self.logger.log_metrics(metrics, step=step)
 
     def on_checkpoint(self, path: Path, epoch: int) -> None:
+        # Metrics first: a checkpoint in the store then implies its epoch's metrics are there too, so a
+        # run killed right after the upload (SIGKILL, OOM) and resumed from it has no hole in its curves.
+        self.logger.flush(timeout=CHECKPOINT_FLUSH_S)
         self.logger.log_artifact(path, checkpoints.CHECKPOINT_DIR)
         self.logger.log_artifact(self.log_path)
 
