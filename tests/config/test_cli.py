@@ -214,6 +214,7 @@ def test_synth_lasot_writes_a_readable_tree(tmp_path: Path) -> None:
     assert seq.num_frames == 20 and seq.split == "test" and read_sequence(seqs[1]).split == "train"
 
 
+@pytest.mark.slow  # two real CLI processes (~20 s): slow tier
 def test_a_run_id_with_no_store_here_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     """MLflow's default store is ./mlflow.db: from another folder, say where runs are looked up."""
     import os

@@ -132,6 +132,7 @@ def test_deeply_nested_keys_are_refused_before_unpickling(template: Path, tmp_pa
     assert_one_line(ours, path, needle, "refused before unpickling")
 
 
+@pytest.mark.slow  # a real `evaluate` process (~15 s of imports and the scan): slow tier
 def test_evaluate_refuses_a_200k_deep_key_with_exit_2(template: Path, tmp_path: Path):
     """The file that segfaulted `evaluate` (exit 139), through the real CLI."""
     path = with_pickle(template, nested_key_pickle(200_000), tmp_path / "epoch_1.ckpt")
