@@ -322,7 +322,10 @@ def main_cmd(**kw: Any) -> None:
     """The whole pipeline: select_data -> train -> evaluate under one parent MLflow run."""
     from seqtrack_mlflow.workflows.main import run_pipeline
 
-    result = run_pipeline(train_settings(kw), tracker_config(kw), output_dir=Path(kw["output_dir"]))
+    run = run_config(kw)
+    result = run_pipeline(
+        train_settings(kw), tracker_config(kw), output_dir=Path(run.output_dir), model_name=run.model_name
+    )
     click.echo(
         f"parent run {result.run_id}: "
         + ", ".join(
@@ -330,6 +333,18 @@ def main_cmd(**kw: Any) -> None:
             for k, v in result.evaluation.metrics.items()
             if k in ("auc", "precision", "norm_precision")
         )
+    )
+    _echo_registered(result.registered)
+
+
+def _echo_registered(registered: Any) -> None:
+    """The closing lines of main and sweep: the registered tracker and the command to try it with."""
+    if registered is None:
+        return
+    click.echo(f"registered model: {registered.uri} (train run {registered.run_id})")
+    click.echo(
+        "try it: mlflow run . --env-manager local -e track -P video=<your video> -P box=x,y,w,h "
+        f"-P checkpoint={registered.uri}"
     )
 
 
@@ -349,6 +364,7 @@ def sweep_cmd(**kw: Any) -> None:
         SweepConfig(**given_for(SweepConfig, kw)),
         given=set(given_settings(kw, "sweep")),
         output_dir=Path(kw["output_dir"]),
+        model_name=kw["model_name"],
     )
     best = ", ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items()
@@ -357,6 +373,7 @@ def sweep_cmd(**kw: Any) -> None:
         f"sweep run {result.run_id}: best trial {result.best_number} of study {result.study_name}, "
         f"AUC {result.best_value:.2f} ({best})"
     )
+    _echo_registered(result.registered)
 
 
 @main.command("mlproject")

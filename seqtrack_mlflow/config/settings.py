@@ -22,6 +22,11 @@ from seqtrack_mlflow.config.declare import (
 from seqtrack_mlflow.config.video import VideoConfig
 
 
+def _registry_name(name: str) -> bool:
+    """A name a models:/<name>/<version> URI can carry."""
+    return bool(name.strip()) and name == name.strip() and not set(name) & set("/@:")
+
+
 class Validated:
     """`validate()`: every field's declared check (and a class's own cross-field rules, where it has them)."""
 
@@ -52,7 +57,8 @@ class ModelConfig(Validated):
     pretrained: str = setting(
         "none",
         "encoder init: a timm model name, a local weights file (official SeqTrack files included), "
-        "or none (from scratch)",
+        "a checkpoint of ours by runs:/<id>/checkpoints/epoch_N.ckpt or a registered model "
+        "models:/<name>/<version> (or models:/<name>@<alias>), or none (from scratch)",
         steps=TRAINING_STEPS,
         preset=True,
         sweep=False,
@@ -362,16 +368,25 @@ class RunConfig(Validated):
     )
     resume: str | None = setting(
         None,
-        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, or a train run id",
+        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, a train run id, or a registered model "
+        "models:/<name>/<version> (or models:/<name>@<alias>; its train run continues)",
         steps=("train",),
         unset="start from scratch",
     )
     checkpoint: str | None = setting(
         None,
-        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, a train run id, or an official "
-        "SeqTrack release file",
+        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, a train run id, a registered model "
+        "models:/<name>/<version> (or models:/<name>@<alias>), or an official SeqTrack release file",
         steps=("evaluate", "track"),
         required=("evaluate", "track"),
+    )
+    model_name: str = setting(
+        "seqtrack",
+        "the Model Registry name the trained tracker is registered under (main: the train run's; sweep: "
+        "the best trial's), a new version each run; none = not registered",
+        steps=("main", "sweep"),
+        sweep=False,
+        check=(_registry_name, "a name without / @ : or spaces at its ends (or none)"),
     )
 
 
