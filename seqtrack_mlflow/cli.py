@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -33,6 +33,9 @@ from seqtrack_mlflow.config import (
     step_settings,
 )
 from seqtrack_mlflow.fileio import is_disk_full
+
+if TYPE_CHECKING:  # the tracking package imports MLflow: commands import what they use when they run
+    from seqtrack_mlflow.tracking import RegisteredTracker
 
 # `--help` ends with the environment variables a step reads (`\b`: click keeps these lines as they are).
 ENVIRONMENT_EPILOG = "\b\nEnvironment variables:\n" + environment_help()
@@ -337,7 +340,7 @@ def main_cmd(**kw: Any) -> None:
     _echo_registered(result.registered)
 
 
-def _echo_registered(registered: Any) -> None:
+def _echo_registered(registered: RegisteredTracker | None) -> None:
     """The closing lines of main and sweep: the registered tracker and the command to try it with."""
     if registered is None:
         return

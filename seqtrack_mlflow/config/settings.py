@@ -22,11 +22,6 @@ from seqtrack_mlflow.config.declare import (
 from seqtrack_mlflow.config.video import VideoConfig
 
 
-def _registry_name(name: str) -> bool:
-    """A name a models:/<name>/<version> URI can carry."""
-    return bool(name.strip()) and name == name.strip() and not set(name) & set("/@:")
-
-
 class Validated:
     """`validate()`: every field's declared check (and a class's own cross-field rules, where it has them)."""
 
@@ -386,7 +381,7 @@ class RunConfig(Validated):
         "the best trial's), a new version each run; none = not registered",
         steps=("main", "sweep"),
         sweep=False,
-        check=(_registry_name, "a name without / @ : or spaces at its ends (or none)"),
+        check=(lambda v: v == v.strip() != "" and not set(v) & set("/@:"), "a name without / @ : (or none)"),
     )
 
 
