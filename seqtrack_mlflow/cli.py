@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -33,6 +33,9 @@ from seqtrack_mlflow.config import (
     step_settings,
 )
 from seqtrack_mlflow.fileio import is_disk_full
+
+if TYPE_CHECKING:  # the tracking package imports MLflow: commands import what they use when they run
+    from seqtrack_mlflow.tracking import RegisteredTracker
 
 # `--help` ends with the environment variables a step reads (`\b`: click keeps these lines as they are).
 ENVIRONMENT_EPILOG = "\b\nEnvironment variables:\n" + environment_help()
@@ -322,7 +325,10 @@ def main_cmd(**kw: Any) -> None:
     """The whole pipeline: select_data -> train -> evaluate under one parent MLflow run."""
     from seqtrack_mlflow.workflows.main import run_pipeline
 
-    result = run_pipeline(train_settings(kw), tracker_config(kw), output_dir=Path(kw["output_dir"]))
+    run = run_config(kw)
+    result = run_pipeline(
+        train_settings(kw), tracker_config(kw), output_dir=Path(run.output_dir), model_name=run.model_name
+    )
     click.echo(
         f"parent run {result.run_id}: "
         + ", ".join(
@@ -330,6 +336,18 @@ def main_cmd(**kw: Any) -> None:
             for k, v in result.evaluation.metrics.items()
             if k in ("auc", "precision", "norm_precision")
         )
+    )
+    _echo_registered(result.registered)
+
+
+def _echo_registered(registered: RegisteredTracker | None) -> None:
+    """The closing lines of main and sweep: the registered tracker and the command to try it with."""
+    if registered is None:
+        return
+    click.echo(f"registered model: {registered.uri} (train run {registered.run_id})")
+    click.echo(
+        "try it: mlflow run . --env-manager local -e track -P video=<your video> -P box=x,y,w,h "
+        f"-P checkpoint={registered.uri}"
     )
 
 
@@ -349,6 +367,7 @@ def sweep_cmd(**kw: Any) -> None:
         SweepConfig(**given_for(SweepConfig, kw)),
         given=set(given_settings(kw, "sweep")),
         output_dir=Path(kw["output_dir"]),
+        model_name=kw["model_name"],
     )
     best = ", ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items()
@@ -357,6 +376,7 @@ def sweep_cmd(**kw: Any) -> None:
         f"sweep run {result.run_id}: best trial {result.best_number} of study {result.study_name}, "
         f"AUC {result.best_value:.2f} ({best})"
     )
+    _echo_registered(result.registered)
 
 
 @main.command("mlproject")

@@ -210,6 +210,39 @@ def stop_process(proc: subprocess.Popen) -> None:
         proc.wait(timeout=20)
 
 
+def start_model_server(model_uri: str, port: int, log: Path, timeout: float = 180) -> subprocess.Popen:
+    """`mlflow models serve -m MODEL_URI --env-manager local -h 127.0.0.1 -p PORT` as a user types it
+    (the store: this process's MLFLOW_TRACKING_URI), ready: its /ping answers. In a session of its own:
+    MLflow execs uvicorn in a child shell, so `stop_process_group` stops them all."""
+    cmd = [
+        sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+        "-h", "127.0.0.1", "-p", str(port),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),  # noqa: SIM115 - lives as long as the server
+        start_new_session=True,
+    )
+    if not wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=timeout):
+        stop_process_group(proc)
+        pytest.fail(f"mlflow models serve did not answer within {timeout:.0f} s: {log.read_text()[-2000:]}")
+    return proc
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """Stop PROC (started with `start_new_session=True`) and every process of its group: SIGTERM, then
+    SIGKILL for whatever is left after at most 20 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=20)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=20)
+
+
 def mount_tmpfs(where: Path, size: int) -> bool:
     """Mount a real tmpfs of SIZE bytes on WHERE; False where that cannot be done (needs root and mount
     rights). Unmount with `umount -l WHERE`."""

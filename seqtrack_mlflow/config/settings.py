@@ -52,7 +52,8 @@ class ModelConfig(Validated):
     pretrained: str = setting(
         "none",
         "encoder init: a timm model name, a local weights file (official SeqTrack files included), "
-        "or none (from scratch)",
+        "a checkpoint of ours by runs:/<id>/checkpoints/epoch_N.ckpt or a registered model "
+        "models:/<name>/<version> (or models:/<name>@<alias>), or none (from scratch)",
         steps=TRAINING_STEPS,
         preset=True,
         sweep=False,
@@ -362,16 +363,25 @@ class RunConfig(Validated):
     )
     resume: str | None = setting(
         None,
-        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, or a train run id",
+        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, a train run id, or a registered model "
+        "models:/<name>/<version> (or models:/<name>@<alias>; its train run continues)",
         steps=("train",),
         unset="start from scratch",
     )
     checkpoint: str | None = setting(
         None,
-        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, a train run id, or an official "
-        "SeqTrack release file",
+        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, a train run id, a registered model "
+        "models:/<name>/<version> (or models:/<name>@<alias>), or an official SeqTrack release file",
         steps=("evaluate", "track"),
         required=("evaluate", "track"),
+    )
+    model_name: str = setting(
+        "seqtrack",
+        "the Model Registry name the trained tracker is registered under (main: the train run's; sweep: "
+        "the best trial's), a new version each run; none = not registered",
+        steps=("main", "sweep"),
+        sweep=False,
+        check=(lambda v: v == v.strip() != "" and not set(v) & set("/@:"), "a name without / @ : (or none)"),
     )
 
 

@@ -1,6 +1,7 @@
-"""Where the weights a user names come from: a checkpoint file, a `runs:/` URI, or a train run id,
-resolved to a local file (downloaded from the tracking store where needed). The factory then reads it.
-Kept apart from the factory so that building and reading models never imports MLflow."""
+"""Where the weights a user names come from: a checkpoint file, a `runs:/` URI, a train run id, or a
+registered model (`models:/<name>/<version>`, `models:/<name>@<alias>`), resolved to a local file
+(downloaded from the tracking store where needed). The factory then reads it. Kept apart from the
+factory so that building and reading models never imports MLflow."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.tracking import (
     RUN_ID,
     download,
+    download_registered_checkpoint,
+    is_model_uri,
     list_artifact_names,
     require_store_for,
     split_runs_uri,
@@ -19,10 +22,13 @@ from seqtrack_mlflow.train.checkpoints import CHECKPOINT_DIR, CheckpointError, l
 
 
 def resolve_checkpoint(target: str, download_dir: Path) -> tuple[Path, str | None]:
-    """A local path, `runs:/<id>/<path>` URI, or a train run id -> (local file, run id if known)."""
+    """A local path, `runs:/<id>/<path>` URI, a train run id, or a registered model's `models:/` URI
+    -> (local file, run id if known: a registered version's source run)."""
     path = Path(target).expanduser()
     if path.is_file():
         return path, None
+    if is_model_uri(target):
+        return download_registered_checkpoint(target, download_dir / "models")
     if target.startswith("runs:/"):
         require_store_for(f"checkpoint {target}")
         return _download_checkpoint(target, download_dir, target), split_runs_uri(target)[0]
@@ -38,7 +44,16 @@ def resolve_checkpoint(target: str, download_dir: Path) -> tuple[Path, str | Non
         if latest is None:
             raise CheckpointError(_not_found(target, f"run {target} has no {CHECKPOINT_DIR}/epoch_N.ckpt"))
         return _download_checkpoint(f"runs:/{target}/{latest}", download_dir, target), target
-    raise CheckpointError(_not_found(target, "no such file, runs:/ URI or run id"))
+    raise CheckpointError(_not_found(target, "no such file, runs:/ URI, run id or models:/ URI"))
+
+
+def resolve_pretrained(spec: str, download_dir: Path) -> Path | None:
+    """A `pretrained` setting that names a checkpoint in the tracking store (`runs:/` or `models:/`)
+    -> the local file it names; None for every other form (a file, a timm name, none), which the
+    factory reads itself."""
+    if not spec.startswith(("runs:/", "models:/")):
+        return None
+    return resolve_checkpoint(spec, download_dir)[0]
 
 
 def checkpoint_uri(run_id: str, name: str) -> str:
@@ -56,5 +71,6 @@ def _download_checkpoint(uri: str, download_dir: Path, target: str) -> Path:
 def _not_found(target: str, why: str) -> str:
     return (
         f"checkpoint {target!r} not found ({why}): give a checkpoint file, "
-        "runs:/<run_id>/checkpoints/epoch_N.ckpt, or the id of a train run"
+        "runs:/<run_id>/checkpoints/epoch_N.ckpt, the id of a train run, or a registered model "
+        "models:/<name>/<version> (or models:/<name>@<alias>)"
     )

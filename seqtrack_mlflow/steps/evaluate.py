@@ -61,7 +61,8 @@ def run_evaluate(
     tracker_cfg.validate()
     if not checkpoint:
         raise ConfigError(
-            "evaluate needs a checkpoint: pass -P checkpoint=<train run id | runs:/ URI | file>"
+            "evaluate needs a checkpoint: pass -P checkpoint="
+            "<train run id | runs:/ URI | models:/<name>/<version> | file>"
         )
     given = data_override or {}
     torch_device = pick_device(device)

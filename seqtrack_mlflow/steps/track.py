@@ -51,7 +51,10 @@ def run_track(
     if not video.box:
         raise ConfigError("track needs the target's box in the first frame: pass -P box=x,y,w,h (pixels)")
     if not checkpoint:
-        raise ConfigError("track needs a checkpoint: pass -P checkpoint=<train run id | runs:/ URI | file>")
+        raise ConfigError(
+            "track needs a checkpoint: pass -P checkpoint="
+            "<train run id | runs:/ URI | models:/<name>/<version> | file>"
+        )
     box = parse_box(video.box)
     with open_video(Path(video.video).expanduser(), video.fps) as source:
         check_first_box(box, source, video.box)

@@ -1,11 +1,13 @@
 """The train step: settings -> data (a select_data run's index, or its own selection) -> Trainer, with
-the MLflow bookkeeping (params, tags, metrics and artifacts through the trainer's callbacks) and resume."""
+the MLflow bookkeeping (params, tags, metrics and artifacts through the trainer's callbacks) and resume.
+At the end the final tracker is logged as the run's MLflow model `model` (`tracking/tracker_model.py`)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 
 import torch.distributed as dist
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, TrainSettings, resumed_settings
+from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, TrainSettings, resumed_settings
 from seqtrack_mlflow.datasets.selection import (
     Selection,
     check_same_data,
@@ -21,9 +23,11 @@ from seqtrack_mlflow.datasets.selection import (
     select,
     used_data_settings,
 )
+from seqtrack_mlflow.evaluation.predict import model_config, settings_from_params
+from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.model.factory import check_fits
-from seqtrack_mlflow.model.references import checkpoint_uri, resolve_checkpoint
+from seqtrack_mlflow.model.references import checkpoint_uri, resolve_checkpoint, resolve_pretrained
 from seqtrack_mlflow.steps.lineage import log_selection, selection_from_run
 from seqtrack_mlflow.tracking import (
     RunLogger,
@@ -33,6 +37,7 @@ from seqtrack_mlflow.tracking import (
     owned_run,
     resolve_data_run,
     run_context,
+    run_params,
 )
 from seqtrack_mlflow.train import checkpoints, distributed
 from seqtrack_mlflow.train.artifacts import environment_requirements, plot_training_curves
@@ -102,14 +107,19 @@ def run_train(
     nested: bool = False,
     callbacks: TrainerCallbacks | None = None,
     on_run: Callable[[RunLogger], None] | None = None,
+    tracker: TrackerConfig | None = None,
 ) -> TrainResult:
     """`given`: the settings the user gave explicitly (resume applies those it may change; with
     `data_run`, given data settings must agree with the data run's). `callbacks`: called after the
-    run's own (a sweep's pruning); `on_run(logger)`: once the run has started (a sweep tags it)."""
+    run's own (a sweep's pruning); `on_run(logger)`: once the run has started (a sweep tags it).
+    `tracker`: the tracker settings the logged model keeps (main's and a sweep trial's; default: a
+    continued run's earlier ones, else the official ones)."""
     given = given or {}
     ctx = distributed.setup(settings.train.device)
     try:
-        settings, ckpt, continue_run = _before_the_run(settings, resume, data_run, given, output_dir, ctx)
+        settings, ckpt, continue_run, pretrained_file = _before_the_run(
+            settings, resume, data_run, given, output_dir, ctx
+        )
         env_run = os.environ.get("MLFLOW_RUN_ID")
         # One process per run: a run being resumed is claimed before it is reopened (a refused process
         # must not touch it), a new one as soon as it exists (nobody else knows it yet: no settling).
@@ -129,7 +139,18 @@ def run_train(
                 if on_run is not None:
                     on_run(logger)
                 run_values = {"resume": resume, "data": data_run, "output_dir": str(output_dir)}
-                return _train_in_run(settings, ckpt, run_values, given, logger, ctx, output_dir, callbacks)
+                return _train_in_run(
+                    settings,
+                    ckpt,
+                    run_values,
+                    given,
+                    logger,
+                    ctx,
+                    output_dir,
+                    callbacks,
+                    pretrained_file=pretrained_file,
+                    tracker=tracker,
+                )
     finally:
         distributed.teardown()
 
@@ -141,10 +162,11 @@ def _before_the_run(
     given: dict[str, Any],
     output_dir: Path,
     ctx: distributed.DistContext,
-) -> tuple[TrainSettings, Checkpoint | None, str | None]:
+) -> tuple[TrainSettings, Checkpoint | None, str | None, Path | None]:
     """Everything that can be refused before a run starts (one line each): the device and shares, the
-    checkpoint to resume and its settings, the cost on this machine, the data. Returns the settings,
-    the checkpoint (None: a fresh start) and the run it continues."""
+    checkpoint to resume and its settings, pretrained weights named by a runs:/ or models:/ URI, the
+    cost on this machine, the data. Returns the settings, the checkpoint (None: a fresh start), the run
+    it continues and the local file of such pretrained weights."""
     distributed.check_shares(settings.train.samples_per_epoch, ctx.world_size)
     if settings.train.amp and ctx.device.type != "cuda":
         raise ConfigError("amp=true needs a CUDA device: use -P amp=false on the CPU")
@@ -154,6 +176,8 @@ def _before_the_run(
         ckpt = checkpoints.load(path)
         check_fits(ckpt, path)  # before a model is built for it
         settings = resumed_settings(ckpt.settings, ckpt.epoch, given, resume)
+    downloads = output_dir / "downloads" / f"rank{ctx.rank}"
+    pretrained_file = resolve_pretrained(settings.model.pretrained or "none", downloads / "pretrained")
     estimate = check_run_cost(
         settings.model, settings.train, ctx.device, ctx.world_size, ckpt.epoch if ckpt else 0
     )
@@ -163,7 +187,7 @@ def _before_the_run(
         resolve_data_run(data_run)  # a missing store or run is one line
     else:
         preflight(settings.data)
-    return settings, ckpt, continue_run
+    return settings, ckpt, continue_run, pretrained_file
 
 
 @contextlib.contextmanager
@@ -189,6 +213,9 @@ def _train_in_run(
     ctx: distributed.DistContext,
     output_dir: Path,
     extra: TrainerCallbacks | None = None,
+    *,
+    pretrained_file: Path | None,
+    tracker: TrackerConfig | None,
 ) -> TrainResult:
     out_dir = output_dir / (logger.run_id or "offline")
     if ctx.distributed:
@@ -221,6 +248,7 @@ def _train_in_run(
         selection.info,
         callbacks=Chain(own, *([extra] if extra is not None else [])),
         run_id=logger.run_id or "",
+        pretrained_file=pretrained_file,
     )
     if ckpt is not None:
         trainer.load_state(ckpt)
@@ -229,6 +257,8 @@ def _train_in_run(
             fetch_artifact(logger.run_id, LOG_FILE, out_dir)
     outcome = trainer.fit()
     _log_end(logger, settings, selection, outcome, ctx, out_dir, log_path)
+    if ctx.is_main:
+        _log_tracker(logger, outcome, tracker or _run_tracker(logger, resumed))
     return TrainResult(logger.run_id, outcome, settings, selection, out_dir)
 
 
@@ -292,6 +322,31 @@ def _log_end(
         logger.log_artifact(plot_training_curves(h.steps, h.loss, h.iou, out_dir / "training_curves.png"))
     if log_path.exists():
         logger.log_artifact(log_path)
+
+
+def _run_tracker(logger: RunLogger, resumed: bool) -> TrackerConfig:
+    """The tracker settings of a continued run's earlier model (a resumed `main` run keeps main's), else
+    the official ones."""
+    earlier = settings_from_params(run_params(logger.run_id)) if resumed and logger.run_id else None
+    return earlier or TrackerConfig()
+
+
+def _log_tracker(logger: RunLogger, outcome: TrainOutcome, tracker: TrackerConfig) -> None:
+    """The final checkpoint as the run's MLflow model `model`, with the tracker settings `tracker`
+    (while the store is away it waits like an artifact; the outbox keeps it for `seqtrack-mlflow sync`).
+    The training is done and its checkpoints are in the run: a failure here is one warning line."""
+    if not (logger.enabled and outcome.checkpoint is not None):
+        return
+    try:
+        logger.log_model(outcome.checkpoint, model_config(tracker))
+    except Exception as exc:  # noqa: BLE001 - whatever MLflow raised: the run itself succeeded
+        print(
+            f"warning: the tracker was not logged as run {logger.run_id}'s MLflow model ({first_line(exc)}): "
+            f"its checkpoint (runs:/{logger.run_id}/checkpoints/{outcome.checkpoint.name}) works wherever a "
+            "checkpoint does; to get the model, fix the cause and train again",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _select_once(

@@ -15,6 +15,8 @@ than 0), opened by `run_context`, and to the lookups here. Its parts:
     ownership   one process per run: owned_run (claim, heartbeat, release)
     owner       the owner token, and whether its process still lives on this machine
     artifacts   run ids and runs:/ URIs, downloads, a select_data run's index
+    tracker_model  the trained tracker as an MLflow pyfunc model (logged by train as `model`)
+    registry    the Model Registry: registering a train run's tracker, models:/ references resolved
 """
 
 from seqtrack_mlflow.tracking.artifacts import (
@@ -25,6 +27,7 @@ from seqtrack_mlflow.tracking.artifacts import (
     last_metric_step,
     list_artifact_names,
     resolve_data_run,
+    run_params,
     split_runs_uri,
 )
 from seqtrack_mlflow.tracking.health import HEALTH, Health, fail_fast_http, final_wait_s, probe_every_s
@@ -40,6 +43,13 @@ from seqtrack_mlflow.tracking.ownership import (
 )
 from seqtrack_mlflow.tracking.params import PARAM_VALUE_LIMIT, param_str, same_param
 from seqtrack_mlflow.tracking.provenance import git_commit
+from seqtrack_mlflow.tracking.registry import (
+    RegisteredTracker,
+    download_registered_checkpoint,
+    is_model_uri,
+    register_run_tracker,
+    register_tracker,
+)
 from seqtrack_mlflow.tracking.runs import INTERRUPTED_TAG, RunNotUploaded, run_context
 from seqtrack_mlflow.tracking.store import TrackingError, require_store_for, store_uri
 from seqtrack_mlflow.tracking.sync import sync_run_folder
@@ -52,6 +62,7 @@ __all__ = [
     "OWNER_TAG",
     "PARAM_VALUE_LIMIT",
     "RUN_ID",
+    "RegisteredTracker",
     "Health",
     "Heartbeat",
     "Outbox",
@@ -61,20 +72,25 @@ __all__ = [
     "apply_op",
     "claim_run",
     "download",
+    "download_registered_checkpoint",
     "download_selection",
     "fail_fast_http",
     "fetch_artifact",
     "final_wait_s",
     "git_commit",
+    "is_model_uri",
     "last_metric_step",
     "list_artifact_names",
     "owned_run",
     "param_str",
     "probe_every_s",
+    "register_run_tracker",
+    "register_tracker",
     "release_run",
     "require_store_for",
     "resolve_data_run",
     "run_context",
+    "run_params",
     "same_param",
     "split_runs_uri",
     "store_uri",

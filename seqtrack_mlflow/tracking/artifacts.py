@@ -31,7 +31,7 @@ def download(artifact_uri: str, dst: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=dst))
     try:
-        with _no_progress_bar():
+        with no_progress_bar():
             got = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(tmp)))
         final = dst / got.name
         if final.exists():
@@ -43,8 +43,9 @@ def download(artifact_uri: str, dst: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _no_progress_bar() -> Iterator[None]:
-    """MLflow's download bar is noise between training reports (one small file, every resume)."""
+def no_progress_bar() -> Iterator[None]:
+    """MLflow's download bar is noise between training reports (one small file, every resume; the
+    model a train run logs, loaded once to check its input example)."""
     key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     before = os.environ.get(key)
     os.environ[key] = "false"
@@ -69,6 +70,14 @@ def fetch_artifact(run_id: str, artifact_path: str, dst: Path) -> Path | None:
         return download(f"runs:/{run_id}/{artifact_path}", dst)
     except Exception:  # noqa: BLE001 - an older run without the file
         return None
+
+
+def run_params(run_id: str) -> dict[str, str]:
+    """The params a run holds ({} where the store cannot say)."""
+    try:
+        return dict(MlflowClient().get_run(run_id).data.params)
+    except Exception:  # noqa: BLE001 - a store error: nothing known
+        return {}
 
 
 def last_metric_step(run_id: str, key: str) -> int:

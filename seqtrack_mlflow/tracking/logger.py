@@ -127,6 +127,13 @@ class RunLogger:
                 {"op": "artifacts", "path": str(Path(folder).resolve()), "artifact_path": artifact_path}
             )
 
+    def log_model(self, checkpoint: Path, config: Mapping[str, Any]) -> None:
+        """The tracker of `checkpoint` with the tracker settings `config` as the run's MLflow model
+        (`tracker_model`): sent like an artifact, so while the store is away it waits in the queue and,
+        if the run ends offline, in the outbox for `seqtrack-mlflow sync`."""
+        if self._client:
+            self._call({"op": "model", "path": str(Path(checkpoint).resolve()), "config": dict(config)})
+
     def log_dict(self, values: dict, artifact_file: str) -> None:
         if self._client:
             self._call(

@@ -1,8 +1,8 @@
 """The outbox: the calls a run could not send while the tracking store was away, and their replay.
 
 A `RunLogger` queues a call it cannot send as an op (a JSON-able dict: params, tags, an artifact file
-or folder, a dict artifact) and sends it later with `apply_op`. When the run ends with the store still
-away, its queue and metric buffer become an `Outbox` in the run's local folder:
+or folder, a dict artifact, the tracker as an MLflow model) and sends it later with `apply_op`. When the
+run ends with the store still away, its queue and metric buffer become an `Outbox` in the run's local folder:
 
     pending_upload.json    the run, its store, its final status and end time, metric points dropped
     pending_metrics.jsonl  one metric point a line
@@ -34,10 +34,11 @@ from seqtrack_mlflow.tracking.health import say
 from seqtrack_mlflow.tracking.outbox_check import read_manifest, read_metrics, read_ops, store_refusal
 from seqtrack_mlflow.tracking.params import params_to_log
 from seqtrack_mlflow.tracking.store import store_uri
+from seqtrack_mlflow.tracking.tracker_model import log_tracker_model
 
 PENDING_MANIFEST = "pending_upload.json"  # what `seqtrack-mlflow sync` reads (run, store, final status)
 PENDING_METRICS = "pending_metrics.jsonl"
-PENDING_OPS = "pending_ops.jsonl"  # artifacts, tags, params and dicts, in the order they were logged
+PENDING_OPS = "pending_ops.jsonl"  # artifacts, tags, params, dicts, models, in the order they were logged
 PENDING_FILES = "pending_files"  # copies of files logged from outside the run's folder
 BATCH_POINTS = 1000  # MLflow's limit of metrics per log_batch
 DROPPED_TAG = "seqtrack.dropped_metric_points"  # set by the replay when the buffer overflowed
@@ -60,6 +61,8 @@ def apply_op(client: Any, run_id: str, op: Op) -> None:
         client.log_artifacts(run_id, op["path"], artifact_path=op["artifact_path"])
     elif kind == "dict":
         client.log_dict(run_id, op["values"], op["artifact_file"])
+    elif kind == "model":  # through MLflow's fluent API, to the store `client` talks to (the process's)
+        log_tracker_model(run_id, Path(op["path"]), op["config"])
     else:  # pragma: no cover - written by this package only
         raise ValueError(f"unknown pending call {kind!r}")
 
@@ -120,7 +123,7 @@ class Outbox:
     def _record(self, op: Op) -> Op | None:
         """`op` as recorded: a file or folder by its path relative to the folder; one that lies elsewhere
         is copied into PENDING_FILES first (None, with a warning, when it is gone or cannot be copied)."""
-        if op["op"] not in ("artifact", "artifacts"):
+        if op["op"] not in ("artifact", "artifacts", "model"):
             return op
         root, path = self.folder.resolve(), Path(op["path"]).resolve()
         if not path.exists():

@@ -29,7 +29,9 @@ OP_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
     "artifact": {"path": (str,), "artifact_path": (str, type(None))},
     "artifacts": {"path": (str,), "artifact_path": (str, type(None))},
     "dict": {"values": (dict, list), "artifact_file": (str,)},
+    "model": {"path": (str,), "config": (dict,)},  # the checkpoint file and the tracker settings
 }
+SETTING_VALUE = (str, int, float, bool, type(None))
 
 Op = dict[str, Any]
 
@@ -166,6 +168,11 @@ def checked_op(record: Any, root: Path) -> Op:
         return {"op": kind, kind: values}
     if kind == "dict":
         return {"op": kind, "values": record["values"], "artifact_file": destination(record["artifact_file"])}
+    if kind == "model":
+        config = record["config"]
+        if not all(isinstance(k, str) and isinstance(v, SETTING_VALUE) for k, v in config.items()):
+            raise _Bad("the model op's config is not settings: text keys, plain values only")
+        return {"op": kind, "path": str(inside(root, record["path"], folder=False)), "config": config}
     dest = record["artifact_path"]
     return {
         "op": kind,

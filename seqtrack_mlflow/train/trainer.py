@@ -104,7 +104,10 @@ class Trainer:
         dataset_info: dict[str, Any],
         callbacks: TrainerCallbacks | None = None,
         run_id: str = "",
+        pretrained_file: Path | None = None,
     ):
+        """`pretrained_file`: the local file of a `pretrained` setting that names one in the tracking
+        store (a runs:/ or models:/ URI, resolved by the step); the settings keep the URI."""
         tc = settings.train
         distributed.check_shares(tc.samples_per_epoch, ctx.world_size)
         self.settings, self.ctx = settings, ctx
@@ -113,7 +116,10 @@ class Trainer:
         self.out_dir = out_dir
         self.dataset_info = dataset_info
         seed_everything(tc.seed)
-        self.model: SeqTrack = build_model(settings.model).to(ctx.device)
+        model_cfg = settings.model
+        if pretrained_file is not None:
+            model_cfg = dataclasses.replace(model_cfg, pretrained=str(pretrained_file))
+        self.model: SeqTrack = build_model(model_cfg).to(ctx.device)
         self.optimizer = make_optimizer(self.model, tc)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, tc.lr_drop_epoch, tc.lr_gamma)
         self.dataset = TrainingSamples(

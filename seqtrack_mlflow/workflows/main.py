@@ -2,7 +2,8 @@
 
 As in an MLflow multistep project, each step hands its output on by reference: `train` and
 `evaluate` take the select_data run's index (`data=<run id>`), `evaluate` takes the train run's
-checkpoint by its `runs:/` URI, so every run shows its lineage.
+checkpoint by its `runs:/` URI, so every run shows its lineage. Last, the train run's tracker (its
+MLflow model) is registered as a new version of `model_name` in the Model Registry.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqtrack_mlflow.config import TrackerConfig, TrainSettings
+from seqtrack_mlflow.config import RunConfig, TrackerConfig, TrainSettings
 from seqtrack_mlflow.datasets.selection import Selection, used_data_settings
 from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data
 from seqtrack_mlflow.steps.train import TrainResult, run_train
-from seqtrack_mlflow.tracking import RunLogger, git_commit, run_context
+from seqtrack_mlflow.tracking import (
+    RegisteredTracker,
+    RunLogger,
+    git_commit,
+    register_run_tracker,
+    run_context,
+)
 from seqtrack_mlflow.train.distributed import pick_device
 
 HEADLINE_METRICS = ("auc", "precision", "norm_precision", "fps")
@@ -28,11 +35,18 @@ class PipelineResult:
     run_id: str | None
     train: TrainResult
     evaluation: EvalResult
+    registered: RegisteredTracker | None = None  # None: model_name=none, or a warning said why
 
 
 def run_pipeline(
-    settings: TrainSettings, tracker_cfg: TrackerConfig, *, output_dir: Path = Path("outputs")
+    settings: TrainSettings,
+    tracker_cfg: TrackerConfig,
+    *,
+    output_dir: Path = Path("outputs"),
+    model_name: str = "seqtrack",
 ) -> PipelineResult:
+    """`model_name`: the Model Registry name the train run's tracker is registered under ("none": not)."""
+    RunConfig(model_name=model_name).validate()
     seed = settings.train.seed
     # Refuse what cannot run before any run starts (the train step prints the estimate itself).
     check_run_cost(settings.model, settings.train, pick_device(settings.train.device))
@@ -41,13 +55,15 @@ def run_pipeline(
         selected = run_select_data(settings.data, seed, output_dir, nested=True)
         selection = selected.selection
         settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
-        _log_inputs(parent, settings, tracker_cfg, selection, output_dir)
+        _log_inputs(parent, settings, tracker_cfg, selection, output_dir, model_name)
         what = (
             f"SeqTrack {settings.preset} on {' + '.join(selection.classes)} "
             f"(seed {seed}, {selection.label}, patch {settings.model.patch_size})"
         )
         parent.describe(f"{what}: running")
-        trained = run_train(settings, data_run=selected.run_id, output_dir=output_dir, nested=True)
+        trained = run_train(
+            settings, data_run=selected.run_id, output_dir=output_dir, nested=True, tracker=tracker_cfg
+        )
         checkpoint = trained.checkpoint_ref
         parent.log_metrics({"final_loss": trained.outcome.final_loss, "final_iou": trained.outcome.final_iou})
         evaluation = run_evaluate(
@@ -72,7 +88,9 @@ def run_pipeline(
                 "seqtrack.checkpoint": checkpoint,
             }
         )
-        return PipelineResult(parent.run_id, trained, evaluation)
+        tags = {"seqtrack.main_run_id": parent.run_id or "", "auc": f"{m['auc']:.2f}"}
+        registered = register_run_tracker(parent, trained.run_id, model_name, tags)
+        return PipelineResult(parent.run_id, trained, evaluation, registered)
 
 
 def _log_inputs(
@@ -81,6 +99,7 @@ def _log_inputs(
     tracker_cfg: TrackerConfig,
     selection: Selection,
     output_dir: Path,
+    model_name: str,
 ) -> None:
     """Every setting of the pipeline on the parent run, so runs compare at the top level."""
     parent.log_params(
@@ -88,6 +107,7 @@ def _log_inputs(
             **settings.params(),
             **dataclasses.asdict(tracker_cfg),
             "output_dir": str(output_dir),
+            "model_name": model_name,
             "selected_classes": ",".join(selection.classes),
             "data_source": selection.source,
         }

@@ -8,6 +8,9 @@
      │                                      no evaluate run
      └─ ...
 
+At the end, the best trial's tracker (its train run's MLflow model) is registered as a new version of
+`model_name` in the Model Registry.
+
 Pruning: after each epoch the trainer's `on_epoch_end` reports `epoch_iou` to the trial (step = epoch);
 when Optuna's MedianPruner says so, the callback raises `TrialStopped`, which ends training at once. It
 is an `Interrupted` (a stop on purpose, not a failure), so the train run ends KILLED like a run stopped
@@ -34,7 +37,7 @@ from typing import Any
 
 import optuna
 
-from seqtrack_mlflow.config import SweepConfig, TrackerConfig, TrainSettings
+from seqtrack_mlflow.config import RunConfig, SweepConfig, TrackerConfig, TrainSettings
 from seqtrack_mlflow.datasets.selection import Selection, used_data_settings
 from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
@@ -42,7 +45,13 @@ from seqtrack_mlflow.steps.select_data import run_select_data
 from seqtrack_mlflow.steps.train import run_train
 from seqtrack_mlflow.sweep.space import Space, apply_values, resolve_space, space_json, suggest
 from seqtrack_mlflow.sweep.study import PruneOnEpochIou, masked_storage, open_study, study_plots
-from seqtrack_mlflow.tracking import RunLogger, git_commit, run_context
+from seqtrack_mlflow.tracking import (
+    RegisteredTracker,
+    RunLogger,
+    git_commit,
+    register_run_tracker,
+    run_context,
+)
 from seqtrack_mlflow.train.interrupt import Interrupted
 
 OBJECTIVE = "auc"
@@ -69,6 +78,7 @@ class SweepResult:
     best_number: int | None
     best_params: dict[str, Any]
     best_value: float | None
+    registered: RegisteredTracker | None = None  # the best trial's tracker (or a warning said why)
 
 
 def run_sweep(
@@ -78,9 +88,12 @@ def run_sweep(
     *,
     given: set[str] = frozenset(),
     output_dir: Path = Path("outputs"),
+    model_name: str = "seqtrack",
 ) -> SweepResult:
-    """`given`: the names of the settings given explicitly; they stay fixed (out of the default space)."""
+    """`given`: the names of the settings given explicitly; they stay fixed (out of the default space).
+    `model_name`: the Model Registry name the best trial's tracker is registered under ("none": not)."""
     sweep_cfg.validate()
+    RunConfig(model_name=model_name).validate()
     tracker_cfg.validate()
     space = resolve_space(sweep_cfg.space, settings, tracker_cfg, set(given))
     study = open_study(sweep_cfg, settings.train.seed)
@@ -98,13 +111,16 @@ def run_sweep(
         selection = selected.selection
         settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
         _log_inputs(parent, settings, tracker_cfg, sweep_cfg, space, selection, output_dir)
+        parent.log_params({"model_name": model_name})
         parent.log_dict(space_json(space), f"{PLOTS_DIR}/space.json")
         what = (
             f"Sweep of SeqTrack {settings.preset} on {' + '.join(selection.classes)} (study "
             f"{sweep_cfg.study_name}, seed {seed}) over {', '.join(space)}"
         )
         parent.describe(f"{what}: running")
-        context = _Context(parent, study, space, settings, tracker_cfg, selected.run_id, output_dir)
+        context = _Context(
+            parent, study, space, settings, tracker_cfg, selected.run_id, output_dir, model_name
+        )
         results = [_run_trial(context) for _ in range(sweep_cfg.trials)]
         return _summarise(context, results, what, output_dir / (parent.run_id or "offline"))
 
@@ -144,6 +160,7 @@ class _Context:
     tracker: TrackerConfig
     data_run: str | None
     output_dir: Path
+    model_name: str
 
 
 def _run_trial(c: _Context) -> TrialResult:
@@ -203,6 +220,7 @@ def _train_and_evaluate(
         nested=True,
         callbacks=pruning,
         on_run=on_train_run,
+        tracker=tracker,
     )
     return run_evaluate(
         trained.checkpoint_ref,
@@ -296,12 +314,24 @@ def _summarise(c: _Context, results: list[TrialResult], what: str, out_dir: Path
             "seqtrack.best_evaluate_run_id": best.user_attrs.get("evaluate_run_id", ""),
         }
     )
+    registered = register_run_tracker(
+        parent,
+        best.user_attrs.get("train_run_id"),
+        c.model_name,
+        {
+            "seqtrack.sweep_run_id": parent.run_id or "",
+            "seqtrack.trial": str(best.number),
+            "auc": f"{best.value:.2f}",
+        },
+    )
     shown = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
     parent.describe(
         f"{what}: best trial {best.number}, AUC {best.value:.1f} ({shown}); {counts['trials_complete']} "
         f"complete, {counts['trials_pruned']} pruned, {counts['trials_failed']} failed"
     )
-    return SweepResult(parent.run_id, study.study_name, results, best.number, dict(best.params), best.value)
+    return SweepResult(
+        parent.run_id, study.study_name, results, best.number, dict(best.params), best.value, registered
+    )
 
 
 __all__ = ["SweepResult", "TrialResult", "run_sweep"]

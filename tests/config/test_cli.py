@@ -44,6 +44,18 @@ def invoke(*args: str):
             "amp=true needs a CUDA device",
         ),
         (["evaluate", "--checkpoint", "0" * 32], "no run 00000000000000000000000000000000"),
+        (
+            ["evaluate", "--checkpoint", "models:/seqtrack/1"],
+            "models:/seqtrack/1: no registered model 'seqtrack' in the tracking store sqlite:",
+        ),
+        (
+            ["train", "--pretrained", "models:/seqtrack@best", "--source", "synthetic"],
+            "(registered: none): give a registered name",
+        ),
+        (
+            ["main", "--model_name", "my/tracker"],
+            "model_name=my/tracker is invalid: use a name without / @ :",
+        ),
         (["select-data", "--classes", "airplane,dragon", "--source", "synthetic"], "dragon"),
         (
             ["select-data", "--source", "floppy"],

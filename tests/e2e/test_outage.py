@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from services import cli, free_port, start_mlflow_server, stop_mlflow_server
 
+from seqtrack_mlflow.tracking.registry import run_model_id
+
 EPOCHS, SAMPLES, LOG_EVERY = 3, 200, 10
 TRAIN = [
     "train",
@@ -96,6 +98,7 @@ def assert_run_complete(url: str, run_id: str) -> None:
     assert saved == {f"checkpoints/epoch_{e}.ckpt" for e in range(1, EPOCHS + 1)}
     top = {a.path for a in client.list_artifacts(run_id)}
     assert {"training_log.txt", "config.json", "requirements.txt"} <= top
+    assert run_model_id(run_id, client) is not None  # the tracker as the run's MLflow model, sent late
     assert run.data.params["epochs"] == str(EPOCHS)
 
 

@@ -11,6 +11,7 @@ from factories import FAST_TRAIN, ROOT
 from services import download_artifact, mlflow_run
 
 from seqtrack_mlflow.config import step_settings
+from seqtrack_mlflow.evaluation.predict import example_request
 
 
 def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,6 +90,16 @@ def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: 
     assert {"index", "dataset_summary.md", "dataset_summary.json"} <= {
         a.path for a in client.list_artifacts(children["select_data"].info.run_id)
     }
+
+    # The train run's tracker went through the server as its MLflow model, registered as version 1; the
+    # closing lines name it and the command to try it.
+    assert f"registered model: models:/seqtrack/1 (train run {train_id})" in proc.stdout, proc.stdout[-2000:]
+    (hint,) = [line for line in proc.stdout.splitlines() if line.startswith("try it: ")]
+    assert hint.endswith("-e track -P video=<your video> -P box=x,y,w,h -P checkpoint=models:/seqtrack/1")
+    assert parent.data.tags["seqtrack.registered_model_version"] == "1"
+    assert client.get_model_version("seqtrack", "1").run_id == train_id
+    served = mlflow.pyfunc.load_model("models:/seqtrack/1").predict(example_request())
+    assert served["frame"].tolist() == [0, 1]
 
     # A user pulls the checkpoint from the server and evaluates it from its runs:/ URI.
     path = download_artifact(train_id, "checkpoints/epoch_2.ckpt", tmp_path / "download", server)

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from seqtrack_mlflow.config import SweepConfig
 from seqtrack_mlflow.sweep.space import resolve_space, suggest
 from seqtrack_mlflow.sweep.study import SweepSampler
+from seqtrack_mlflow.tracking.registry import run_model_id
 from seqtrack_mlflow.workflows.sweep import run_sweep
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -97,6 +98,16 @@ def test_a_sweep_logs_trials_that_compare_and_the_best_one(tmp_path: Path, mlflo
         == by_name[f"trial-{best.number}-evaluate"].info.run_id
     )
     assert parent.data.metrics["trials_pruned"] == 1 and parent.data.metrics["trials_complete"] == 2
+    # The best trial's tracker is registered (version 1 of `seqtrack`); a pruned trial logged no model.
+    assert result.registered is not None and result.registered.uri == "models:/seqtrack/1"
+    best_train = by_name[f"trial-{best.number}-train"].info.run_id
+    assert client.get_model_version("seqtrack", "1").run_id == best_train == result.registered.run_id
+    assert (
+        parent.data.tags["seqtrack.registered_model"] == "seqtrack"
+        and parent.data.params["model_name"] == "seqtrack"
+    )
+    assert parent.data.tags["seqtrack.registered_model_version"] == "1"
+    assert run_model_id(pruned.info.run_id) is None and run_model_id(best_train) is not None
     assert "lr" not in parent.data.params and json.loads(parent.data.params["space"]) == {
         "lr": {"choices": [0.0005, 1000.0]}
     }

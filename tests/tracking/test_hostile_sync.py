@@ -111,6 +111,12 @@ def test_symlinks_out_and_special_files_are_refused(tmp_path: Path, mlflow_uri: 
         (artifact("training_log.txt", "/abs"), "the artifact destination '/abs' leaves the run's artifacts"),
         (artifact("training_log.txt", "a/../../b"), "leaves the run's artifacts"),
         (artifact("missing.ckpt"), "the file 'missing.ckpt' does not exist in the run folder"),
+        ({"op": "model", "path": "/etc/passwd", "config": {}}, "the path '/etc/passwd' lies outside the run"),
+        ({"op": "model", "path": "checkpoints/epoch_1.ckpt"}, "the model op has no 'config'"),
+        (
+            {"op": "model", "path": "checkpoints/epoch_1.ckpt", "config": {"update_interval": [1]}},
+            "the model op's config is not settings: text keys, plain values only",
+        ),
     ],
 )
 def test_a_record_not_ours_is_one_line_naming_its_line(
