@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqtrack_mlflow.config.data import DataConfig, parse_chunks
+from seqtrack_mlflow.config.data import TRACKINGNET_CHUNKS, DataConfig, parse_chunks
 
 from .annotations import parse_groundtruth
 from .base import DatasetFormatError, DataSourceError, Sequence
@@ -113,9 +113,13 @@ def read_chunks(root: Path, chunks: Seq[str], split: str) -> SplitRead:
             f"{root} holds no extracted video of TrackingNet {', '.join(chunks)}: fix -P trackingnet_root "
             "(or TRACKINGNET_ROOT) or -P trackingnet_chunks"
         )
-    note = f"chunk{'s' if len(absent) > 1 else ''} {', '.join(absent)} absent (not counted)" if absent else ""
+    notes = [f"chunks {', '.join(chunks)}"] if split == "train" and len(chunks) < TRACKINGNET_CHUNKS else []
+    if absent:
+        notes.append(f"chunk{'s' if len(absent) > 1 else ''} {', '.join(absent)} absent (not counted)")
     sequences = [read_sequence(path) for path in dirs]
-    return SplitRead("trackingnet", "TrackingNet", split, Path(root), sequences, expected, note=note)
+    return SplitRead(
+        "trackingnet", "TrackingNet", split, Path(root), sequences, expected, note="; ".join(notes)
+    )
 
 
 def read_split(root: Path, split: str, chunks: str = "all") -> SplitRead:
@@ -124,9 +128,7 @@ def read_split(root: Path, split: str, chunks: str = "all") -> SplitRead:
         return read_chunks(root, [TEST_CHUNK], "test")
     if split != "train":
         raise DataSourceError(f"unknown TrackingNet split {split!r}: use train or test")
-    names = [chunk_name(k) for k in parse_chunks(chunks)]
-    label = "train" if len(names) == 12 else f"train ({', '.join(names)})"
-    return read_chunks(root, names, label)
+    return read_chunks(root, [chunk_name(k) for k in parse_chunks(chunks)], "train")
 
 
 class TrackingNet(LocalRoot):

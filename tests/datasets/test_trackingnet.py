@@ -36,7 +36,8 @@ def copy(tree, tmp_path) -> Path:
 def test_reads_chunks_with_frames_from_zero_and_size_visibility(tree):
     read = trackingnet.read_split(tree, "train", "0,2")
     assert len(read.sequences) == 4 and read.expected == 6 and read.missing == 2  # 1 unextracted a chunk
-    assert "4 of the split's 6 sequences" in read.line() and read.split == "train (TRAIN_0, TRAIN_2)"
+    assert "4 of the split's 6 sequences" in read.line() and read.split == "train"
+    assert read.line().endswith("; chunks TRAIN_0, TRAIN_2")
     seq = read.sequences[0]
     anno = seq.path.parent.parent / "anno" / f"{seq.name}.txt"
     rows = np.array([[float(v) for v in line.split(",")] for line in anno.read_text().splitlines()])
@@ -53,7 +54,7 @@ def test_reads_chunks_with_frames_from_zero_and_size_visibility(tree):
 
 def test_a_chunk_subset_and_absent_chunks(tree):
     only = trackingnet.read_split(tree, "train", "2")
-    assert {s.class_name for s in only.sequences} == {"TRAIN_2"} and only.split == "train (TRAIN_2)"
+    assert {s.class_name for s in only.sequences} == {"TRAIN_2"} and "chunks TRAIN_2" in only.line()
     every = trackingnet.read_split(tree, "train", "all")  # the other 10 chunks are not downloaded
     assert len(every.sequences) == 4 and every.split == "train"
     assert "chunks TRAIN_1, TRAIN_3" in every.line() and "absent (not counted)" in every.line()
