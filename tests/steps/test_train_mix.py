@@ -8,28 +8,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+from factories import MIX_RATIOS as RATIOS
+from factories import mix_data
 from mlflow.tracking import MlflowClient
 
-from seqtrack_mlflow.config import DataConfig, build_settings
-from seqtrack_mlflow.datasets.synthetic_layouts import generate_coco, generate_got10k, generate_trackingnet
+from seqtrack_mlflow.config import build_settings
 from seqtrack_mlflow.steps.train import run_train, training_data
 
-RATIOS = (1.0, 2.0, 1.0, 4.0)
 SAMPLES = 20
-
-
-def mix_data(root: Path, **more) -> DataConfig:
-    """The four-dataset synthetic mix under `root` (generated once per folder)."""
-    if not root.exists():
-        generate_got10k(root / "got10k", train=3, val=1, test=1, frames=24, size=(96, 72), seed=1)
-        generate_trackingnet(root / "tn", chunks=(0, 1), videos=2, test=1, frames=24, size=(96, 72), seed=1)
-        generate_coco(root / "coco", images=3, size=(160, 120), seed=1)
-    return DataConfig(
-        source="synthetic", classes="airplane", synthetic_sequences=3, synthetic_frames=24,
-        synthetic_size="96x72", datasets="official", dataset_ratios=",".join(f"{r:g}" for r in RATIOS),
-        got10k_root=str(root / "got10k"), trackingnet_root=str(root / "tn"), coco_root=str(root / "coco"),
-        **more,
-    )  # fmt: skip
 
 
 def test_one_epoch_on_the_four_dataset_mix(tmp_path: Path, mlflow_uri: str) -> None:
