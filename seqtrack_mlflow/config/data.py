@@ -147,6 +147,12 @@ class DataConfig:
         resume=True,
         env="COCO_ROOT",
     )
+    lasot_ext_root: str | None = data_setting(
+        None,
+        "LaSOT extension root folder for -P benchmark=lasot_ext (<class>/<class>-<k>/, 15 classes)",
+        resume=True,
+        env="LASOT_EXT_ROOT",
+    )
     verify_frames: bool = setting(
         False,
         "decode every frame of the selected classes in select_data to find damaged JPEGs "

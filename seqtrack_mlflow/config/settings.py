@@ -6,6 +6,7 @@ Settings travel explicitly through the code (no global config object). `validate
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from seqtrack_mlflow.config.data import DataConfig, parse_size  # noqa: F401 - parse_size re-exported
@@ -19,6 +20,19 @@ from seqtrack_mlflow.config.declare import (
     setting,
 )
 from seqtrack_mlflow.config.video import VideoConfig
+
+BENCHMARKS = ("lasot", "got10k_val", "got10k_test", "trackingnet_test", "lasot_ext")
+# The official SeqTrack test-time template update interval per benchmark (lib/config/seqtrack/config.py,
+# cfg.TEST.UPDATE_INTERVALS: LASOT 450, LASOT_EXTENSION_SUBSET 9999, GOT10K_TEST 1, TRACKINGNET 25; the
+# threshold is 0.6 for all of them). GOT-10k val takes GOT10K_TEST's interval so that it predicts the
+# test score (the official name got10k_val has no entry and would fall back to DEFAULT, 9999).
+OFFICIAL_UPDATE_INTERVALS = {
+    "lasot": 450,
+    "lasot_ext": 9999,
+    "got10k_val": 1,
+    "got10k_test": 1,
+    "trackingnet_test": 25,
+}
 
 
 class Validated:
@@ -254,10 +268,20 @@ class TrackerConfig(Validated):
         4.0, "tracker template crop side / target size", check=(lambda v: v > 0, "a positive factor")
     )
     window_penalty: bool = setting(True, "Hann window on the cx, cy tokens", steps=TRACK_STEPS)
-    update_interval: int = setting(
-        450,
+    benchmark: str = setting(
+        "lasot",
+        "what evaluate tracks and scores: lasot (the selected classes, LaSOT protocol), got10k_val (AO, "
+        "SR0.5, SR0.75), got10k_test and trackingnet_test (result files and the zip their servers take), "
+        "lasot_ext (the 150 LaSOT extension sequences)",
+        steps=("main", "evaluate"),
+        choices=BENCHMARKS,
+        check=(lambda v: v in BENCHMARKS, ", ".join(BENCHMARKS)),
+    )
+    update_interval: int | None = setting(
+        None,
         "template update interval (frames)",
         steps=TRACK_STEPS,
+        unset="the benchmark's official interval: lasot 450, lasot_ext 9999, got10k_* 1, trackingnet_test 25",
         check=(lambda v: v >= 1, "1 or more frames"),
     )
     update_threshold: float = setting(0.6, "template update confidence threshold", steps=TRACK_STEPS)
@@ -293,6 +317,12 @@ class TrackerConfig(Validated):
         sweep=False,
         check=(lambda v: v >= 0, "0 (none) or more sequences"),
     )
+
+    def resolved(self) -> TrackerConfig:
+        """The settings as tracked with: an unset update interval is the benchmark's official one."""
+        if self.update_interval is not None:
+            return self
+        return dataclasses.replace(self, update_interval=OFFICIAL_UPDATE_INTERVALS[self.benchmark])
 
 
 @dataclass(frozen=True)

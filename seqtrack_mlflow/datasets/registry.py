@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import coco, got10k, hub, lasot, synthetic, trackingnet
+from . import coco, got10k, hub, lasot, lasot_ext, synthetic, trackingnet
 from .base import Dataset, DataSourceError
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ _ENTRIES: tuple[Dataset, ...] = (
     got10k.Got10k(),
     trackingnet.TrackingNet(),
     coco.Coco(),
+    lasot_ext.LasotExt(),
 )
 _BY_NAME: dict[str, Dataset] = {entry.name: entry for entry in _ENTRIES}
 _BY_SOURCE: dict[str, Dataset] = {source: entry for entry in _ENTRIES for source in entry.sources}

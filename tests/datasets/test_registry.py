@@ -36,10 +36,11 @@ def test_format_table_aligns_columns_under_the_header() -> None:
 
 
 def test_lists_every_registered_dataset_with_its_root_and_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("LASOT_ROOT", "GOT10K_ROOT", "TRACKINGNET_ROOT", "COCO_ROOT"):
+    for var in ("LASOT_ROOT", "GOT10K_ROOT", "TRACKINGNET_ROOT", "COCO_ROOT", "LASOT_EXT_ROOT"):
         monkeypatch.delenv(var, raising=False)
     rows = _rows()
-    assert list(rows) == registry.names() == ["lasot", "synthetic", "got10k", "trackingnet", "coco"]
+    names = ["lasot", "synthetic", "got10k", "trackingnet", "coco", "lasot_ext"]
+    assert list(rows) == registry.names() == names
     name, fmt, root_from, found, protocol = rows["lasot"]
     assert fmt == "LaSOT" and protocol == "LaSOT OPE: AUC, P, P_norm"
     assert root_from == "local: lasot_root / $LASOT_ROOT; hub: cache_dir / $SEQTRACK_CACHE"
@@ -92,7 +93,8 @@ def test_registry_lookup() -> None:
         ("got10k_root", "GOT10K_ROOT"),
         ("trackingnet_root", "TRACKINGNET_ROOT"),
         ("coco_root", "COCO_ROOT"),
+        ("lasot_ext_root", "LASOT_EXT_ROOT"),
     ]
-    registered = "registered are lasot, synthetic, got10k, trackingnet, coco"
+    registered = "registered are lasot, synthetic, got10k, trackingnet, coco, lasot_ext"
     with pytest.raises(DataSourceError, match=f"unknown dataset 'vot': {registered}"):
         registry.get("vot")
