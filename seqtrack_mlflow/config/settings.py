@@ -273,7 +273,7 @@ class TrackerConfig(Validated):
         "what evaluate tracks and scores: lasot (the selected classes, LaSOT protocol), got10k_val (AO, "
         "SR0.5, SR0.75), got10k_test and trackingnet_test (result files and the zip their servers take), "
         "lasot_ext (the 150 LaSOT extension sequences)",
-        steps=("main", "evaluate"),
+        steps=("evaluate",),
         choices=BENCHMARKS,
         check=(lambda v: v in BENCHMARKS, ", ".join(BENCHMARKS)),
     )
