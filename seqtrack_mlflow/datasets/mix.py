@@ -195,7 +195,7 @@ def load_parts(summary: dict[str, Any], index_dir: Path) -> tuple[MixPart, ...]:
 
 def dataset_name(part: MixPart) -> str:
     """The MLflow dataset name of a part: `<format>-<split>`."""
-    return f"{registry.get(part.name).format.lower().replace(' ', '-')}-{part.split}".replace(" ", "")
+    return f"{registry.get(part.name).format.lower().replace(' ', '-')}-{part.split}"
 
 
 __all__ = [

@@ -260,12 +260,6 @@ class Selection:
             return " + ".join(part.label for part in self.parts)
         return self.dataset.label
 
-    @property
-    def mix_label(self) -> str:
-        """Every dataset of the run, in mix order: `synthetic LaSOT-format data + GOT-10k + COCO`."""
-        by_name = {part.name: part.label for part in self.parts}
-        return " + ".join(self.dataset.label if name == LASOT else by_name[name] for name in self.data.mix)
-
 
 def preflight(data: DataConfig) -> None:
     """Refuse a bad source, a bad mix or a missing root before a run starts or anything is written."""
