@@ -213,7 +213,7 @@ def data_config(kw: dict[str, Any]) -> DataConfig:
 
 
 def tracker_config(kw: dict[str, Any]) -> TrackerConfig:
-    return TrackerConfig(**given_for(TrackerConfig, kw))
+    return TrackerConfig(**given_for(TrackerConfig, kw)).resolved()
 
 
 def train_settings(kw: dict[str, Any]):

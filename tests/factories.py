@@ -23,6 +23,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.config import DataConfig, ModelConfig, TrackerConfig, build_settings, preset, replace
+from seqtrack_mlflow.datasets.synthetic_layouts import generate_coco, generate_got10k, generate_trackingnet
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.seqtrack import SeqTrack
@@ -346,3 +347,20 @@ def reference_boxes(ckpt: Path, frames: list[np.ndarray], box: str) -> np.ndarra
 def decoded(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+MIX_RATIOS = (1.0, 2.0, 1.0, 4.0)  # lasot, got10k, trackingnet, coco
+
+
+def mix_data(root: Path, **more) -> DataConfig:
+    """The four-dataset synthetic mix under `root` (generated once per folder)."""
+    if not root.exists():
+        generate_got10k(root / "got10k", train=3, val=1, test=1, frames=24, size=(96, 72), seed=1)
+        generate_trackingnet(root / "tn", chunks=(0, 1), videos=2, test=1, frames=24, size=(96, 72), seed=1)
+        generate_coco(root / "coco", images=3, size=(160, 120), seed=1)
+    return DataConfig(
+        source="synthetic", classes="airplane", synthetic_sequences=3, synthetic_frames=24,
+        synthetic_size="96x72", datasets="official", dataset_ratios=",".join(f"{r:g}" for r in MIX_RATIOS),
+        got10k_root=str(root / "got10k"), trackingnet_root=str(root / "tn"), coco_root=str(root / "coco"),
+        **more,
+    )  # fmt: skip

@@ -6,9 +6,10 @@ Settings travel explicitly through the code (no global config object). `validate
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from dataclasses import dataclass
 
+from seqtrack_mlflow.config.data import DataConfig, parse_size  # noqa: F401 - parse_size re-exported
 from seqtrack_mlflow.config.declare import (
     EVAL_STEPS,
     STEPS,
@@ -16,10 +17,22 @@ from seqtrack_mlflow.config.declare import (
     TRAINING_STEPS,
     ConfigError,
     check_fields,
-    data_setting,
     setting,
 )
 from seqtrack_mlflow.config.video import VideoConfig
+
+BENCHMARKS = ("lasot", "got10k_val", "got10k_test", "trackingnet_test", "lasot_ext")
+# The official SeqTrack test-time template update interval per benchmark (lib/config/seqtrack/config.py,
+# cfg.TEST.UPDATE_INTERVALS: LASOT 450, LASOT_EXTENSION_SUBSET 9999, GOT10K_TEST 1, TRACKINGNET 25; the
+# threshold is 0.6 for all of them). GOT-10k val takes GOT10K_TEST's interval so that it predicts the
+# test score (the official name got10k_val has no entry and would fall back to DEFAULT, 9999).
+OFFICIAL_UPDATE_INTERVALS = {
+    "lasot": 450,
+    "lasot_ext": 9999,
+    "got10k_val": 1,
+    "got10k_test": 1,
+    "trackingnet_test": 25,
+}
 
 
 class Validated:
@@ -123,53 +136,6 @@ class SamplingConfig(Validated):
     grayscale_prob: float = setting(0.05, "grayscale probability (joint for the sample)")
     flip_prob: float = setting(0.5, "horizontal flip probability, drawn per crop")
     brightness_jitter: float = setting(0.2, "brightness factor range (1 +- this)")
-
-
-@dataclass(frozen=True)
-class DataConfig(Validated):
-    """Where LaSOT comes from and which classes are used. Every entry point takes these; in `train` and
-    `evaluate` an unset one is the value of the run they build on (`data_setting`)."""
-
-    source: str = data_setting(
-        "auto",
-        "where the data comes from: a source of a registered dataset (`seqtrack-mlflow datasets` lists "
-        "them: local, hub, synthetic) or auto = LaSOT local when a root is given, else the Hugging Face hub",
-    )
-    lasot_root: str | None = data_setting(
-        None, "LaSOT root folder for source=local", unset="$LASOT_ROOT", resume=True, env="LASOT_ROOT"
-    )
-    classes: str = data_setting(
-        "airplane,random",
-        "comma-separated classes; 'random' = one class drawn with the seed; 'all' = every class",
-    )
-    cache_dir: str | None = data_setting(
-        None,
-        "where hub downloads and synthetic data go",
-        unset="$SEQTRACK_CACHE or ~/.cache/seqtrack-mlflow",
-        resume=True,
-        env="SEQTRACK_CACHE",
-    )
-    synthetic_sequences: int = data_setting(
-        4,
-        "sequences per class for source=synthetic",
-        check=(lambda v: 1 <= v <= 20, "1..20 (LaSOT has 20 per class)"),
-    )
-    synthetic_frames: int = data_setting(
-        60, "frames per sequence for source=synthetic", check=(lambda v: v >= 1, "a positive number")
-    )
-    synthetic_size: str = data_setting("320x240", "frame size WxH for source=synthetic")
-    verify_frames: bool = setting(
-        False,
-        "decode every frame of the selected classes in select_data to find damaged JPEGs "
-        "(about 3 s per 1000 1280x720 frames per core; all of LaSOT's 3.5 M frames: about 3 core-hours)",
-        steps=("main", "select_data", "train", "sweep"),
-        inherit=("train",),
-    )
-
-    def validate(self) -> None:
-        """The synthetic generator's limits (the only data settings with rules of their own)."""
-        check_fields(self)
-        parse_size(self.synthetic_size)
 
 
 @dataclass(frozen=True)
@@ -303,10 +269,20 @@ class TrackerConfig(Validated):
         4.0, "tracker template crop side / target size", check=(lambda v: v > 0, "a positive factor")
     )
     window_penalty: bool = setting(True, "Hann window on the cx, cy tokens", steps=TRACK_STEPS)
-    update_interval: int = setting(
-        450,
+    benchmark: str = setting(
+        "lasot",
+        "what evaluate tracks and scores: lasot (the selected classes, LaSOT protocol), got10k_val (AO, "
+        "SR0.5, SR0.75), got10k_test and trackingnet_test (result files and the zip their servers take), "
+        "lasot_ext (the 150 LaSOT extension sequences)",
+        steps=("evaluate",),
+        choices=BENCHMARKS,
+        check=(lambda v: v in BENCHMARKS, ", ".join(BENCHMARKS)),
+    )
+    update_interval: int | None = setting(
+        None,
         "template update interval (frames)",
         steps=TRACK_STEPS,
+        unset="the benchmark's official interval: lasot 450, lasot_ext 9999, got10k_* 1, trackingnet_test 25",
         check=(lambda v: v >= 1, "1 or more frames"),
     )
     update_threshold: float = setting(0.6, "template update confidence threshold", steps=TRACK_STEPS)
@@ -342,6 +318,12 @@ class TrackerConfig(Validated):
         sweep=False,
         check=(lambda v: v >= 0, "0 (none) or more sequences"),
     )
+
+    def resolved(self) -> TrackerConfig:
+        """The settings as tracked with: an unset update interval is the benchmark's official one."""
+        if self.update_interval is not None:
+            return self
+        return dataclasses.replace(self, update_interval=OFFICIAL_UPDATE_INTERVALS[self.benchmark])
 
 
 @dataclass(frozen=True)
@@ -438,14 +420,3 @@ SETTINGS_CLASSES: tuple[type, ...] = (
     TrackerConfig,
     SweepConfig,
 )
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """`"320x240"` -> (320, 240): the synthetic frame size."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
-    if match is None:
-        raise ConfigError(f"synthetic_size={text!r} is invalid: use WIDTHxHEIGHT, e.g. 320x240 or 1280x720")
-    width, height = int(match[1]), int(match[2])
-    if width < 32 or height < 32:
-        raise ConfigError(f"synthetic_size={text!r} is too small: use at least 32x32")
-    return width, height

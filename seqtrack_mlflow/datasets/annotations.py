@@ -133,26 +133,56 @@ def parse_groundtruth(path: Path, frames: int, images: str = "img/") -> np.ndarr
     raise AssertionError(f"{path}: fast parse failed but every line parses")  # unreachable
 
 
-def parse_flags(path: Path, expected: int, groundtruth: Path) -> np.ndarray:
-    """(N,) bool flags from LaSOT's one-line comma-separated 0/1 file (several lines also accepted)."""
-    what = f"{expected} flags ({groundtruth.name} has {expected} lines)"
+def _labels(path: Path, expected: int, groundtruth: Path, levels: tuple[str, ...], noun: str) -> np.ndarray:
+    """`expected` tokens of a comma- or newline-separated label file, each one of `levels`."""
+    what = f"{expected} {noun}s ({groundtruth.name} has {expected} lines)"
     text = _collapse(read_bounded(path, expected * MAX_FLAG_BYTES + SLACK_BYTES, what))
-    flags = np.array(text.split(), dtype=str)
-    ok = np.isin(flags, ("0", "1"))
+    labels = np.array(text.split(), dtype=str)
+    ok = np.isin(labels, levels)
     if not ok.all():
         index = int(np.argmin(ok))
         per_line = np.cumsum([len(line.split()) for line in text.split("\n")])
         line = int(np.searchsorted(per_line, index, side="right")) + 1
+        allowed = " or ".join(levels) if len(levels) <= 2 else f"{levels[0]}..{levels[-1]}"
         raise DatasetFormatError(
-            f"{path}:{line}: flag {index + 1} is {str(flags[index])[:20]!r}, expected 0 or 1: "
+            f"{path}:{line}: {noun} {index + 1} is {str(labels[index])[:20]!r}, expected {allowed}: "
             "fix the file or re-download the sequence"
         )
-    if flags.size != expected:
+    if labels.size != expected:
         raise DatasetFormatError(
-            f"{path}: {flags.size} flags but {groundtruth.name} has {expected} lines: "
+            f"{path}: {labels.size} {noun}s but {groundtruth.name} has {expected} lines: "
             "the files need one entry per frame; re-download the sequence"
         )
-    return flags == "1"
+    return labels
+
+
+def parse_flags(path: Path, expected: int, groundtruth: Path) -> np.ndarray:
+    """(N,) bool flags from LaSOT's one-line comma-separated 0/1 file (several lines also accepted)."""
+    return _labels(path, expected, groundtruth, ("0", "1"), "flag") == "1"
+
+
+def parse_levels(path: Path, expected: int, groundtruth: Path, levels: int) -> np.ndarray:
+    """(N,) int8 labels in 0..levels, one per box, a label a line or comma separated (GOT-10k's
+    `absence.label` 0..1, `cover.label` 0..8)."""
+    allowed = tuple(str(v) for v in range(levels + 1))
+    return _labels(path, expected, groundtruth, allowed, "label").astype(np.int8)
+
+
+def read_name_list(path: Path, limit: int, pattern: re.Pattern[str], what: str) -> list[str]:
+    """A list file of names (GOT-10k's `list.txt`), one a line, each matching `pattern`; at most
+    `limit` lines of `MAX_LINE_BYTES`, checked from the file's size before it is read."""
+    text = read_bounded(path, limit * MAX_LINE_BYTES + SLACK_BYTES, f"{limit} {what}")
+    names = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    while names and not names[-1]:
+        names.pop()
+    if len(names) > limit:
+        raise DatasetFormatError(f"{path}: {len(names)} lines, over the {limit} {what}: {_REDOWNLOAD}")
+    for number, name in enumerate(names, start=1):
+        if not pattern.fullmatch(name):
+            raise DatasetFormatError(
+                f"{path}:{number}: {_short(name)} is not one of the {what}: fix the line or re-download"
+            )
+    return names
 
 
 __all__ = [
@@ -161,5 +191,7 @@ __all__ = [
     "MAX_LINE_BYTES",
     "parse_flags",
     "parse_groundtruth",
+    "parse_levels",
     "read_bounded",
+    "read_name_list",
 ]

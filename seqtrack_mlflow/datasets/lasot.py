@@ -119,10 +119,11 @@ def check_frames(seq_dir: Path, num_frames: int, groundtruth: Path, present: set
             )
 
 
-def read_sequence(seq_dir: Path, check_images: bool = True) -> Sequence:
+def read_sequence(seq_dir: Path, check_images: bool = True, split: str | None = None) -> Sequence:
     """Load one sequence folder. The image folder is listed either way: its size bounds what the
     annotation files may hold (`annotations`); `check_images=False` (index re-reads) skips only the
-    check that every frame the ground truth names is there."""
+    check that every frame the ground truth names is there. `split`: the split of a LaSOT-format tree
+    of other classes (the extension's are all test); unset, protocol II's."""
     seq_dir = Path(seq_dir)
     class_name, number = parse_sequence_name(seq_dir.name)
     gt_path = seq_dir / "groundtruth.txt"
@@ -140,7 +141,7 @@ def read_sequence(seq_dir: Path, check_images: bool = True) -> Sequence:
         class_name=class_name,
         number=number,
         path=seq_dir.resolve(),
-        split=split_of(class_name, number),
+        split=split or split_of(class_name, number),
         boxes=boxes,
         full_occlusion=occlusion,
         out_of_view=out_of_view,

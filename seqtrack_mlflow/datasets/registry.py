@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import hub, lasot, synthetic
+from . import coco, got10k, hub, lasot, lasot_ext, synthetic, trackingnet
 from .base import Dataset, DataSourceError
 
 if TYPE_CHECKING:
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 _ENTRIES: tuple[Dataset, ...] = (
     lasot.Lasot(fetch=hub.fetch_lasot_classes),
     synthetic.Synthetic(),
+    got10k.Got10k(),
+    trackingnet.TrackingNet(),
+    coco.Coco(),
+    lasot_ext.LasotExt(),
 )
 _BY_NAME: dict[str, Dataset] = {entry.name: entry for entry in _ENTRIES}
 _BY_SOURCE: dict[str, Dataset] = {source: entry for entry in _ENTRIES for source in entry.sources}

@@ -24,8 +24,20 @@ from seqtrack_mlflow.config import ConfigError, DataConfig
 from seqtrack_mlflow.fileio import atomic_write_text
 
 from . import registry
-from .base import Dataset, DataSourceError, Sequence, frame_size, verify_frames
+from .base import Dataset, DataSourceError, Sequence, verify_frames
 from .cache import cache_dir_of
+from .index import INDEX_COLUMNS, index_from_rows, sequence_row
+from .mix import (
+    LASOT,
+    MixPart,
+    check_parts,
+    is_mix,
+    load_parts,
+    mix_markdown,
+    mix_summary,
+    read_parts,
+    used_part_settings,
+)
 
 if TYPE_CHECKING:
     import datasets
@@ -33,17 +45,6 @@ if TYPE_CHECKING:
 RANDOM = "random"
 ALL = "all"
 SPLITS = ("train", "test")
-INDEX_COLUMNS = (
-    "class",
-    "sequence",
-    "number",
-    "split",
-    "frames",
-    "visible_frames",
-    "width",
-    "height",
-    "path",
-)
 
 
 class SelectionError(DataSourceError, ValueError):
@@ -86,48 +87,17 @@ def resolve_classes(spec: str, available: Seq[str], seed: int) -> list[str]:
     return chosen
 
 
-def _row(seq: Sequence) -> dict[str, Any]:
-    width, height = frame_size(seq)
-    return {
-        "class": seq.class_name,
-        "sequence": seq.name,
-        "number": seq.number,
-        "split": seq.split,
-        "frames": seq.num_frames,
-        "visible_frames": int(seq.visible.sum()),
-        "width": width,
-        "height": height,
-        "path": str(seq.path),
-    }
-
-
 def build_index(root: Path, classes: Seq[str], dataset: Dataset | None = None) -> datasets.Dataset:
     """One row per sequence of the given classes, sorted by class then number; every file is checked.
     `dataset`: the entry whose reader reads `root` (default: the default dataset's)."""
-    import datasets
-
     dataset = dataset or registry.default()
     rows = []
     for class_name in sorted(classes):
         dirs = dataset.sequence_dirs(Path(root), class_name)
         if not dirs:
             raise DataSourceError(f"{Path(root) / class_name} holds no {class_name}-<k> sequence folders")
-        rows.extend(_row(dataset.read_sequence(path, check_images=True)) for path in dirs)
-    features = datasets.Features(
-        {
-            "class": datasets.Value("string"),
-            "sequence": datasets.Value("string"),
-            "number": datasets.Value("int32"),
-            "split": datasets.Value("string"),
-            "frames": datasets.Value("int64"),
-            "visible_frames": datasets.Value("int64"),
-            "width": datasets.Value("int32"),
-            "height": datasets.Value("int32"),
-            "path": datasets.Value("string"),
-        }
-    )
-    columns = {name: [row[name] for row in rows] for name in INDEX_COLUMNS}
-    return datasets.Dataset.from_dict(columns, features=features)
+        rows.extend(sequence_row(dataset.read_sequence(path, check_images=True)) for path in dirs)
+    return index_from_rows(rows)
 
 
 def _counts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -183,7 +153,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     for split in (*SPLITS, "all"):
         c = summary["totals"][split]
         lines.append(f"| **total** | {split} | {c['sequences']} | {c['frames']} | {c['visible_frames']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + mix_markdown(summary)) + "\n"
 
 
 def write_summary(summary: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
@@ -258,6 +228,7 @@ class Selection:
     summary_paths: tuple[Path, ...]
     data: DataConfig  # the data settings, with source resolved
     run_id: str | None = None  # the select_data run it came from, where one did
+    parts: tuple[MixPart, ...] = ()  # the other datasets of a training mix (mix.py)
 
     @property
     def dataset(self) -> Dataset:
@@ -285,39 +256,49 @@ class Selection:
     @property
     def label(self) -> str:
         """How lines, titles and summaries name the data (synthetic data is never called LaSOT)."""
+        if LASOT not in self.data.mix:
+            return " + ".join(part.label for part in self.parts)
         return self.dataset.label
 
 
 def preflight(data: DataConfig) -> None:
-    """Refuse a bad source or a missing root before a run starts or anything is written."""
+    """Refuse a bad source, a bad mix or a missing root before a run starts or anything is written."""
+    check_parts(data)
     source = registry.resolve_source(data)
-    registry.for_source(source).check(data, source)
+    if LASOT in data.mix:
+        registry.for_source(source).check(data, source)
 
 
 def used_data_settings(data: DataConfig) -> DataConfig:
     """The data settings as used: the folder settings (root, `cache_dir`) resolved to the folders read."""
     source = registry.resolve_source(data)
-    return dataclasses.replace(
-        data, **registry.for_source(source).used_settings(data, source), cache_dir=str(cache_dir_of(data))
-    )
+    lasot = registry.for_source(source).used_settings(data, source) if LASOT in data.mix else {}
+    return dataclasses.replace(data, **lasot, **used_part_settings(data), cache_dir=str(cache_dir_of(data)))
 
 
 def select(data: DataConfig, seed: int, out_dir: Path | None, *, announce: bool = True) -> Selection:
-    """Pure data work (no MLflow): the selected classes, their index and (given a folder) summary files.
-    `announce`: say which classes were selected (and that a seed drew them) on the console."""
+    """Pure data work (no MLflow): the selected classes, their index and (given a folder) summary files,
+    and each other dataset of a training mix (`mix.py`). `announce`: say which classes were selected
+    (and that a seed drew them), and what each dataset of the mix holds, on the console."""
     source = registry.resolve_source(data)
     dataset = registry.for_source(source)
-    classes = resolve_classes(data.classes, dataset.classes(data, source), seed)
-    if announce:
-        print(classes_line(data.classes, classes, seed, source))
-    root = prepare_root(data, classes, seed)
+    classes: list[str] = []
+    root = Path()
+    if LASOT in data.mix:
+        classes = resolve_classes(data.classes, dataset.classes(data, source), seed)
+        if announce:
+            print(classes_line(data.classes, classes, seed, source))
+        root = prepare_root(data, classes, seed)
     index = build_index(root, classes, dataset)
     summary = {**summarize(index, source, seed, classes), "root": str(root), "data": dataclasses.asdict(data)}
+    parts = read_parts(data, announce=announce)
+    if is_mix(data):
+        summary.update(mix_summary(data, parts))
     paths: tuple[Path, ...] = ()
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = write_summary(summary, out_dir)
-    return Selection(source, root, classes, index, summary, paths, data)
+    return Selection(source, root, classes, index, summary, paths, data, parts=parts)
 
 
 def classes_line(spec: str, classes: list[str], seed: int, source: str) -> str:
@@ -345,6 +326,7 @@ def load_selection(index_dir: Path, summary_path: Path, out_dir: Path, run_id: s
         write_summary(summary, out_dir),
         DataConfig(**summary.get("data", {})),
         run_id,
+        load_parts(summary, index_dir),
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import shutil
 import uuid
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,12 +201,12 @@ def simulate_track(seed: int, class_name: str, number: int, frames: int, size: t
     raise RuntimeError(f"synthetic generator found no valid track for {class_name}-{number} at {size}")
 
 
-def render_sequence(
-    seq_dir: Path, seed: int, class_name: str, number: int, frames: int, size: tuple[int, int]
-) -> Track:
-    """Write one sequence folder (frames, ground truth, flags, sentence) and return its geometry."""
+def frame_painter(
+    seed: int, class_name: str, number: int, track: Track, size: tuple[int, int]
+) -> tuple[Callable[[int], Image.Image], str]:
+    """A function painting frame i of sequence `<class>-<number>` with geometry `track`, and how its
+    target looks (a few words); other layouts (`synthetic_layouts.py`) paint their frames with it."""
     width, height = size
-    track = simulate_track(seed, class_name, number, frames, size)
     rng = np.random.default_rng([seed % 2**63, LASOT_CLASSES.index(class_name), number, GENERATOR_VERSION, 1])
     pad = _pan_pad(width, height)
     background = textures.background(rng, width + 2 * pad, height + 2 * pad)
@@ -214,9 +215,7 @@ def render_sequence(
     if track.occluder is not None:
         occluder_image = textures.occluder_texture(rng, int(track.occluder[0, 2]), int(track.occluder[0, 3]))
 
-    img_dir = seq_dir / "img"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    for i in range(frames):
+    def paint(i: int) -> Image.Image:
         ox, oy = track.pan[i]
         frame = Image.fromarray(background[oy : oy + height, ox : ox + width])
         x, y, w, h = (int(v) for v in track.target[i])
@@ -224,7 +223,21 @@ def render_sequence(
         frame.paste(texture.resize((w, h), resample), (x, y), mask.resize((w, h), resample))
         if occluder_image is not None:
             frame.paste(occluder_image, (int(track.occluder[i, 0]), int(track.occluder[i, 1])))
-        frame.save(img_dir / FRAME_NAME.format(i + 1), quality=JPEG_QUALITY)
+        return frame
+
+    return paint, looks
+
+
+def render_sequence(
+    seq_dir: Path, seed: int, class_name: str, number: int, frames: int, size: tuple[int, int]
+) -> Track:
+    """Write one sequence folder (frames, ground truth, flags, sentence) and return its geometry."""
+    track = simulate_track(seed, class_name, number, frames, size)
+    paint, looks = frame_painter(seed, class_name, number, track, size)
+    img_dir = seq_dir / "img"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(frames):
+        paint(i).save(img_dir / FRAME_NAME.format(i + 1), quality=JPEG_QUALITY)
 
     lines = "".join(f"{x},{y},{w},{h}\n" for x, y, w, h in track.groundtruth.tolist())
     (seq_dir / "groundtruth.txt").write_text(lines)
@@ -335,6 +348,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "Synthetic",
     "Track",
+    "frame_painter",
     "generate_lasot",
     "prepare_tree",
     "render_sequence",

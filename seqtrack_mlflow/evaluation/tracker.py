@@ -167,6 +167,7 @@ class SeqTrackTracker:
         device: torch.device | str = "cpu",
         use_cache: bool = True,
     ) -> None:
+        cfg = cfg.resolved()  # an unset update interval: the benchmark's official one
         if cfg.update_interval < 1:
             raise TrackerError(f"update_interval={cfg.update_interval} is invalid: use 1 or more frames")
         if cfg.eval_search_factor <= 0 or cfg.eval_template_factor <= 0:

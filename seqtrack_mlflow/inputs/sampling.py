@@ -15,6 +15,8 @@ official joint and per-crop transforms). Deliberate departures, each equivalent 
   differ). So frame widths are never needed and a 1280x720 frame is never transformed.
 - Unusable sequences are filtered once, up front, instead of rejection-sampled per draw; a sequence is
   then drawn uniformly among the usable ones (the official draws uniformly within a dataset too).
+  Several datasets (`-P datasets=`, a `pools.Mix`): each try first draws the dataset by its ratio, as
+  the official sampler (`pools.py`); one dataset draws nothing, so its samples are what they always were.
 - Official pytracking retries a sample whose processing marks it invalid. Here the check is pure
   geometry, done before any image is decoded: the target box mapped into the search crop must be at
   least 1 px wide and high with its centre inside the crop. After `MAX_TRIES` failed draws the last one
@@ -43,9 +45,9 @@ and training on the rest would silently bias the run.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import sys
-from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,7 +57,8 @@ import torch
 from torch.utils.data import Dataset
 
 from seqtrack_mlflow.config import ModelConfig, SamplingConfig
-from seqtrack_mlflow.datasets.base import DatasetFormatError, FrameError
+from seqtrack_mlflow.datasets.base import FrameError
+from seqtrack_mlflow.inputs.pools import Mix, SamplePool, cumulative, pick, usable
 from seqtrack_mlflow.inputs.processing import (
     CropWindow,
     box_to_crop,
@@ -64,14 +67,18 @@ from seqtrack_mlflow.inputs.processing import (
     load_crop,
     open_frame,
 )
+from seqtrack_mlflow.inputs.skips import (
+    MAX_DRAWS,
+    SKIP_LIMIT_FRACTION,
+    SKIP_LIMIT_MIN,
+    BadFramesError,
+    SkipCounter,
+)
 
 if TYPE_CHECKING:
     from seqtrack_mlflow.datasets.base import Sequence
 
 MAX_TRIES = 10  # draws per sample before falling back to an unjittered search crop
-MAX_DRAWS = 10  # draws per sample hitting undecodable frames before training stops
-SKIP_LIMIT_MIN = 10  # skipped draws an epoch may have on one process, at least ...
-SKIP_LIMIT_FRACTION = 0.01  # ... or this fraction of the process's share of the epoch
 GAP_STEP = 5  # official widening of the frame window when it holds no visible frame
 
 
@@ -79,20 +86,17 @@ class SamplingError(ValueError):
     """No training sample can be drawn from the given sequences (a data-selection mistake)."""
 
 
-class BadFramesError(DatasetFormatError):
-    """Training met more undecodable frames than the documented limit: one line naming the last one."""
-
-
 @dataclass(frozen=True)
 class SampleDraw:
     """Every random choice of one sample, so that turning it into pixels is deterministic."""
 
-    sequence: int  # index into TrainingSamples.sequences (the usable ones)
+    sequence: int  # index into the usable sequences of its dataset's pool (TrainingSamples.pools)
     frames: np.ndarray  # (num_templates + 1,) frame indices: templates first, search frame last
     search_box: np.ndarray  # (4,) jittered x, y, w, h (image pixels) the search crop is centred on
     flip: np.ndarray  # (num_templates + 1,) bool, one independent roll per crop, same order as frames
     gray: bool  # one roll for the whole sample
     brightness: np.ndarray  # (num_templates + 1,) per-crop brightness factor, same order as frames
+    dataset: int = 0  # index into TrainingSamples.pools (the mix's datasets)
 
 
 def is_usable(seq: Sequence, sampling: SamplingConfig) -> bool:
@@ -144,33 +148,50 @@ def target_in_crop(box_in_crop: np.ndarray, out_size: int) -> bool:
 
 
 def draw_sample(
-    sequences: list[Sequence],
+    sequences: Seq[Sequence],
     rng: np.random.Generator,
     num_templates: int,
     search_size: int,
     sampling: SamplingConfig,
 ) -> SampleDraw:
     """Draw sequence, frames, augmentation and search jitter, retrying when the target misses the crop."""
+    return draw_mixed((SamplePool("", sequences),), None, rng, num_templates, search_size, sampling)
+
+
+def draw_mixed(
+    pools: Seq[SamplePool],
+    cum: np.ndarray | None,
+    rng: np.random.Generator,
+    num_templates: int,
+    search_size: int,
+    sampling: SamplingConfig,
+) -> SampleDraw:
+    """`draw_sample` over a mix: each try first draws the dataset (`pools.pick`, nothing to draw for
+    one pool), as the official sampler does inside its retry loop. An image pool's frames are its one
+    image, three times."""
     draw = None
     for _ in range(MAX_TRIES):
-        seq_index = int(rng.integers(len(sequences)))
-        seq = sequences[seq_index]
-        frames = choose_frames(seq.visible, rng, sampling.max_interval, count=num_templates + 1)
+        dataset = pick(cum, rng)
+        pool = pools[dataset].sequences
+        seq_index = int(rng.integers(len(pool)))
+        seq = pool[seq_index]
+        if pools[dataset].images:
+            frames = np.zeros(num_templates + 1, dtype=np.int64)
+        else:
+            frames = choose_frames(seq.visible, rng, sampling.max_interval, count=num_templates + 1)
         gray = bool(rng.random() < sampling.grayscale_prob)
         flip = rng.random(num_templates + 1) < sampling.flip_prob
         gt = seq.boxes[frames[-1]]
         search_box = jitter_box(gt, rng, sampling.center_jitter, sampling.scale_jitter)
         b = sampling.brightness_jitter
         brightness = rng.uniform(max(0.0, 1.0 - b), 1.0 + b, size=num_templates + 1)
-        draw = SampleDraw(seq_index, frames, search_box, flip, gray, brightness)
+        draw = SampleDraw(seq_index, frames, search_box, flip, gray, brightness, dataset)
         window = crop_window(search_box, sampling.search_factor, search_size)
         if target_in_crop(box_to_crop(gt, window), search_size):
             return draw
     assert draw is not None
-    gt = sequences[draw.sequence].boxes[draw.frames[-1]]
-    return SampleDraw(
-        draw.sequence, draw.frames, gt.astype(np.float64), draw.flip, draw.gray, draw.brightness
-    )
+    gt = pools[draw.dataset].sequences[draw.sequence].boxes[draw.frames[-1]]
+    return dataclasses.replace(draw, search_box=gt.astype(np.float64))
 
 
 def _load(path: Path, window: CropWindow, reduced_decode: bool, out: np.ndarray, flip: bool) -> None:
@@ -237,7 +258,7 @@ class TrainingSamples(Dataset):
 
     def __init__(
         self,
-        sequences: list[Sequence],
+        sequences: list[Sequence] | Mix,
         model_cfg: ModelConfig,
         sampling: SamplingConfig,
         seed: int,
@@ -245,17 +266,25 @@ class TrainingSamples(Dataset):
         *,
         reduced_decode: bool = True,
     ) -> None:
-        usable = [s for s in sequences if is_usable(s, sampling)]
-        if not usable:
-            raise SamplingError(
-                f"none of the {len(sequences)} training sequences is usable: each needs >= "
-                f"{sampling.min_frames} frames and >= {sampling.min_visible} visible frames; "
-                "select more or longer sequences"
-            )
+        """`sequences`: one dataset's sequences, or a `Mix` of datasets drawn by their ratios (each
+        sample then also says which dataset it came from: `dataset`, in `mix` order)."""
+        self.mix = sequences if isinstance(sequences, Mix) else None
+        given = self.mix.pools if self.mix else (SamplePool("", sequences),)
+        pools = tuple(usable(pool, lambda s: is_usable(s, sampling)) for pool in given)
+        for pool, before in zip(pools, given, strict=True):
+            if not len(pool.sequences):
+                where = f" of {pool.name}" if self.mix else ""
+                raise SamplingError(
+                    f"none of the {len(before.sequences)} training sequences{where} is usable: each needs >= "
+                    f"{sampling.min_frames} frames and >= {sampling.min_visible} visible frames; "
+                    "select more or longer sequences"
+                )
         if samples_per_epoch < 1:
             raise SamplingError(f"samples_per_epoch={samples_per_epoch} is invalid: use a positive number")
-        self.sequences = usable
-        self.skipped = len(sequences) - len(usable)
+        self.pools = pools
+        self.cumulative = cumulative(pools)
+        self.sequences = pools[0].sequences  # the first dataset's usable sequences
+        self.skipped = sum(len(b.sequences) - len(p.sequences) for p, b in zip(pools, given, strict=True))
         self.model_cfg = model_cfg
         self.sampling = sampling
         self.seed = int(seed)
@@ -273,13 +302,11 @@ class TrainingSamples(Dataset):
         return np.random.default_rng([self.seed, self.epoch, index])
 
     def draw(self, index: int) -> SampleDraw:
-        return draw_sample(
-            self.sequences,
-            self.rng(index),
-            self.model_cfg.num_templates,
-            self.model_cfg.search_size,
-            self.sampling,
-        )
+        return self._draw(self.rng(index))
+
+    def _draw(self, rng: np.random.Generator) -> SampleDraw:
+        mc = self.model_cfg
+        return draw_mixed(self.pools, self.cumulative, rng, mc.num_templates, mc.search_size, self.sampling)
 
     def draw_rng(self, index: int, attempt: int) -> np.random.Generator:
         """Draw `attempt` of sample `index`: 0 is `rng(index)`, k > 0 the k-th redraw after bad frames."""
@@ -312,21 +339,16 @@ class TrainingSamples(Dataset):
         self, index: int, templates: np.ndarray, search: np.ndarray
     ) -> dict[str, np.ndarray | str]:
         """Sample `index`'s crops cut into `templates` and `search` (shaped as `crop_shapes`);
-        returns its other fields: search_box, brightness, gray, skipped, failed (arrays), bad_frame (str)."""
+        returns its other fields: search_box, brightness, gray, skipped, failed (arrays), bad_frame (str),
+        and for a mix `dataset`."""
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"sample index {index} out of range [0, {self.samples_per_epoch})")
         bad: FrameError | None = None
         for attempt in range(MAX_DRAWS):
-            draw = draw_sample(
-                self.sequences,
-                self.draw_rng(index, attempt),
-                self.model_cfg.num_templates,
-                self.model_cfg.search_size,
-                self.sampling,
-            )
+            draw = self._draw(self.draw_rng(index, attempt))
             try:
                 out = render_sample(
-                    self.sequences[draw.sequence],
+                    self.pools[draw.dataset].sequences[draw.sequence],
                     draw,
                     self.model_cfg,
                     self.sampling,
@@ -336,7 +358,7 @@ class TrainingSamples(Dataset):
             except FrameError as exc:
                 bad = exc
                 continue
-            return _fields(out, attempt, bad, failed=False)
+            return self._with_dataset(_fields(out, attempt, bad, failed=False), draw)
         templates[...] = 0
         search[...] = 0
         zeros = {
@@ -344,7 +366,15 @@ class TrainingSamples(Dataset):
             "brightness": np.ones(self.model_cfg.num_templates + 1, dtype=np.float32),
             "gray": np.array(False),
         }
-        return _fields(zeros, MAX_DRAWS, bad, failed=True)
+        return self._with_dataset(_fields(zeros, MAX_DRAWS, bad, failed=True), draw)
+
+    def _with_dataset(
+        self, fields: dict[str, np.ndarray | str], draw: SampleDraw
+    ) -> dict[str, np.ndarray | str]:
+        """A mix's samples say which dataset they came from (`dataset`, the trainer counts them)."""
+        if self.mix is not None:
+            fields["dataset"] = np.array(draw.dataset, dtype=np.int64)
+        return fields
 
 
 def _fields(
@@ -360,52 +390,6 @@ def _fields(
     }
 
 
-def _warn(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-class SkipCounter:
-    """One epoch's skipped draws on one process: warns once per bad file and stops past the limit.
-
-    `update(batch)` removes the bookkeeping keys (`skipped`, `bad_frame`, `failed`) from a collated
-    batch, leaving only the tensors the model takes.
-    """
-
-    def __init__(self, epoch: int, share: int, warn: Callable[[str], None] = _warn) -> None:
-        self.epoch = epoch
-        self.limit = max(SKIP_LIMIT_MIN, math.floor(SKIP_LIMIT_FRACTION * share))
-        self.count = 0
-        self.last = ""  # the last bad frame's message
-        self.warned: set[str] = set()
-        self.warn = warn
-
-    def update(self, batch: dict) -> None:
-        skipped = batch.pop("skipped", None)
-        bad_frames = batch.pop("bad_frame", ())
-        failed = batch.pop("failed", None)
-        if skipped is None:
-            return
-        self.count += int(skipped.sum())
-        messages = [m for m in bad_frames if m]
-        for message in messages:
-            if message not in self.warned:
-                self.warned.add(message)
-                self.warn(f"warning: skipped a training sample of epoch {self.epoch}: {message}")
-        self.last = messages[-1] if messages else self.last
-        last = self.last
-        if failed is not None and bool(failed.any()):
-            raise BadFramesError(
-                f"a training sample of epoch {self.epoch} found no decodable frames in {MAX_DRAWS} draws, "
-                f"the last {last}; find every bad frame with select_data -P verify_frames=true"
-            )
-        if self.count > self.limit:
-            raise BadFramesError(
-                f"epoch {self.epoch} skipped {self.count} training samples for undecodable frames, over "
-                f"the limit of {self.limit} (max({SKIP_LIMIT_MIN}, {SKIP_LIMIT_FRACTION:.0%} of the "
-                f"epoch)), the last {last}; find every bad frame with select_data -P verify_frames=true"
-            )
-
-
 __all__ = [
     "MAX_DRAWS",
     "MAX_TRIES",
@@ -417,6 +401,7 @@ __all__ = [
     "SamplingError",
     "TrainingSamples",
     "choose_frames",
+    "draw_mixed",
     "draw_sample",
     "is_usable",
     "jitter_box",

@@ -12,10 +12,13 @@ import torch
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig
 from seqtrack_mlflow.datasets.base import Sequence
+from seqtrack_mlflow.datasets.index import index_from_columns
+from seqtrack_mlflow.datasets.mix import index_columns
 from seqtrack_mlflow.datasets.selection import Selection, check_same_data, preflight, select
+from seqtrack_mlflow.evaluation import benchmarks
 from seqtrack_mlflow.evaluation.result_videos import write_result_videos
 from seqtrack_mlflow.evaluation.results import Scores, headline, score_sequences, write_report
-from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
+from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequences
 from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
 from seqtrack_mlflow.model.precision import check_precision
 from seqtrack_mlflow.model.references import resolve_checkpoint
@@ -59,6 +62,7 @@ def run_evaluate(
     select_data run whose index to evaluate on instead; `preset`: for an official file whose shapes
     should be checked against a named preset (inferred when unset)."""
     tracker_cfg.validate()
+    tracker_cfg = tracker_cfg.resolved()  # an unset update interval: the benchmark's official one
     if not checkpoint:
         raise ConfigError(
             "evaluate needs a checkpoint: pass -P checkpoint="
@@ -70,6 +74,12 @@ def run_evaluate(
     path, ckpt_run = resolve_checkpoint(checkpoint, output_dir / "downloads")
     trained = load_trained_weights(path, preset)
     data = evaluation_data(trained, given)
+    bench = benchmarks.BENCHMARKS.get(tracker_cfg.benchmark)
+    if bench is not None:
+        return _run_benchmark(
+            bench, checkpoint, path, ckpt_run, trained, tracker_cfg, data, device, output_dir, nested
+        )
+    data = dataclasses.replace(data, datasets="lasot", dataset_ratios=None)  # LaSOT's classes alone
     if data_run:
         resolve_data_run(data_run)  # before a run starts: a missing store or run is one line
     else:
@@ -91,6 +101,90 @@ def run_evaluate(
         if write_result_videos(sequences, out_dir / "results", out_dir / "videos", tracker_cfg.eval_videos):
             logger.log_artifacts(out_dir / "videos", "videos")
         return EvalResult(logger.run_id, scores.metrics, scores.rows, out_dir)
+
+
+def _run_benchmark(
+    bench: benchmarks.Benchmark,
+    checkpoint: str,
+    path: Path,
+    ckpt_run: str | None,
+    trained: TrainedWeights,
+    tracker_cfg: TrackerConfig,
+    data: DataConfig,
+    device: str,
+    output_dir: Path,
+    nested: bool,
+) -> EvalResult:
+    """`-P benchmark=` got10k_val, got10k_test, trackingnet_test or lasot_ext: that dataset split,
+    tracked whole, scored (or written for its server), logged."""
+    benchmarks.check(bench, data)
+    if bench.scoring == "server" and tracker_cfg.max_frames:
+        raise ConfigError(
+            f"benchmark={bench.name} sends every frame to its server: drop "
+            f"-P max_frames={tracker_cfg.max_frames}"
+        )
+    torch_device = pick_device(device)
+    with run_context("evaluate", nested=nested, system_metrics=False) as logger:
+        out_dir = output_dir / (logger.run_id or "offline")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        found = benchmarks.read(bench, data)
+        print(found.line(), flush=True)
+        sequences = list(found.sequences)
+        params = {"checkpoint": checkpoint, "data": None, "device": device, "output_dir": str(output_dir)}
+        _log_inputs(logger, params, trained, tracker_cfg, ckpt_run, torch_device)
+        logger.log_params({**dataclasses.asdict(data), **benchmarks.used_settings(bench, data)})
+        index = index_from_columns(index_columns(sequences))
+        logger.log_dataset(index, f"{bench.dataset}-{bench.split}", "evaluation")
+        tracker = SeqTrackTracker.from_weights(trained.model, trained.state_dict, tracker_cfg, torch_device)
+        if bench.scoring == "lasot":
+            scores = score_sequences(tracker, sequences, tracker_cfg, out_dir)
+            _report(
+                logger, scores.metrics, out_dir, write_report(scores, out_dir, bench.label), bench, path.name
+            )
+            return EvalResult(logger.run_id, scores.metrics, scores.rows, out_dir)
+        tracked = track_sequences(tracker, sequences, tracker_cfg.max_frames or 0, tracker_cfg.eval_batch)
+        if bench.scoring == "got10k":
+            metrics, rows, curve = benchmarks.score_got10k(sequences, tracked, out_dir)
+            report = [
+                benchmarks.write_rows(rows, out_dir / "per_sequence.csv"),
+                benchmarks.plot_got10k(curve, metrics["ao"], out_dir / "success_plot.png", bench.label),
+            ]
+            _report(logger, metrics, out_dir, report, bench, path.name)
+            return EvalResult(logger.run_id, metrics, rows, out_dir)
+        archive = benchmarks.write_submission(bench, sequences, tracked, out_dir)
+        rows = [
+            {"sequence": s.name, "frames": len(b), "fps": fps}
+            for s, (b, fps) in zip(sequences, tracked, strict=True)
+        ]
+        logger.log_artifact(benchmarks.write_rows(rows, out_dir / "per_sequence.csv"))
+        logger.log_artifact(archive)
+        line = f"{bench.label}: {len(rows)} sequences tracked; upload {archive} to {bench.server}"
+        print(line)
+        logger.describe(f"{line} (ground truth hidden: the server scores it)")
+        return EvalResult(logger.run_id, {}, rows, out_dir)
+
+
+def _report(
+    logger: RunLogger,
+    metrics: dict[str, float],
+    out_dir: Path,
+    report: list[Path],
+    bench: benchmarks.Benchmark,
+    checkpoint_name: str,
+) -> None:
+    """A scored benchmark's metrics, result files, table and plots; its console line and description."""
+    logger.log_metrics(metrics)
+    logger.log_artifacts(out_dir / "results", "results")
+    for artifact in report:
+        logger.log_artifact(artifact)
+    shown = "  ".join(
+        f"{k} {v:.2f}"
+        for k, v in metrics.items()
+        if k in ("auc", "precision", "norm_precision", "ao", "sr50", "sr75")
+    )
+    line = f"{bench.label}, {checkpoint_name}: {shown}  ({metrics.get('fps', 0.0):.1f} FPS)"
+    print(line)
+    logger.describe(line)
 
 
 def _split(selection: Selection, split: str) -> list[Sequence]:

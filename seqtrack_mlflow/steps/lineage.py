@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from seqtrack_mlflow.datasets.mix import LASOT, dataset_name, save_parts
 from seqtrack_mlflow.datasets.selection import Selection, load_selection, used_data_settings
 from seqtrack_mlflow.datasets.selection import save_index as write_index
 from seqtrack_mlflow.model.factory import TrainedWeights
@@ -32,6 +33,7 @@ def log_selection(
         {
             "data.source": selection.source,
             "data.classes": ",".join(selection.classes),
+            **({"data.datasets": ",".join(selection.data.mix)} if selection.parts else {}),
             **({DATA_RUN_TAG: selection.run_id} if selection.run_id else {}),
         }
     )
@@ -47,8 +49,12 @@ def log_selection(
     if save_index:
         index_dir = out_dir / "index"
         write_index(selection.index, index_dir)
+        save_parts(selection.parts, index_dir, write_index)  # index/<dataset>/ for each dataset of a mix
         logger.log_artifacts(index_dir, "index")
-    logger.log_dataset(selection.index, selection.name, context)
+    if LASOT in selection.data.mix:
+        logger.log_dataset(selection.index, selection.name, context)
+    for part in selection.parts:
+        logger.log_dataset(part.index, dataset_name(part), context)
 
 
 def checkpoint_tags(trained: TrainedWeights, ckpt_run: str | None, device: torch.device) -> dict[str, str]:

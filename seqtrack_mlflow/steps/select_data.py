@@ -33,8 +33,16 @@ def run_select_data(data: DataConfig, seed: int, output_dir: Path, *, nested: bo
         selection = select(data, seed, out_dir)
         log_selection(selection, logger, out_dir, context="training", save_index=True)
         totals = selection.summary["totals"]
-        logger.describe(
-            f"Selected {' + '.join(selection.classes)} (seed {seed}) from {selection.label}: "
+        others = ", ".join(
+            f"{p.label} {p.split} ({p.summary['sequences']} sequences)" for p in selection.parts
+        )
+        lasot = (
+            f"{' + '.join(selection.classes)} (seed {seed}) from {selection.dataset.label}: "
             f"{totals['train']['sequences']} training and {totals['test']['sequences']} test sequences"
         )
+        if not selection.classes:
+            lasot = f"{others} (seed {seed})"
+        elif others:
+            lasot += f"; with {others}"
+        logger.describe(f"Selected {lasot}")
         return SelectResult(logger.run_id, dataclasses.replace(selection, run_id=logger.run_id))

@@ -45,6 +45,7 @@ def run_track(
 ) -> TrackResult:
     """`preset`: for an official file whose shapes should be checked against a named preset."""
     tracker_cfg.validate()
+    tracker_cfg = tracker_cfg.resolved()  # an unset update interval: the benchmark's official one
     video.validate()
     if not video.video:
         raise ConfigError("track needs a video: pass -P video=<video file or folder of frames>")

@@ -16,6 +16,8 @@ from typing import Any
 import torch.distributed as dist
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, TrainSettings, resumed_settings
+from seqtrack_mlflow.datasets.base import Sequence
+from seqtrack_mlflow.datasets.mix import LASOT, is_mix
 from seqtrack_mlflow.datasets.selection import (
     Selection,
     check_same_data,
@@ -24,6 +26,7 @@ from seqtrack_mlflow.datasets.selection import (
     used_data_settings,
 )
 from seqtrack_mlflow.evaluation.predict import model_config, settings_from_params
+from seqtrack_mlflow.inputs.pools import Mix, SamplePool
 from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.model.factory import check_fits
@@ -226,11 +229,7 @@ def _train_in_run(
     settings = _with_data_of(
         settings, selection, fresh_from_data_run, seed_given=given.get("seed") is not None
     )
-    sequences = selection.sequences("train")
-    if not sequences:
-        raise ConfigError(
-            f"the classes {selection.classes} have no training sequences: choose other -P classes"
-        )
+    sequences = training_data(selection)
     _log_start(logger, settings, run_values, selection, ctx, out_dir)
     log_path = out_dir / LOG_FILE
     resumed = ckpt is not None and bool(logger.run_id)
@@ -260,6 +259,26 @@ def _train_in_run(
     if ctx.is_main:
         _log_tracker(logger, outcome, tracker or _run_tracker(logger, resumed))
     return TrainResult(logger.run_id, outcome, settings, selection, out_dir)
+
+
+def training_data(selection: Selection) -> list[Sequence] | Mix:
+    """What the trainer samples from: the LaSOT classes' training sequences (the default), or a `Mix`
+    of every dataset of `-P datasets`, each with its ratio."""
+    lasot = selection.sequences("train") if LASOT in selection.data.mix else []
+    if LASOT in selection.data.mix and not lasot:
+        raise ConfigError(
+            f"the classes {selection.classes} have no training sequences: choose other -P classes"
+        )
+    if not is_mix(selection.data):
+        return lasot
+    parts = {part.name: part for part in selection.parts}
+    pools = [
+        SamplePool(name, lasot, ratio)
+        if name == LASOT
+        else SamplePool(name, parts[name].sequences(selection.data), ratio, parts[name].images)
+        for name, ratio in zip(selection.data.mix, selection.data.ratios, strict=True)
+    ]
+    return Mix(tuple(pools))
 
 
 def _with_data_of(
@@ -309,7 +328,7 @@ def _log_end(
     logger.describe(
         f"Trained SeqTrack {settings.preset} (patch {settings.model.patch_size}, "
         f"{settings.model.num_tokens} tokens) for {settings.train.epochs} epochs of "
-        f"{settings.train.samples_per_epoch} samples on {' + '.join(selection.classes)} ({selection.label}): "
+        f"{settings.train.samples_per_epoch} samples on {_trained_on(selection)}: "
         f"final loss {outcome.final_loss:.3f}, IoU {outcome.final_iou:.3f}"
     )
     if not (ctx.is_main and logger.enabled):
@@ -347,6 +366,16 @@ def _log_tracker(logger: RunLogger, outcome: TrainOutcome, tracker: TrackerConfi
             file=sys.stderr,
             flush=True,
         )
+
+
+def _trained_on(selection: Selection) -> str:
+    """`airplane + guitar (synthetic LaSOT-format data)`, or the mix with its ratios."""
+    lasot = f"{' + '.join(selection.classes)} ({selection.label})"
+    if not is_mix(selection.data):
+        return lasot
+    labels = {part.name: part.label for part in selection.parts}
+    names = [lasot if name == LASOT else labels[name] for name in selection.data.mix]
+    return " + ".join(names) + f" at ratios {':'.join(f'{r:g}' for r in selection.data.ratios)}"
 
 
 def _select_once(

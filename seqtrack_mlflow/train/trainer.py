@@ -24,6 +24,7 @@ from seqtrack_mlflow.config import TrainConfig, TrainSettings
 from seqtrack_mlflow.datasets.base import Sequence
 from seqtrack_mlflow.inputs.batches import make_loader
 from seqtrack_mlflow.inputs.photometric import model_inputs
+from seqtrack_mlflow.inputs.pools import Mix
 from seqtrack_mlflow.inputs.sampling import SkipCounter, TrainingSamples
 from seqtrack_mlflow.model.factory import build_model
 from seqtrack_mlflow.model.seqtrack import SeqTrack, logging_iou, sequence_loss
@@ -98,7 +99,7 @@ class Trainer:
     def __init__(
         self,
         settings: TrainSettings,
-        sequences: list[Sequence],
+        sequences: list[Sequence] | Mix,
         out_dir: Path,
         ctx: DistContext,
         dataset_info: dict[str, Any],
@@ -130,6 +131,7 @@ class Trainer:
         self.elapsed_before = 0.0
         self.history = History()
         self.skipped_samples = 0  # draws the last epoch skipped for undecodable frames (all processes)
+        self.dataset_samples: list[int] = []  # a mix: the last epoch's samples per dataset (all processes)
         # Dropout must differ across ranks; model init above is identical on every rank.
         torch.manual_seed(tc.seed + 1000003 * ctx.rank)
         self.net: torch.nn.Module = (
@@ -205,9 +207,11 @@ class Trainer:
                 if self.ctx.is_main:
                     metrics = {"epoch_loss": loss, "epoch_iou": iou, **rates}
                     metrics["skipped_samples"] = self.skipped_samples  # draws skipped for bad frames
+                    metrics.update(self._mix_metrics())
                     self.callbacks.on_epoch_end(epoch, metrics, epoch * tc.samples_per_epoch)
                     self.log.write(
                         [f"Epoch {epoch} done : loss {loss:.4f} , IoU {iou:.4f} , lr {rates['lr']:.2e}"]
+                        + self._mix_lines(epoch)
                     )
                     ckpt = self.checkpoint(epoch, loss, iou, time.perf_counter() - start)
                     ckpt_path = checkpoints.save(
@@ -215,6 +219,20 @@ class Trainer:
                     )
                     self.callbacks.on_checkpoint(ckpt_path, epoch)
         return TrainOutcome(tc.epochs, loss, iou, ckpt_path, self.history)
+
+    def _mix_metrics(self) -> dict[str, float]:
+        """A mix's `samples_<dataset>` metrics: how many of the epoch's samples each dataset gave."""
+        if self.dataset.mix is None:
+            return {}
+        return {f"samples_{n}": c for n, c in zip(self.dataset.mix.names, self.dataset_samples, strict=True)}
+
+    def _mix_lines(self, epoch: int) -> list[str]:
+        if self.dataset.mix is None:
+            return []
+        counts = " , ".join(
+            f"{n} {c}" for n, c in zip(self.dataset.mix.names, self.dataset_samples, strict=True)
+        )
+        return [f"Epoch {epoch} samples per dataset : {counts}"]
 
     def _stopped(self, epoch: int, progress: Progress, stop: StopRequest, start: float) -> None:
         """Write the state so far (rank 0) and raise `Interrupted` with the line that says where it is."""
@@ -258,8 +276,12 @@ class Trainer:
         )
         autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=tc.amp)
         skips = SkipCounter(epoch, share)  # bad frames: warn, count, stop past the limit (sampling.py)
+        pools = len(self.dataset.pools)
+        per_dataset = torch.tensor(progress.datasets or [0] * pools, dtype=torch.float64)  # a mix's counts
         for step, batch in enumerate(loader, start=rank_done // tc.batch_size + 1):
             skips.update(batch)
+            if "dataset" in batch:
+                per_dataset += torch.bincount(batch.pop("dataset"), minlength=pools)
             templates, search = model_inputs(batch, ctx.device)  # uint8 -> normalised, on the device
             tokens = box_to_tokens(batch["search_box"].to(ctx.device), mc.search_size, mc.bins)
             inputs, targets = teacher_forcing(tokens, mc.bins)
@@ -311,10 +333,11 @@ class Trainer:
                 window_start, window_done = now, done
             if done < tc.samples_per_epoch and _any_rank(stop.requested, ctx):
                 bar.close()
-                return Progress(done, total.tolist(), window.tolist(), window_done)
+                return Progress(done, total.tolist(), window.tolist(), window_done, per_dataset.tolist())
         bar.close()
         skipped = torch.tensor([skips.count], device=ctx.device, dtype=torch.float64)
         self.skipped_samples = int(all_sum(skipped, ctx).item())
+        self.dataset_samples = [int(c) for c in all_sum(per_dataset.to(ctx.device), ctx).tolist()]
         total += window
         loss_sum, iou_sum, count = all_sum(total, ctx).tolist()
         return loss_sum / max(count, 1), iou_sum / max(count, 1)
@@ -329,6 +352,7 @@ class Progress:
     total: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     window: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     window_done: int = 0
+    datasets: list[float] = field(default_factory=list)  # a mix: samples per dataset so far
 
 
 def _any_rank(flag: bool, ctx: DistContext) -> bool:

@@ -48,6 +48,7 @@ def run_pipeline(
     """`model_name`: the Model Registry name the train run's tracker is registered under ("none": not)."""
     RunConfig(model_name=model_name).validate()
     seed = settings.train.seed
+    tracker_cfg = tracker_cfg.resolved()  # an unset update interval: the benchmark's official one
     # Refuse what cannot run before any run starts (the train step prints the estimate itself).
     check_run_cost(settings.model, settings.train, pick_device(settings.train.device))
     with run_context("main") as parent:

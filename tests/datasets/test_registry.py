@@ -36,9 +36,11 @@ def test_format_table_aligns_columns_under_the_header() -> None:
 
 
 def test_lists_every_registered_dataset_with_its_root_and_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("LASOT_ROOT", raising=False)
+    for var in ("LASOT_ROOT", "GOT10K_ROOT", "TRACKINGNET_ROOT", "COCO_ROOT", "LASOT_EXT_ROOT"):
+        monkeypatch.delenv(var, raising=False)
     rows = _rows()
-    assert list(rows) == registry.names() == ["lasot", "synthetic"]
+    names = ["lasot", "synthetic", "got10k", "trackingnet", "coco", "lasot_ext"]
+    assert list(rows) == registry.names() == names
     name, fmt, root_from, found, protocol = rows["lasot"]
     assert fmt == "LaSOT" and protocol == "LaSOT OPE: AUC, P, P_norm"
     assert root_from == "local: lasot_root / $LASOT_ROOT; hub: cache_dir / $SEQTRACK_CACHE"
@@ -47,6 +49,11 @@ def test_lists_every_registered_dataset_with_its_root_and_protocol(monkeypatch: 
     assert (fmt, root_from) == ("LaSOT", "synthetic: cache_dir / $SEQTRACK_CACHE")
     assert protocol == "LaSOT OPE: AUC, P, P_norm"
     assert found == "no (generated when first used)"
+    name, fmt, root_from, found, protocol = rows["got10k"]
+    assert (fmt, root_from, found) == ("GOT-10k", "local: got10k_root / $GOT10K_ROOT", "no")
+    assert protocol.startswith("GOT-10k: AO, SR0.5, SR0.75")
+    assert rows["trackingnet"][2] == "local: trackingnet_root / $TRACKINGNET_ROOT"
+    assert rows["coco"][1:3] == ["COCO 2017", "local: coco_root / $COCO_ROOT"]
 
 
 def test_found_follows_lasot_root_and_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,6 +87,14 @@ def test_registry_lookup() -> None:
     assert registry.SOURCES == ("auto", "local", "hub", "synthetic")
     # The `source` setting takes whatever the registry serves (no second list in the settings).
     assert not next(s for s in declared_settings() if s.name == "source").choices
-    assert registry.root_settings() == [("lasot_root", "LASOT_ROOT"), ("cache_dir", "SEQTRACK_CACHE")]
-    with pytest.raises(DataSourceError, match="unknown dataset 'got10k': registered are lasot, synthetic"):
-        registry.get("got10k")
+    assert registry.root_settings() == [
+        ("lasot_root", "LASOT_ROOT"),
+        ("cache_dir", "SEQTRACK_CACHE"),
+        ("got10k_root", "GOT10K_ROOT"),
+        ("trackingnet_root", "TRACKINGNET_ROOT"),
+        ("coco_root", "COCO_ROOT"),
+        ("lasot_ext_root", "LASOT_EXT_ROOT"),
+    ]
+    registered = "registered are lasot, synthetic, got10k, trackingnet, coco, lasot_ext"
+    with pytest.raises(DataSourceError, match=f"unknown dataset 'vot': {registered}"):
+        registry.get("vot")
