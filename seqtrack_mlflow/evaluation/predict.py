@@ -73,8 +73,9 @@ class TrackRequest:
 
 
 def model_config(cfg: TrackerConfig) -> dict[str, Any]:
-    """The tracker settings a logged model keeps (its MLflow model config)."""
-    values = dataclasses.asdict(cfg)
+    """The tracker settings a logged model keeps (its MLflow model config), the update interval resolved
+    (unset = the benchmark's official one): a served model tracks with the numbers it was scored with."""
+    values = dataclasses.asdict(cfg.resolved())
     return {name: values[name] for name in MODEL_SETTINGS}
 
 
@@ -83,6 +84,7 @@ def tracker_config(values: Mapping[str, Any]) -> TrackerConfig:
     try:
         cfg = TrackerConfig(**{k: v for k, v in values.items() if k in MODEL_SETTINGS})
         cfg.validate()
+        cfg = cfg.resolved()
     except (TypeError, ConfigError) as exc:
         raise ConfigError(
             f"the model config {dict(values)} is unusable ({exc}): fix the value given at load time"
