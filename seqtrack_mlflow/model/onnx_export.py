@@ -171,8 +171,9 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, io_names, d
 
 
 def export_onnx(model: SeqTrack, out_dir: Path) -> OnnxExport:
-    """Write the two graphs and the JSON into `out_dir` (created; files there of an earlier export are
-    replaced), each graph checked with `onnx.checker`. The model's train/eval mode is left as it was."""
+    """Write the two graphs and the JSON into `out_dir`, each graph checked with `onnx.checker`. They
+    are written beside it first and `out_dir` is created (or an earlier export there replaced) only
+    when they are whole. The model's train/eval mode is left as it was."""
     require_packages("exporting to ONNX", ("onnx", "onnxscript"))
     import onnx
 
@@ -191,8 +192,10 @@ def export_onnx(model: SeqTrack, out_dir: Path) -> OnnxExport:
     past = [torch.zeros(layers, batch, heads, 2, head_dim, device=device) for _ in "kv"]
     b = torch.export.Dim("batch", min=1, max=4096)
     p = torch.export.Dim("past", min=0, max=decoder.max_len - 1)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with _eval_mode(model), tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} is a file: give a folder to export into")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _eval_mode(model), tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".export-") as tmp:
         staged = Path(tmp)
         _export(EncoderGraph(model), (templates, search), staged / ENCODER_FILE, ENCODER_IO, ({0: b}, {0: b}))
         dynamic = ({0: b}, {1: b}, {1: b}, {1: b, 3: p}, {1: b, 3: p})
@@ -213,6 +216,8 @@ def export_onnx(model: SeqTrack, out_dir: Path) -> OnnxExport:
             "decoder_step": {"file": DECODER_FILE, "inputs": DECODER_IO[0], "outputs": DECODER_IO[1]},
         }
         (staged / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        out_dir.mkdir(exist_ok=True)
+        (out_dir / INFO_FILE).unlink(missing_ok=True)  # an earlier export's, until the new one is whole
         for name in (ENCODER_FILE, DECODER_FILE, INFO_FILE):  # the JSON last: it marks a whole export
             shutil.move(staged / name, out_dir / name)
     (out_dir / ENCODER_INT8_FILE).unlink(missing_ok=True)  # quantised from an earlier encoder
