@@ -25,6 +25,7 @@ import hashlib
 import importlib
 import io
 import json
+import logging
 import shutil
 import tempfile
 import warnings
@@ -44,8 +45,10 @@ DECODER_FILE = "decoder_step.onnx"
 INFO_FILE = "seqtrack_onnx.json"
 FORMAT = "seqtrack-onnx"
 FORMAT_VERSION = 1
-# 18: LayerNormalization is one op (since 17) and onnxruntime 1.16+ runs every op of it.
-OPSET = 18
+# 23: attention (F.scaled_dot_product_attention) exports as one Attention op, GELU as Gelu (opset 20),
+# LayerNorm as LayerNormalization (17): onnxruntime runs each as one kernel. Measured on the b256
+# encoder against opset 18's MatMul/Softmax/Erf decomposition: int8 about 17% faster, fp32 about 6%.
+OPSET = 23
 ENCODER_IO = (("templates", "search"), ("memory_k", "memory_v"))
 DECODER_IO = (("token", "memory_k", "memory_v", "past_k", "past_v"), ("logits", "present_k", "present_v"))
 INSTALL_HINT = "pip install -e '.[onnx]'"
@@ -244,6 +247,23 @@ def read_export(folder: Path) -> OnnxExport:
     return export
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantiser suggests its shape pre-processing through the root logger (which would
+    also configure logging for the whole process); that pre-processing does not know opset 23's
+    Attention op, so the note is dropped, and logging left as it was."""
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()  # a handler present: logging.warning() configures nothing
+    root.addHandler(placeholder)
+    previous = root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+        root.removeHandler(placeholder)
+
+
 def quantize_encoder(export: OnnxExport) -> Path:
     """`encoder.int8.onnx` (written once, then reused): onnxruntime's dynamic quantisation of the
     encoder graph, int8 weights per output channel, activations quantised per call (as
@@ -256,7 +276,7 @@ def quantize_encoder(export: OnnxExport) -> Path:
 
     with tempfile.TemporaryDirectory(dir=export.folder, prefix=".quantize-") as tmp:
         staged = Path(tmp) / ENCODER_INT8_FILE
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_root_logger():
             warnings.simplefilter("ignore")
             quantize_dynamic(
                 export.encoder,
