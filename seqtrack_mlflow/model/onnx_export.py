@@ -26,6 +26,7 @@ import importlib
 import io
 import json
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -37,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError, ModelConfig
+from .precision import INT8_LAYERS
 from .seqtrack import SeqTrack
 
 ENCODER_FILE = "encoder.onnx"
@@ -52,6 +54,7 @@ OPSET = 23
 ENCODER_IO = (("templates", "search"), ("memory_k", "memory_v"))
 DECODER_IO = (("token", "memory_k", "memory_v", "past_k", "past_v"), ("logits", "present_k", "present_v"))
 INSTALL_HINT = "pip install -e '.[onnx]'"
+NAME_SCOPES = "pkg.torch.onnx.name_scopes"  # the module path torch.onnx.export records on each node
 
 
 def missing_packages(names: tuple[str, ...] = ("onnx", "onnxscript", "onnxruntime")) -> list[str]:
@@ -264,16 +267,40 @@ def _quiet_root_logger():
         root.removeHandler(placeholder)
 
 
+def vit_linear_nodes(graph_path: Path) -> list[str]:
+    """The MatMul nodes of the ViT blocks' linear layers (qkv, proj, fc1, fc2: `precision.INT8_LAYERS`),
+    found by the module path the exporter records on every node (`pkg.torch.onnx.name_scopes`)."""
+    import onnx
+
+    graph = onnx.load(str(graph_path), load_external_data=False)
+    pattern = re.compile(r"model\.encoder\.blocks\.\d+\.\w+\.(" + "|".join(INT8_LAYERS) + r")")
+    return [
+        node.name
+        for node in graph.graph.node
+        if node.op_type == "MatMul"
+        and any(p.key == NAME_SCOPES and pattern.search(p.value) for p in node.metadata_props)
+    ]
+
+
 def quantize_encoder(export: OnnxExport) -> Path:
     """`encoder.int8.onnx` (written once, then reused): onnxruntime's dynamic quantisation of the
-    encoder graph, int8 weights per output channel, activations quantised per call (as
-    `eval_precision=int8` does in PyTorch, `model/precision.py`)."""
+    encoder graph's ViT linear layers, as `eval_precision=int8` in PyTorch (`model/precision.py`):
+    int8 weights per output channel, activations quantised per call (uint8, 8 bits: this onnxruntime
+    kernel has no 16-bit saturation to avoid). The bridge to the decoder stays float32 (quantising it
+    too moved the b256 memory further from fp32 and saved no time). Tried and left out on the b256
+    encoder: one weight scale per matrix or 7-bit weights (reduce_range), no faster; uint8 weights,
+    slower."""
     target = export.encoder_int8
     if target.is_file():
         return target
     require_packages("eval_precision=int8 with backend=onnx", ("onnx", "onnxruntime"))
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    nodes = vit_linear_nodes(export.encoder)
+    if not nodes:
+        raise ConfigError(
+            f"{export.encoder} has no ViT linear layers to quantise: export again with export-onnx"
+        )
     with tempfile.TemporaryDirectory(dir=export.folder, prefix=".quantize-") as tmp:
         staged = Path(tmp) / ENCODER_INT8_FILE
         with warnings.catch_warnings(), _quiet_root_logger():
@@ -283,7 +310,8 @@ def quantize_encoder(export: OnnxExport) -> Path:
                 staged,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
-                op_types_to_quantize=["MatMul", "Gemm"],
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=nodes,
             )
         shutil.move(staged, target)
     return target
@@ -303,5 +331,6 @@ __all__ = [
     "quantize_encoder",
     "read_export",
     "require_packages",
+    "vit_linear_nodes",
     "weights_digest",
 ]
