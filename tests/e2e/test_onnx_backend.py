@@ -1,5 +1,6 @@
-"""`evaluate --backend onnx` end to end, in processes of their own: the checkpoint exported into the
-cache, run by onnxruntime, scored as PyTorch's run (the fast tests are tests/model/test_onnx_export.py)."""
+"""`evaluate` and `track` with `--backend onnx` end to end, in processes of their own: the checkpoint
+exported into the cache, run by onnxruntime, with PyTorch's boxes and scores (the fast tests are
+tests/model/test_onnx_export.py)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,21 @@ def test_evaluate_with_onnxruntime_scores_as_pytorch(
     )
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(list(cache.glob("*/encoder.int8.onnx"))) == 1 and len(list(cache.iterdir())) == 1
+
+
+def test_track_with_onnxruntime_follows_the_torch_boxes(
+    tiny_ckpt: Path, clip: Path, sequence, tmp_path: Path, mlflow_uri: str
+):
+    """`track --backend onnx` on a user's clip: the boxes PyTorch's tracker finds (within 0.01 px)."""
+    boxes = {}
+    for backend in ("torch", "onnx"):
+        args = ["track", "--video", str(clip), "--box", sequence[1], "--checkpoint", str(tiny_ckpt)]
+        args += ["--device", "cpu", "--output_dir", str(tmp_path / backend), "--backend", backend]
+        done = subprocess.run(
+            [sys.executable, "-m", "seqtrack_mlflow.cli", *args], capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        (found,) = (tmp_path / backend).glob("*/boxes.txt")
+        boxes[backend] = np.loadtxt(found, delimiter=",")
+    assert len(boxes["onnx"]) == len(sequence[0])
+    np.testing.assert_allclose(boxes["onnx"], boxes["torch"], atol=0.01)
