@@ -1,17 +1,18 @@
 """The onnxruntime backend (`-P backend=onnx`): the exported graphs (`model/onnx_export.py`) behind the
 tracker's runner seam (`evaluation/runners.py`), and the cache of exports.
 
-Sessions: every graph optimisation onnxruntime has (level ALL: constant folding, LayerNorm/GELU/
-attention fusions), intra-op threads = torch's thread count (the physical cores by default, so both
-backends get the same cores), one inter-op thread. CPU execution provider, or CUDA's where the
-device is a GPU and onnxruntime-gpu is installed (inputs and outputs then travel through host memory:
-the decoder's per-step tensors are small). `eval_precision=int8` runs the dynamically quantised
-encoder graph one sample at a time, as PyTorch's int8 path does: activation scales are per call, so a
-sample's result never depends on which sequences share its batch.
+Sessions: every graph optimisation onnxruntime has (level ALL: constant folding, operator fusions,
+weight layouts for its CPU kernels), intra-op threads = torch's thread count (the physical cores by
+default, so both backends get the same cores), one inter-op thread. CPU execution provider, or CUDA's
+where the device is a GPU and onnxruntime-gpu is installed (inputs and outputs then travel through
+host memory: the decoder's per-step tensors are small). `eval_precision=int8` runs the dynamically
+quantised encoder graph one sample at a time, as PyTorch's int8 path does: activation scales are per
+call, so a sample's result never depends on which sequences share its batch.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqtrack_mlflow.config import ConfigError
 from seqtrack_mlflow.datasets.cache import COMPLETE_MARKER, default_cache_dir, publish
 from seqtrack_mlflow.model.onnx_export import (
     OnnxExport,
@@ -36,14 +38,19 @@ CACHE_SUBDIR = "onnx"
 
 def cached_export(model: SeqTrack, cache_root: Path | None = None) -> OnnxExport:
     """The export of `model`'s weights in the cache (`$SEQTRACK_CACHE/onnx/<digest>`): reused when
-    there, else written under a temporary name and published whole (`datasets.cache.publish`)."""
+        there, else written under a temporary name and published whole (`datasets.cache.publish`). A
+    damaged export, or one of an older format version, is replaced."""
     digest = weights_digest(model)
     root = (cache_root or default_cache_dir()) / CACHE_SUBDIR
     target = root / digest[:32]
     if (target / COMPLETE_MARKER).is_file():
-        export = read_export(target)
-        if export.info.get("weights_sha256") == digest:
+        try:
+            export = read_export(target)
+        except ConfigError:  # damaged, or of an older format version: export again
+            export = None
+        if export is not None and export.info.get("weights_sha256") == digest:
             return export
+        shutil.rmtree(target)
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".export-") as tmp:
         staged = Path(tmp) / "export"
