@@ -77,7 +77,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from seqtrack_mlflow.evaluation.tracker import TrackerError
     from seqtrack_mlflow.inputs.processing import CropWindowError
     from seqtrack_mlflow.inputs.sampling import SamplingError
-    from seqtrack_mlflow.model.factory import OfficialCheckpointError, PretrainedError
+    from seqtrack_mlflow.model.factory import OfficialCheckpointError, PretrainedError, WeightsError
     from seqtrack_mlflow.tracking import TrackingError
     from seqtrack_mlflow.train.checkpoints import CheckpointError
     from seqtrack_mlflow.video.source import VideoError
@@ -96,6 +96,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         MetricsError,
         OfficialCheckpointError,
         VideoError,
+        WeightsError,
     )
 
 
@@ -312,6 +313,25 @@ def track_cmd(**kw: Any) -> None:
     )
     files = ", ".join(f"{f.name} ({_size(f.stat().st_size)})" for f in tracked.files)
     click.echo(f"{result.out_dir}/: {files}  (MLflow run {result.run_id})")
+
+
+@main.command("export-onnx")
+@click.option(
+    "--checkpoint", required=True, help="a checkpoint file, runs:/ URI or train run id (as evaluate)"
+)
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="folder to write into")
+@click.option("--preset", default=None, help="check an official file's shapes against this preset")
+@click.option("--int8", is_flag=True, help="also write encoder.int8.onnx (dynamic int8, onnxruntime)")
+@user_facing
+def export_onnx_cmd(checkpoint: str, out: Path, preset: str | None, int8: bool) -> None:
+    """Export a checkpoint's model as ONNX: encoder.onnx (templates + search -> the decoder's memory
+    keys/values), decoder_step.onnx (one cached greedy step) and seqtrack_onnx.json; `-P backend=onnx`
+    does this by itself (README, "Use the tracker")."""
+    from seqtrack_mlflow.steps.export_onnx import run_export_onnx
+
+    export = run_export_onnx(checkpoint, out, preset=preset, int8=int8)
+    files = sorted(p for p in export.folder.iterdir() if p.is_file())
+    click.echo(f"{export.folder}/: " + ", ".join(f"{f.name} ({_size(f.stat().st_size)})" for f in files))
 
 
 def _size(n: int) -> str:

@@ -311,6 +311,15 @@ class TrackerConfig(Validated):
         choices=("fp32", "int8", "bf16"),
         check=(lambda v: v in ("fp32", "int8", "bf16"), "fp32, int8 or bf16"),
     )
+    backend: str = setting(
+        "torch",
+        "what runs the model when tracking: torch (PyTorch) or onnx (the model exported to ONNX, run by "
+        "onnxruntime; eval_precision fp32 or int8; needs pip install -e '.[onnx]')",
+        steps=("main", "evaluate", "track"),
+        choices=("torch", "onnx"),
+        sweep=False,
+        check=(lambda v: v in ("torch", "onnx"), "torch or onnx"),
+    )
     eval_videos: int = setting(
         2,
         "test sequences drawn as videos/<sequence>.gif (predicted and true boxes), the first ones; 0 = none",
@@ -324,6 +333,19 @@ class TrackerConfig(Validated):
         if self.update_interval is not None:
             return self
         return dataclasses.replace(self, update_interval=OFFICIAL_UPDATE_INTERVALS[self.benchmark])
+
+    def validate(self) -> None:
+        """The declared checks, and the precisions each backend has."""
+        check_fields(self)
+        self.check_backend_precision()
+
+    def check_backend_precision(self) -> None:
+        """bf16 has no onnxruntime path (its encoder is float32 or dynamically quantised int8)."""
+        if self.backend == "onnx" and self.eval_precision == "bf16":
+            raise ConfigError(
+                "eval_precision=bf16 has no onnxruntime path: use eval_precision=int8 or fp32 with "
+                "backend=onnx, or backend=torch for bf16"
+            )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ the crop corner is rounded to whole pixels (at most half an image pixel apart).
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from collections.abc import Mapping
@@ -33,8 +34,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from seqtrack_mlflow.config import ConfigError, ModelConfig, TrackerConfig, replace
+from seqtrack_mlflow.config import ModelConfig, TrackerConfig
 from seqtrack_mlflow.datasets.base import DECODE_ERRORS, FrameError, frame_error
+from seqtrack_mlflow.evaluation.runners import Runner, make_runner
 from seqtrack_mlflow.inputs import jpeg
 from seqtrack_mlflow.inputs.processing import (
     CropWindow,
@@ -45,10 +47,9 @@ from seqtrack_mlflow.inputs.processing import (
     normalize,
     open_frame,
 )
-from seqtrack_mlflow.model.factory import build_model
-from seqtrack_mlflow.model.precision import with_precision
+from seqtrack_mlflow.model.factory import WeightsError, model_from_weights
 from seqtrack_mlflow.model.seqtrack import SeqTrack
-from seqtrack_mlflow.model.tokens import hann_window, tokens_to_box
+from seqtrack_mlflow.model.tokens import greedy_decode, hann_window, tokens_to_box
 
 if TYPE_CHECKING:
     from seqtrack_mlflow.datasets.base import Sequence
@@ -157,7 +158,8 @@ class SeqTrackTracker:
     track several sequences in lockstep, one batched encode + decode per frame for all of them, each
     with its own `TrackState` (templates, box, template updates). Both go through `step`, so a sequence
     gets the same boxes alone or in a batch up to the float rounding of batched matrix products.
-    `cfg.eval_precision` (fp32, int8, bf16) runs the encoder at that precision (`model.precision`).
+    The model runs behind a `Runner` (`evaluation/runners.py`): `cfg.backend` torch (the encoder at
+    `cfg.eval_precision`, `model.precision`) or onnx (onnxruntime); `runner` given: that one.
     """
 
     def __init__(
@@ -166,6 +168,7 @@ class SeqTrackTracker:
         cfg: TrackerConfig,
         device: torch.device | str = "cpu",
         use_cache: bool = True,
+        runner: Runner | None = None,
     ) -> None:
         cfg = cfg.resolved()  # an unset update interval: the benchmark's official one
         if cfg.update_interval < 1:
@@ -175,9 +178,10 @@ class SeqTrackTracker:
                 f"eval_search_factor={cfg.eval_search_factor}, "
                 f"eval_template_factor={cfg.eval_template_factor}: both must be positive"
             )
-        self.device = torch.device(device)
         self.precision = cfg.eval_precision
-        self.model = with_precision(model.to(self.device).eval(), self.precision, self.device)
+        self.runner = runner or make_runner(model, cfg, device, use_cache)
+        self.device = self.runner.device
+        self.model = model
         self.cfg = cfg
         self.use_cache = use_cache
         self.window = hann_window(model.cfg.bins).to(self.device) if cfg.window_penalty else None
@@ -214,24 +218,9 @@ class SeqTrackTracker:
     ) -> SeqTrackTracker:
         """Rebuild the model from its settings and weights (as `train.checkpoints.load` returns them)."""
         try:
-            model_cfg = replace(model_cfg, pretrained="none")
-            model_cfg.validate()
-        except (TypeError, ConfigError) as exc:
-            raise TrackerError(
-                f"checkpoint model config is unusable ({exc}): use a checkpoint from training"
-            ) from None
-        model = build_model(model_cfg)
-        # Checkpoints written from a DDP- or compile-wrapped model carry a prefix on every key.
-        state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state_dict.items()}
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()
-            detail = first[1].strip() if len(first) > 1 else first[0]
-            raise TrackerError(
-                f"checkpoint weights do not fit its model config ({detail[:200]}): "
-                "use an unmodified checkpoint from training"
-            ) from None
+            model = model_from_weights(model_cfg, state_dict)
+        except WeightsError as exc:
+            raise TrackerError(str(exc)) from None
         return cls(model, cfg, device)
 
     def _to_tensor(self, crop: np.ndarray) -> torch.Tensor:
@@ -280,8 +269,9 @@ class SeqTrackTracker:
         else:
             templates = torch.cat([t.templates for t in tracks])
             batch_search = torch.cat(search)
-        memory = self.model.encode(templates, batch_search)
-        tokens, confidences = self.model.decode_greedy(memory, self.window, use_cache=self.use_cache)
+        encoded = self.runner.encode(templates, batch_search)
+        step = functools.partial(self.runner.decode_step, encoded)
+        tokens, confidences = greedy_decode(step, len(tracks), mc.bins, self.window, self.device)
         out = []
         for i, (track, frame, window) in enumerate(zip(tracks, frames, windows, strict=True)):
             track.frame_id += 1

@@ -112,6 +112,24 @@ class DecoderLayer(nn.Module):
             cache_k[:, :, step : step + 1] = k
             cache_v[:, :, step : step + 1] = v
             attn = self.self_attn.attend(q, cache_k[:, :, : step + 1], cache_v[:, :, : step + 1])
+        return self._after_self_attention(x, attn, query_pos, memory_kv)
+
+    def step_with_past(
+        self, x: Tensor, query_pos: Tensor, memory_kv: tuple[Tensor, Tensor], past: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The cached step with a growing cache instead of a buffer written in place: x (B, 1, dim) is
+        the token after the `past` K/V (B, heads, P, hd); returns its output and the K/V of all P + 1
+        tokens. What the ONNX decoder graph runs (no in-place writes, P may be 0); same arithmetic."""
+        q, k = self.self_attn.project(x + query_pos, 0, 2)
+        v = self.self_attn.project(x, 2)
+        k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        attn = self.self_attn.attend(q, k, v)
+        return self._after_self_attention(x, attn, query_pos, memory_kv), (k, v)
+
+    def _after_self_attention(
+        self, x: Tensor, attn: Tensor, query_pos: Tensor, memory_kv: tuple[Tensor, Tensor]
+    ) -> Tensor:
+        """Residual + norm, cross-attention to the memory, FFN: the rest of the layer."""
         x = self.norm1(x + self.dropout(attn))
         q = self.cross_attn.project(x + query_pos, 0)
         x = self.norm2(x + self.dropout(self.cross_attn.attend(q, *memory_kv)))
@@ -172,6 +190,20 @@ class BoxDecoder(nn.Module):
         for layer, kv, layer_cache in zip(self.layers, memory_kv, cache, strict=True):
             x = layer(x, query_pos, kv, layer_cache, position)
         return self.norm(x)
+
+    def step_with_past(
+        self, token: Tensor, memory_kv: list[tuple[Tensor, Tensor]], past: list[tuple[Tensor, Tensor]]
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """`step` with growing per-layer caches (`DecoderLayer.step_with_past`): the token's position is
+        the cache length. Returns the hidden state (B, 1, dim) and the caches one token longer."""
+        position = past[0][0].shape[2]
+        x = self.embed(token)
+        query_pos = self.query_pos.weight[position : position + 1]
+        present = []
+        for layer, kv, layer_past in zip(self.layers, memory_kv, past, strict=True):
+            x, layer_present = layer.step_with_past(x, query_pos, kv, layer_past)
+            present.append(layer_present)
+        return self.norm(x), present
 
 
 class MLP(nn.Module):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,34 @@ def load_trained_weights(path: Path, preset: str | None) -> TrainedWeights:
     )
 
 
+class WeightsError(ValueError):
+    """Trained weights that cannot be rebuilt into a model: one line naming the problem and the fix."""
+
+
+def model_from_weights(model_cfg: ModelConfig, state_dict: Mapping[str, Tensor]) -> SeqTrack:
+    """The model of `model_cfg` with these weights (`TrainedWeights.model` / `.state_dict`), in train
+    mode like any fresh module. Keys written from a DDP- or compile-wrapped model lose their prefix."""
+    try:
+        model_cfg = dataclasses.replace(model_cfg, pretrained="none")
+        model_cfg.validate()
+    except (TypeError, ConfigError) as exc:
+        raise WeightsError(
+            f"checkpoint model config is unusable ({exc}): use a checkpoint from training"
+        ) from None
+    model = build_model(model_cfg)
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise WeightsError(
+            f"checkpoint weights do not fit its model config ({detail[:200]}): "
+            "use an unmodified checkpoint from training"
+        ) from None
+    return model
+
+
 def check_fits(ckpt: checkpoints.Checkpoint, path: Path) -> None:
     """Refuse a checkpoint whose weights do not fit its own model config before any model is built
     (checked on the meta device: a 17 KB file claiming ViT-L costs nothing), for evaluation and resume."""
@@ -237,9 +266,11 @@ __all__ = [
     "PretrainedError",
     "PretrainedReport",
     "TrainedWeights",
+    "WeightsError",
     "build_model",
     "is_official_checkpoint",
     "load_trained_weights",
+    "model_from_weights",
     "official_preset_shapes",
     "official_shapes",
     "read_official",

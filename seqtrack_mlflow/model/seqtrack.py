@@ -10,6 +10,9 @@ official way; same result). A model with weights (pretrained, trained, official)
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,10 +21,16 @@ from ..config import ModelConfig
 from .decoder import MLP, BoxDecoder, MemoryBridge
 from .encoder import ViTEncoder
 from .pretrained import PretrainedReport
-from .tokens import choose_token, cxcywh_to_xyxy
+from .tokens import NUM_COORDS, cxcywh_to_xyxy, greedy_decode
 
 SPECIAL_TOKEN_WEIGHT = 0.01  # official CE weight of END and START
-NUM_COORDS = 4  # (cx, cy, w, h)
+
+
+class DecoderInput(NamedTuple):
+    """One encoded batch as the decoding steps read it (`SeqTrack.decoder_input`)."""
+
+    memory: Tensor  # (B, Ns, decoder_dim)
+    memory_kv: list[tuple[Tensor, Tensor]] | None  # per layer (B, heads, Ns, hd); None: no cache
 
 
 class SeqTrack(nn.Module):
@@ -58,6 +67,27 @@ class SeqTrack(nn.Module):
         """input_tokens (B, 5) = [START, cx, cy, w, h] -> logits (B, 5, vocab)."""
         return self.decode(self.encode(templates, search), input_tokens)
 
+    def decoder_input(self, memory: Tensor, use_cache: bool = True) -> DecoderInput:
+        """What the decoding steps of one encoded batch read: the memory and, with the cache, the
+        cross-attention K/V of every layer, computed once."""
+        kv = self.decoder.memory_kv(memory, self.bridge.pos) if use_cache else None
+        return DecoderInput(memory, kv)
+
+    def decode_step(
+        self, inputs: DecoderInput, prefix: Tensor, cache: list[tuple[Tensor, Tensor]] | None
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]] | None]:
+        """One greedy step (`tokens.DecodeStep`): the tokens so far (B, n) -> the next token's logits
+        (B, vocab). With the memory K/V: the last token only, through the per-layer self-attention
+        cache (allocated at the first step, filled in place); without: the whole prefix again."""
+        if inputs.memory_kv is None:
+            hidden = self.decoder(prefix, inputs.memory, self.bridge.pos)[:, -1]
+            return self.head(hidden), None
+        if cache is None:
+            cache = self.decoder.new_cache(prefix.shape[0], inputs.memory)
+        position = prefix.shape[1] - 1
+        hidden = self.decoder.step(prefix[:, position:], position, inputs.memory_kv, cache)[:, -1]
+        return self.head(hidden), cache
+
     @torch.no_grad()
     def decode_greedy(
         self, memory: Tensor, window: Tensor | None = None, use_cache: bool = True
@@ -69,24 +99,9 @@ class SeqTrack(nn.Module):
         token's probability under a softmax over the whole vocabulary, windowed for cx and cy; ten
         times their sum is the official template-update score.
         """
-        bins = self.cfg.bins
-        batch = memory.shape[0]
-        seq = torch.full((batch, NUM_COORDS + 1), self.cfg.start_token, device=memory.device)
-        confidences = memory.new_empty(batch, NUM_COORDS, dtype=torch.float32)
-        if window is not None:
-            window = window.to(device=memory.device, dtype=torch.float32).reshape(-1)[:bins]
-        if use_cache:
-            memory_kv = self.decoder.memory_kv(memory, self.bridge.pos)
-            cache = self.decoder.new_cache(batch, memory)
-        for step in range(NUM_COORDS):
-            if use_cache:
-                hidden = self.decoder.step(seq[:, step : step + 1], step, memory_kv, cache)[:, -1]
-            else:
-                hidden = self.decoder(seq[:, : step + 1], memory, self.bridge.pos)[:, -1]
-            token, confidence = choose_token(self.head(hidden), bins, window if step < 2 else None)
-            seq[:, step + 1] = token
-            confidences[:, step] = confidence
-        return seq[:, 1:], confidences
+        inputs = self.decoder_input(memory, use_cache)
+        step = functools.partial(self.decode_step, inputs)
+        return greedy_decode(step, memory.shape[0], self.cfg.bins, window, memory.device)
 
     def param_groups(self, lr: float, encoder_lr_mult: float, weight_decay: float) -> list[dict]:
         """AdamW groups: encoder at lr * encoder_lr_mult (official 0.1), the rest at lr; both decayed."""
@@ -131,6 +146,8 @@ def _box_iou(a: Tensor, b: Tensor) -> Tensor:
 
 
 __all__ = [
+    "NUM_COORDS",
+    "DecoderInput",
     "SeqTrack",
     "count_parameters",
     "logging_iou",

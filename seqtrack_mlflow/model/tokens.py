@@ -23,10 +23,18 @@ decode to its boxes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
 PIXEL_CENTRE = 0.5  # continuous coordinate of pixel 0's centre; labels count from pixel centres
+NUM_COORDS = 4  # (cx, cy, w, h)
+
+# One decoder step: (tokens so far (B, n), the step's cache or None at the first step) -> the next
+# token's logits (B, vocab) and the cache to hand to the next step.
+DecodeStep = Callable[[Tensor, Any], tuple[Tensor, Any]]
 
 
 def _xywh_to_xyxy(box: Tensor) -> Tensor:
@@ -110,9 +118,31 @@ def choose_token(logits: Tensor, bins: int, window: Tensor | None = None) -> tup
     return token.squeeze(-1), confidence.squeeze(-1)
 
 
+def greedy_decode(
+    step: DecodeStep, batch: int, bins: int, window: Tensor | None = None, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor]:
+    """The official greedy decoding, over any one-step decoder (PyTorch's or an ONNX graph's): four
+    steps from START -> tokens (B, 4) in [0, bins) and their confidences (B, 4) (`choose_token`; the
+    window, when given, on cx and cy only). START is bins + 1."""
+    seq = torch.full((batch, NUM_COORDS + 1), bins + 1, device=device)
+    confidences = torch.empty(batch, NUM_COORDS, dtype=torch.float32, device=device)
+    if window is not None:
+        window = window.to(device=device, dtype=torch.float32).reshape(-1)[:bins]
+    cache = None
+    for index in range(NUM_COORDS):
+        logits, cache = step(seq[:, : index + 1], cache)
+        token, confidence = choose_token(logits, bins, window if index < 2 else None)
+        seq[:, index + 1] = token
+        confidences[:, index] = confidence
+    return seq[:, 1:], confidences
+
+
 __all__ = [
+    "NUM_COORDS",
+    "DecodeStep",
     "box_to_tokens",
     "choose_token",
+    "greedy_decode",
     "cxcywh_to_xyxy",
     "hann_window",
     "teacher_forcing",

@@ -18,9 +18,9 @@ from seqtrack_mlflow.datasets.selection import Selection, check_same_data, prefl
 from seqtrack_mlflow.evaluation import benchmarks
 from seqtrack_mlflow.evaluation.result_videos import write_result_videos
 from seqtrack_mlflow.evaluation.results import Scores, headline, score_sequences, write_report
+from seqtrack_mlflow.evaluation.runners import check_backend
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequences
 from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
-from seqtrack_mlflow.model.precision import check_precision
 from seqtrack_mlflow.model.references import resolve_checkpoint
 from seqtrack_mlflow.steps.lineage import checkpoint_tags, log_selection, selection_from_run
 from seqtrack_mlflow.tracking import RunLogger, resolve_data_run, run_context
@@ -70,7 +70,7 @@ def run_evaluate(
         )
     given = data_override or {}
     torch_device = pick_device(device)
-    check_precision(tracker_cfg.eval_precision, torch_device)  # one line, before a run starts
+    check_backend(tracker_cfg, torch_device)  # one line, before a run starts
     path, ckpt_run = resolve_checkpoint(checkpoint, output_dir / "downloads")
     trained = load_trained_weights(path, preset)
     data = evaluation_data(trained, given)

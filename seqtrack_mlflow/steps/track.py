@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from seqtrack_mlflow.config import ConfigError, TrackerConfig, VideoConfig, parse_box, step_settings
+from seqtrack_mlflow.evaluation.runners import check_backend
 from seqtrack_mlflow.evaluation.track_video import TrackedVideo, check_first_box, track_video
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
-from seqtrack_mlflow.model.precision import check_precision
 from seqtrack_mlflow.model.references import resolve_checkpoint
 from seqtrack_mlflow.steps.lineage import checkpoint_tags
 from seqtrack_mlflow.tracking import RunLogger, run_context
@@ -60,7 +60,7 @@ def run_track(
     with open_video(Path(video.video).expanduser(), video.fps) as source:
         check_first_box(box, source, video.box)
         torch_device = pick_device(device)
-        check_precision(tracker_cfg.eval_precision, torch_device)
+        check_backend(tracker_cfg, torch_device)
         path, ckpt_run = resolve_checkpoint(checkpoint, output_dir / "downloads")
         trained = load_trained_weights(path, preset)
         tracker = SeqTrackTracker.from_weights(trained.model, trained.state_dict, tracker_cfg, torch_device)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from seqtrack_mlflow.config import RunConfig, TrackerConfig, TrainSettings
 from seqtrack_mlflow.datasets.selection import Selection, used_data_settings
+from seqtrack_mlflow.evaluation.runners import check_backend
 from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data
@@ -50,7 +51,10 @@ def run_pipeline(
     seed = settings.train.seed
     tracker_cfg = tracker_cfg.resolved()  # an unset update interval: the benchmark's official one
     # Refuse what cannot run before any run starts (the train step prints the estimate itself).
-    check_run_cost(settings.model, settings.train, pick_device(settings.train.device))
+    device = pick_device(settings.train.device)
+    check_run_cost(settings.model, settings.train, device)
+    tracker_cfg.validate()
+    check_backend(tracker_cfg, device)  # an evaluation that cannot run is refused before the training
     with run_context("main") as parent:
         parent.set_tags({"seqtrack.git_commit": git_commit(), "seqtrack.preset": settings.preset})
         selected = run_select_data(settings.data, seed, output_dir, nested=True)
