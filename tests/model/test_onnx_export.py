@@ -12,6 +12,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from factories import small_settings
 
 from seqtrack_mlflow.cli import main
 from seqtrack_mlflow.config import ConfigError, TrackerConfig
@@ -27,6 +28,7 @@ from seqtrack_mlflow.model.onnx_export import (
     read_export,
     weights_digest,
 )
+from seqtrack_mlflow.workflows.main import run_pipeline
 
 INSTALL = "pip install -e '.[onnx]'"
 
@@ -190,6 +192,10 @@ def test_without_onnxruntime_backend_onnx_is_refused_naming_the_extra(
         f"error: backend=onnx needs onnxruntime (not installed): {INSTALL}"
     ]
     assert not out.exists() and not (tmp_path / "mlruns").exists()  # refused before any run
+    # main: before the data selection and the training, not after them.
+    with pytest.raises(ConfigError, match="backend=onnx needs onnxruntime"):
+        run_pipeline(small_settings(1), TrackerConfig(backend="onnx"), output_dir=out)
+    assert not out.exists() and not (tmp_path / "mlruns").exists()
 
 
 def test_export_onnx_without_the_exporter_is_refused_naming_the_extra(
