@@ -18,11 +18,19 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     ConfigError line for anything else (3 or 5 numbers, words, nan, a size of 0 or less)."""
     parts = [p.strip() for p in str(text).split(",")]
     try:
-        values = [float(p) for p in parts]
+        box = valid_box([float(p) for p in parts])
     except ValueError:
-        values = []
-    if len(values) != 4 or not all(math.isfinite(v) for v in values) or min(values[2:]) <= 0:
+        box = None
+    if box is None:
         raise ConfigError(f"box={text!r} is invalid: use {BOX_FIX}")
+    return box
+
+
+def valid_box(values: list[float]) -> tuple[float, float, float, float] | None:
+    """The one rule for a first box, from the CLI or a served request: 4 finite numbers with w, h > 0
+    -> (x, y, w, h); None otherwise (each caller says why in its own words)."""
+    if len(values) != 4 or not all(math.isfinite(v) for v in values) or min(values[2:]) <= 0:
+        return None
     x, y, w, h = values
     return x, y, w, h
 

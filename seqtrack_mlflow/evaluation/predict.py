@@ -33,6 +33,7 @@ from PIL import Image
 
 from seqtrack_mlflow.config import ConfigError, TrackerConfig
 from seqtrack_mlflow.config.declare import fields_of
+from seqtrack_mlflow.config.video import valid_box
 from seqtrack_mlflow.datasets.base import DECODE_ERRORS
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.factory import load_trained_weights
@@ -144,13 +145,12 @@ def parse_box(value: Any) -> tuple[float, float, float, float]:
     parts = value.split(",") if isinstance(value, str) else value
     parts = parts.tolist() if isinstance(parts, np.ndarray) else parts
     try:
-        numbers = [float(v) for v in parts] if isinstance(parts, (list, tuple)) else []
+        box = valid_box([float(v) for v in parts]) if isinstance(parts, (list, tuple)) else None
     except (TypeError, ValueError):
-        numbers = []
-    if len(numbers) != 4 or not all(math.isfinite(v) for v in numbers) or min(numbers[2:]) <= 0:
+        box = None
+    if box is None:
         raise PredictInputError(f"box={_shown(value)} is invalid: {BOX_FIX}")
-    x, y, w, h = numbers
-    return x, y, w, h
+    return box
 
 
 def parse_request(model_input: Any) -> TrackRequest:
