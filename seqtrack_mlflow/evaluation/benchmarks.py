@@ -32,6 +32,7 @@ from seqtrack_mlflow.datasets import got10k, registry
 from seqtrack_mlflow.datasets.base import Sequence, frame_size
 from seqtrack_mlflow.datasets.local import SplitRead
 from seqtrack_mlflow.evaluation import got10k_metrics
+from seqtrack_mlflow.evaluation.results import overall_fps
 
 GOT10K_SERVER = "http://got-10k.aitestunion.com/submit_instructions"
 TRACKINGNET_SERVER = "the TrackingNet evaluation server linked from https://tracking-net.org (test set)"
@@ -99,7 +100,6 @@ def score_got10k(
     """Toolkit-layout result files, per-sequence rows and the overall metrics (in percent) of GOT-10k val;
     also the success curve (fractions, 101 thresholds)."""
     ious, rows = [], []
-    frames = seconds = 0.0
     for seq, (boxes, fps) in zip(sequences, tracked, strict=True):
         n = len(boxes)
         write_toolkit_results(seq, boxes, fps, out_dir / "results", "%.3f")
@@ -116,11 +116,9 @@ def score_got10k(
                 "fps": fps,
             }
         )
-        if fps > 0:
-            frames, seconds = frames + n - 1, seconds + (n - 1) / fps
     overall = got10k_metrics.summarize(ious)
     metrics = {k: 100.0 * float(overall[k]) for k in ("ao", "sr50", "sr75")}
-    metrics["fps"] = frames / seconds if seconds > 0 else 0.0
+    metrics["fps"] = overall_fps(tracked)
     return metrics, rows, np.asarray(overall["success_curve"])
 
 

@@ -5,6 +5,7 @@ evaluate step logs what this returns."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,19 @@ def write_result_file(boxes: np.ndarray, path: Path) -> Path:
     return path
 
 
+def overall_fps(tracked: Seq[tuple[np.ndarray, float]]) -> float:
+    """All tracked frames (the first of each sequence is given, not tracked) over the total tracking
+    time: each sequence's fps is its frames over its share of the time."""
+    frames = sum(len(boxes) - 1 for boxes, fps in tracked if fps > 0)
+    seconds = sum((len(boxes) - 1) / fps for boxes, fps in tracked if fps > 0)
+    return frames / seconds if seconds > 0 else 0.0
+
+
 def score_sequences(tracker: SeqTrackTracker, sequences: list, cfg: TrackerConfig, out_dir: Path) -> Scores:
     """Track `sequences` (up to eval_batch in lockstep), write `results/<seq>.txt`, and score them."""
     rows: list[dict[str, Any]] = []
     by_class: dict[str, list[dict]] = {}
     baseline: list[dict] = []
-    frames = seconds = 0.0
     # A row's fps is its frames over its share of the batched steps' time, so the overall fps below is
     # all tracked frames over the total tracking time.
     tracked = track_sequences(tracker, sequences, cfg.max_frames or 0, cfg.eval_batch)
@@ -60,13 +68,10 @@ def score_sequences(tracker: SeqTrackTracker, sequences: list, cfg: TrackerConfi
                 "fps": fps,
             }
         )
-        if fps > 0:
-            frames += n - 1
-            seconds += (n - 1) / fps
     all_curves = [c for cs in by_class.values() for c in cs]
     overall = summarize(all_curves)
     metrics = {k: float(overall[k]) for k in HEADLINE}
-    metrics["fps"] = frames / seconds if seconds > 0 else 0.0
+    metrics["fps"] = overall_fps(tracked)
     first_box = summarize(baseline)
     metrics.update({f"first_box_{k}": float(first_box[k]) for k in HEADLINE})
     for cls, cs in by_class.items():
