@@ -11,6 +11,8 @@ than 0), opened by `run_context`, and to the lookups here. Its parts:
     outbox_check  that record read as untrusted input (a folder from anywhere): checked before sending
     logger      RunLogger: metrics buffered and sent by a thread, other calls queued while offline
     runs        run_context: start/attach a run, end it FAILED/KILLED/FINISHED, online or not
+    experiment  where runs land: the experiment (described, marked model training) and the store
+    closing     the console's first and last MLflow lines (pure): UI command, run ids, checkpoints
     sync        `seqtrack-mlflow sync`: replay a run's outbox to the store the user names
     ownership   one process per run: owned_run (claim, heartbeat, release)
     owner       the owner token, and whether its process still lives on this machine
@@ -30,6 +32,8 @@ from seqtrack_mlflow.tracking.artifacts import (
     run_params,
     split_runs_uri,
 )
+from seqtrack_mlflow.tracking.closing import closing_lines, start_line
+from seqtrack_mlflow.tracking.experiment import Placement, run_placement
 from seqtrack_mlflow.tracking.health import HEALTH, Health, fail_fast_http, final_wait_s, probe_every_s
 from seqtrack_mlflow.tracking.logger import DESCRIPTION_TAG, RunLogger
 from seqtrack_mlflow.tracking.outbox import Outbox, apply_op
@@ -66,11 +70,13 @@ __all__ = [
     "Health",
     "Heartbeat",
     "Outbox",
+    "Placement",
     "RunLogger",
     "RunNotUploaded",
     "TrackingError",
     "apply_op",
     "claim_run",
+    "closing_lines",
     "download",
     "download_registered_checkpoint",
     "download_selection",
@@ -91,8 +97,10 @@ __all__ = [
     "resolve_data_run",
     "run_context",
     "run_params",
+    "run_placement",
     "same_param",
     "split_runs_uri",
+    "start_line",
     "store_uri",
     "sync_run_folder",
 ]

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import mlflow
 
+from seqtrack_mlflow.tracking.closing import start_line
+from seqtrack_mlflow.tracking.experiment import mark_experiment
 from seqtrack_mlflow.tracking.health import fail_fast_http, say
 from seqtrack_mlflow.tracking.logger import RunLogger
 from seqtrack_mlflow.tracking.store import TrackingError, store_uri
@@ -53,6 +55,8 @@ def run_context(
     logger = RunLogger(run.info.run_id)
     status = "FINISHED"
     try:
+        if not nested:  # the console's first MLflow line: where the run (and its children) land
+            say(start_line(mark_experiment(run.info.experiment_id)))
         yield logger
     except (KeyboardInterrupt, Interrupted) as exc:
         # Stopped by a signal, not failed: KILLED. The tag survives `mlflow run`'s launcher, which
