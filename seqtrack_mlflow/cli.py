@@ -115,6 +115,7 @@ def select_data_cmd(**kw: Any) -> None:
         f"selected {', '.join(selection.classes)} from {selection.source}: {selection.summary['totals']}"
         f"  (MLflow run {result.run_id})"
     )
+    echo_closing(("select_data", result.run_id))
 
 
 @main.command("train", epilog=ENVIRONMENT_EPILOG)
@@ -134,6 +135,7 @@ def train_cmd(**kw: Any) -> None:
     )
     if result.outcome.checkpoint:
         click.echo(f"checkpoint: {result.outcome.checkpoint}  (MLflow run {result.run_id})")
+        echo_closing(("train", result.run_id), train_run_id=result.run_id, checkpoint=result.checkpoint_ref)
 
 
 @main.command("evaluate", epilog=ENVIRONMENT_EPILOG)
@@ -144,7 +146,7 @@ def evaluate_cmd(**kw: Any) -> None:
     from seqtrack_mlflow.steps.evaluate import run_evaluate
 
     run = run_config(kw)
-    run_evaluate(
+    result = run_evaluate(
         run.checkpoint or "",
         tracker_config(kw),
         data_override=given_settings(kw, "evaluate", DataConfig),
@@ -153,6 +155,7 @@ def evaluate_cmd(**kw: Any) -> None:
         device=kw["device"],
         output_dir=Path(run.output_dir),
     )
+    echo_closing(("evaluate", result.run_id))
 
 
 @main.command("track", epilog=ENVIRONMENT_EPILOG)
@@ -182,6 +185,7 @@ def track_cmd(**kw: Any) -> None:
     )
     files = ", ".join(f"{f.name} ({_size(f.stat().st_size)})" for f in tracked.files)
     click.echo(f"{result.out_dir}/: {files}  (MLflow run {result.run_id})")
+    echo_closing(("track", result.run_id))
 
 
 @main.command("export-onnx")
@@ -227,6 +231,35 @@ def main_cmd(**kw: Any) -> None:
         )
     )
     _echo_registered(result.registered)
+    trained = result.train
+    echo_closing(
+        ("main", result.run_id),
+        [
+            ("select_data", result.data_run_id),
+            ("train", trained.run_id),
+            ("evaluate", result.evaluation.run_id),
+        ],
+        train_run_id=trained.run_id,
+        checkpoint=trained.checkpoint_ref,
+    )
+
+
+def echo_closing(
+    run: tuple[str, str | None],
+    nested: list[tuple[str, str | None]] | None = None,
+    *,
+    train_run_id: str | None = None,
+    checkpoint: str | None = None,
+) -> None:
+    """A run's last lines: the UI command, experiment, run ids, checkpoints and download command."""
+    from seqtrack_mlflow.tracking import closing_lines, run_placement
+
+    where = run_placement(run[1]) if run[1] else None
+    if where is None:
+        return
+    folder = f"runs:/{train_run_id}/checkpoints/" if train_run_id else None
+    for line in closing_lines(where, run, nested or [], folder, checkpoint if folder else None):
+        click.echo(line)
 
 
 def _echo_registered(registered: RegisteredTracker | None) -> None:
@@ -266,6 +299,13 @@ def sweep_cmd(**kw: Any) -> None:
         f"AUC {result.best_value:.2f} ({best})"
     )
     _echo_registered(result.registered)
+    best = [t for t in result.trials if t.number == result.best_number]
+    best_train = best[0].train_run_id if best else result.registered.run_id if result.registered else None
+    echo_closing(
+        ("sweep", result.run_id),
+        [(f"trial-{result.best_number}-train (best)", best_train)],
+        train_run_id=best_train,
+    )
 
 
 @main.command("mlproject")

@@ -79,9 +79,13 @@ def mark_experiment(experiment_id: str) -> Placement:
     return Placement(experiment.name, experiment.experiment_id, shown_uri(uri), is_default_store(uri))
 
 
-def run_placement(run_id: str) -> Placement:
-    """Where run `run_id` is: its experiment and this process's store."""
+def run_placement(run_id: str) -> Placement | None:
+    """Where run `run_id` is: its experiment and this process's store; None when the store does not say
+    (it went away after the run ended: the closing lines are a courtesy, not worth an error)."""
     client = MlflowClient()
-    experiment = client.get_experiment(client.get_run(run_id).info.experiment_id)
+    try:
+        experiment = client.get_experiment(client.get_run(run_id).info.experiment_id)
+    except Exception:  # noqa: BLE001 - any store failure means the same: nothing to point at
+        return None
     uri = mlflow.get_tracking_uri()
     return Placement(experiment.name, experiment.experiment_id, shown_uri(uri), is_default_store(uri))

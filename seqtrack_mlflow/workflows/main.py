@@ -2,8 +2,9 @@
 
 As in an MLflow multistep project, each step hands its output on by reference: `train` and
 `evaluate` take the select_data run's index (`data=<run id>`), `evaluate` takes the train run's
-checkpoint by its `runs:/` URI, so every run shows its lineage. Last, the train run's tracker (its
-MLflow model) is registered as a new version of `model_name` in the Model Registry.
+checkpoint by its `runs:/` URI, so every run shows its lineage. The parent holds the headline metrics
+(with `first_box_auc`), the dataset summary and the evaluation's plots. Last, the train run's tracker
+(its MLflow model) is registered as a new version of `model_name` in the Model Registry.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from seqtrack_mlflow.tracking import (
 )
 from seqtrack_mlflow.train.distributed import pick_device
 
-HEADLINE_METRICS = ("auc", "precision", "norm_precision", "fps")
+HEADLINE_METRICS = ("auc", "precision", "norm_precision", "fps", "first_box_auc")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class PipelineResult:
     train: TrainResult
     evaluation: EvalResult
     registered: RegisteredTracker | None = None  # None: model_name=none, or a warning said why
+    data_run_id: str | None = None  # the nested select_data run
 
 
 def run_pipeline(
@@ -80,6 +82,7 @@ def run_pipeline(
             nested=True,
         )
         parent.log_metrics({k: evaluation.metrics[k] for k in HEADLINE_METRICS})
+        _log_results(parent, selection, evaluation)
         m = evaluation.metrics
         parent.describe(
             f"{what}: AUC {m['auc']:.1f}, P {m['precision']:.1f}, P_norm {m['norm_precision']:.1f} "
@@ -95,7 +98,15 @@ def run_pipeline(
         )
         tags = {"seqtrack.main_run_id": parent.run_id or "", "auc": f"{m['auc']:.2f}"}
         registered = register_run_tracker(parent, trained.run_id, model_name, tags)
-        return PipelineResult(parent.run_id, trained, evaluation, registered)
+        return PipelineResult(parent.run_id, trained, evaluation, registered, selected.run_id)
+
+
+def _log_results(parent: RunLogger, selection: Selection, evaluation: EvalResult) -> None:
+    """The dataset summary and the evaluation's plots on the parent too: its page shows the result."""
+    for path in selection.summary_paths:
+        parent.log_artifact(path, "data")
+    for plot in sorted(evaluation.out_dir.glob("*.png")):
+        parent.log_artifact(plot, "evaluation")
 
 
 def _log_inputs(
