@@ -1,4 +1,5 @@
-"""`main` in process (about a minute: the slow tier): the parent run's own results and the lines the pipeline ends with."""
+"""`main` in process (about a minute: the slow tier): the parent run's own results and the lines the
+pipeline ends with."""
 
 import shutil
 from pathlib import Path
