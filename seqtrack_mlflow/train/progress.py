@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 
 def format_hms(seconds: float) -> str:
-    """H:MM:SS with hours unbounded (a 30-hour epoch prints 30:00:00, not '1 day, ...')."""
+    """H:MM:SS with hours unbounded (a 30-hour epoch prints 30:00:00, not '1 day, ...'); under a second,
+    hundredths (0:00:00.42): a small model's 50 samples take less than a second, and 0:00:00 says nothing."""
+    if 0 < seconds < 0.995:
+        return f"0:00:{seconds:05.2f}"
     total = max(0, int(round(seconds)))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)

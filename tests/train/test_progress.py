@@ -7,6 +7,21 @@ def test_format_hms_keeps_hours_unbounded() -> None:
     assert format_hms(30 * 3600 + 7) == "30:00:07"
 
 
+def test_format_hms_shows_hundredths_under_a_second() -> None:
+    assert format_hms(0.42) == "0:00:00.42"
+    assert format_hms(0.004) == "0:00:00.00" and format_hms(0.996) == "0:00:01"
+    assert format_hms(1.4) == "0:00:01"  # a second or more: whole seconds, as the official format
+
+
+def test_a_fast_report_keeps_its_meaning_with_sub_second_precision() -> None:
+    # tiny's batch of 16: a report every 48 or 64 samples, the time line still for 50 samples
+    r = Report(1, 64, 3200, 64, 0.64, 0.64, 0.64, 64, 4.0, 0.03, 50)
+    lines = report_lines(r)
+    assert lines[1] == "time for last 50 samples : 0:00:00.50 hours"  # 0.01 s/sample x 50
+    assert lines[2] == "time since beginning : 0:00:00.64 hours"
+    assert report_metrics(r)["time_last_50_samples_s"] == 0.5  # the metric holds the same figure
+
+
 def test_report_lines_match_design_format() -> None:
     r = Report(
         epoch=2,
