@@ -230,7 +230,6 @@ def main_cmd(**kw: Any) -> None:
             if k in ("auc", "precision", "norm_precision")
         )
     )
-    _echo_registered(result.registered)
     trained = result.train
     echo_closing(
         ("main", result.run_id),
@@ -241,6 +240,7 @@ def main_cmd(**kw: Any) -> None:
         ],
         train_run_id=trained.run_id,
         checkpoint=trained.checkpoint_ref,
+        registered=result.registered,
     )
 
 
@@ -250,27 +250,21 @@ def echo_closing(
     *,
     train_run_id: str | None = None,
     checkpoint: str | None = None,
+    registered: RegisteredTracker | None = None,
 ) -> None:
-    """A run's last lines: the UI command, experiment, run ids, checkpoints and download command."""
-    from seqtrack_mlflow.tracking import closing_lines, run_placement
+    """A run's last lines: the UI command, experiment, run ids, checkpoints and download command; a
+    registered tracker and the command to try it with."""
+    from seqtrack_mlflow.tracking import closing_lines, registered_lines, run_placement
 
     where = run_placement(run[1]) if run[1] else None
-    if where is None:
-        return
-    folder = f"runs:/{train_run_id}/checkpoints/" if train_run_id else None
-    for line in closing_lines(where, run, nested or [], folder, checkpoint if folder else None):
+    model = (registered.uri, registered.run_id) if registered else None
+    if where is None:  # the store did not answer: the registered tracker, if any, all the same
+        lines = registered_lines(*model) if model else []
+    else:
+        folder = f"runs:/{train_run_id}/checkpoints/" if train_run_id else None
+        lines = closing_lines(where, run, nested or [], folder, checkpoint if folder else None, model)
+    for line in lines:
         click.echo(line)
-
-
-def _echo_registered(registered: RegisteredTracker | None) -> None:
-    """The closing lines of main and sweep: the registered tracker and the command to try it with."""
-    if registered is None:
-        return
-    click.echo(f"registered model: {registered.uri} (train run {registered.run_id})")
-    click.echo(
-        "try it: mlflow run . --env-manager local -e track -P video=<your video> -P box=x,y,w,h "
-        f"-P checkpoint={registered.uri}"
-    )
 
 
 @main.command("sweep", epilog=ENVIRONMENT_EPILOG)
@@ -298,13 +292,13 @@ def sweep_cmd(**kw: Any) -> None:
         f"sweep run {result.run_id}: best trial {result.best_number} of study {result.study_name}, "
         f"AUC {result.best_value:.2f} ({best})"
     )
-    _echo_registered(result.registered)
-    best = [t for t in result.trials if t.number == result.best_number]
-    best_train = best[0].train_run_id if best else result.registered.run_id if result.registered else None
+    ran = [t.train_run_id for t in result.trials if t.number == result.best_number]  # this process's
+    best_train = ran[0] if ran else result.registered.run_id if result.registered else None
     echo_closing(
         ("sweep", result.run_id),
         [(f"trial-{result.best_number}-train (best)", best_train)],
         train_run_id=best_train,
+        registered=result.registered,
     )
 
 

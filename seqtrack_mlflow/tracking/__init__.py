@@ -32,7 +32,7 @@ from seqtrack_mlflow.tracking.artifacts import (
     run_params,
     split_runs_uri,
 )
-from seqtrack_mlflow.tracking.closing import closing_lines, start_line
+from seqtrack_mlflow.tracking.closing import closing_lines, registered_lines, start_line
 from seqtrack_mlflow.tracking.experiment import Placement, run_placement
 from seqtrack_mlflow.tracking.health import HEALTH, Health, fail_fast_http, final_wait_s, probe_every_s
 from seqtrack_mlflow.tracking.logger import DESCRIPTION_TAG, RunLogger
@@ -91,6 +91,7 @@ __all__ = [
     "param_str",
     "probe_every_s",
     "register_run_tracker",
+    "registered_lines",
     "register_tracker",
     "release_run",
     "require_store_for",

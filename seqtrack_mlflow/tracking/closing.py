@@ -27,15 +27,27 @@ def _address(store: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])).rstrip("/")
 
 
+def registered_lines(model_uri: str, train_run_id: str, experiment_name: str | None = None) -> list[str]:
+    """A registered tracker (main, sweep): its `models:/` URI and the command to try it with."""
+    into = f"--experiment-name {experiment_name} " if experiment_name else ""
+    return [
+        f"registered model: {model_uri} (train run {train_run_id})",
+        f"try it: mlflow run . --env-manager local {into}-e track -P video=<your video> -P box=x,y,w,h "
+        f"-P checkpoint={model_uri}",
+    ]
+
+
 def closing_lines(
     where: Placement,
     run: tuple[str, str | None],
     nested: Sequence[tuple[str, str | None]] = (),
     checkpoints: str | None = None,
     checkpoint: str | None = None,
+    registered: tuple[str, str] | None = None,
 ) -> list[str]:
     """The lines a run ends with. `run`/`nested`: (name, run id) of the top run and its children;
-    `checkpoints`: the `runs:/<id>/checkpoints/` folder; `checkpoint`: one file there to download."""
+    `checkpoints`: the `runs:/<id>/checkpoints/` folder; `checkpoint`: one file there to download;
+    `registered`: (models:/ URI, train run id) of a registered tracker, last."""
     name, run_id = run
     if run_id is None:  # the run was not tracked (a DDP rank other than 0): nothing to point at
         return []
@@ -54,4 +66,6 @@ def closing_lines(
     if checkpoint or checkpoints:
         target = checkpoint or checkpoints
         lines.append(f"download: {_env(where)}mlflow artifacts download -u {target} -d .")
+    if registered:
+        lines += registered_lines(*registered, where.experiment_name)
     return lines

@@ -45,3 +45,10 @@ def test_a_run_without_checkpoints_has_no_download_and_an_untracked_one_no_lines
 
 def test_the_start_line_names_experiment_and_store() -> None:
     assert start_line(LOCAL) == "MLflow: experiment 'seqtrack' (id 3) in sqlite:////home/ann/demo/mlflow.db"
+
+
+def test_a_registered_tracker_comes_last_with_the_command_to_try_it_in_the_same_experiment() -> None:
+    lines = closing_lines(LOCAL, ("main", "m1"), RUNS, registered=("models:/seqtrack/2", "t1"))
+    assert lines[-2] == "registered model: models:/seqtrack/2 (train run t1)"
+    assert lines[-1].startswith("try it: mlflow run . --env-manager local --experiment-name seqtrack -e track ")
+    assert lines[-1].endswith("-P checkpoint=models:/seqtrack/2")
