@@ -338,7 +338,8 @@ def _log_end(
     logger.log_artifact(out_dir / "requirements.txt")
     h = outcome.history
     if h.steps:
-        logger.log_artifact(plot_training_curves(h.steps, h.loss, h.iou, out_dir / "training_curves.png"))
+        curves = out_dir / "training_curves.png"
+        logger.log_artifact(plot_training_curves(h.steps, h.loss, h.iou, curves, selection.label))
     if log_path.exists():
         logger.log_artifact(log_path)
 
