@@ -50,5 +50,6 @@ def test_the_start_line_names_experiment_and_store() -> None:
 def test_a_registered_tracker_comes_last_with_the_command_to_try_it_in_the_same_experiment() -> None:
     lines = closing_lines(LOCAL, ("main", "m1"), RUNS, registered=("models:/seqtrack/2", "t1"))
     assert lines[-2] == "registered model: models:/seqtrack/2 (train run t1)"
-    assert lines[-1].startswith("try it: mlflow run . --env-manager local --experiment-name seqtrack -e track ")
+    try_it = "try it: mlflow run . --env-manager local --experiment-name seqtrack -e track "
+    assert lines[-1].startswith(try_it)
     assert lines[-1].endswith("-P checkpoint=models:/seqtrack/2")
