@@ -49,7 +49,7 @@ def _option(s: Setting, step: str) -> Callable:
         default=default,
         required=step in s.required,
         show_default=default is not None,
-        help=s.help + (f" [unset: {unset}]" if unset else ""),
+        help=s.help_in(step) + (f" [unset: {unset}]" if unset else ""),
     )
 
 
@@ -102,7 +102,9 @@ def main() -> None:
     """Train and evaluate SeqTrack on LaSOT subsets, tracked with MLflow."""
 
 
-@main.command("select-data", epilog=ENVIRONMENT_EPILOG)
+@main.command(
+    "select-data", short_help="Resolve the classes; record the index and summary.", epilog=ENVIRONMENT_EPILOG
+)
 @step_options("select_data")
 @user_facing
 def select_data_cmd(**kw: Any) -> None:
@@ -118,7 +120,7 @@ def select_data_cmd(**kw: Any) -> None:
     echo_closing(("select_data", result.run_id))
 
 
-@main.command("train", epilog=ENVIRONMENT_EPILOG)
+@main.command("train", short_help="Train SeqTrack (torchrun for DDP).", epilog=ENVIRONMENT_EPILOG)
 @step_options("train")
 @user_facing
 def train_cmd(**kw: Any) -> None:
@@ -138,7 +140,11 @@ def train_cmd(**kw: Any) -> None:
         echo_closing(("train", result.run_id), train_run_id=result.run_id, checkpoint=result.checkpoint_ref)
 
 
-@main.command("evaluate", epilog=ENVIRONMENT_EPILOG)
+@main.command(
+    "evaluate",
+    short_help="Track a test split with a checkpoint: the LaSOT metrics.",
+    epilog=ENVIRONMENT_EPILOG,
+)
 @step_options("evaluate")
 @user_facing
 def evaluate_cmd(**kw: Any) -> None:
@@ -158,7 +164,7 @@ def evaluate_cmd(**kw: Any) -> None:
     echo_closing(("evaluate", result.run_id))
 
 
-@main.command("track", epilog=ENVIRONMENT_EPILOG)
+@main.command("track", short_help="Track one target through your video.", epilog=ENVIRONMENT_EPILOG)
 @step_options("track")
 @user_facing
 def track_cmd(**kw: Any) -> None:
@@ -188,7 +194,7 @@ def track_cmd(**kw: Any) -> None:
     echo_closing(("track", result.run_id))
 
 
-@main.command("export-onnx")
+@main.command("export-onnx", short_help="Export a checkpoint's model as ONNX files.")
 @click.option(
     "--checkpoint", required=True, help="a checkpoint file, runs:/ URI or train run id (as evaluate)"
 )
@@ -211,7 +217,9 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB" if n >= 1e3 else f"{n} bytes"
 
 
-@main.command("main", epilog=ENVIRONMENT_EPILOG)
+@main.command(
+    "main", short_help="The whole pipeline: select_data, train, evaluate.", epilog=ENVIRONMENT_EPILOG
+)
 @step_options("main")
 @user_facing
 def main_cmd(**kw: Any) -> None:
@@ -267,7 +275,7 @@ def echo_closing(
         click.echo(line)
 
 
-@main.command("sweep", epilog=ENVIRONMENT_EPILOG)
+@main.command("sweep", short_help="An Optuna sweep of train + evaluate trials.", epilog=ENVIRONMENT_EPILOG)
 @step_options("sweep")
 @user_facing
 def sweep_cmd(**kw: Any) -> None:
@@ -302,7 +310,7 @@ def sweep_cmd(**kw: Any) -> None:
     )
 
 
-@main.command("mlproject")
+@main.command("mlproject", short_help="Print the MLproject file generated from the settings.")
 def mlproject_cmd() -> None:
     """Print the MLproject file generated from the settings (`seqtrack-mlflow mlproject > MLproject`)."""
     from seqtrack_mlflow.project_files import mlproject_text
@@ -310,7 +318,7 @@ def mlproject_cmd() -> None:
     click.echo(mlproject_text(), nl=False)
 
 
-@main.command("conda-env")
+@main.command("conda-env", short_help="Print conda.yaml generated from pyproject.toml.")
 def conda_env_cmd() -> None:
     """Print conda.yaml generated from pyproject.toml (`seqtrack-mlflow conda-env > conda.yaml`)."""
     from seqtrack_mlflow.project_files import conda_env_text
@@ -318,7 +326,7 @@ def conda_env_cmd() -> None:
     click.echo(conda_env_text(), nl=False)
 
 
-@main.command("sync")
+@main.command("sync", short_help="Upload a run kept locally while the server was away.")
 @click.argument("folder", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option(
     "--tracking-uri",
@@ -336,7 +344,7 @@ def sync_cmd(folder: Path, tracking_uri: str | None) -> None:
     click.echo(sync_run_folder(folder, tracking_uri=tracking_uri))
 
 
-@main.command("synth-lasot")
+@main.command("synth-lasot", short_help="Write a synthetic LaSOT-format tree.")
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--classes", default="airplane,bird", show_default=True, help="comma-separated LaSOT classes")
 @click.option("--sequences", default=4, show_default=True, type=int, help="sequences per class")
@@ -355,7 +363,7 @@ def synth_cmd(root: Path, classes: str, sequences: int, frames: int, size: str, 
     click.echo(f"wrote {len(dirs)} sequences under {root}")
 
 
-@main.command("datasets")
+@main.command("datasets", short_help="List the registered datasets and where they are found.")
 @user_facing
 def datasets_cmd() -> None:
     """List the registered datasets: format, the `source` values they serve, where the root comes from

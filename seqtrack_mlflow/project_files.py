@@ -55,7 +55,7 @@ def mlproject_text() -> str:
         if optional:
             lines.append("    # also accepted (unset = what the help says):")
             for s in optional:
-                lines.append(f"    #   {s.name}: {s.help} [unset: {s.unset_meaning(step)}]")
+                lines.append(f"    #   {s.name}: {s.help_in(step)} [unset: {s.unset_meaning(step)}]")
         lines.append("    parameters:")
         for s in declared:
             spec = f"type: {_MLFLOW_TYPES[s.type]}"

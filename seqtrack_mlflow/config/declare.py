@@ -47,10 +47,13 @@ def setting(
     sweep: bool = True,
     env: str = "",
     check: Check | None = None,
+    step_help: dict[str, str] | None = None,
 ) -> Any:
     """A settings field. `steps`: the entry points that take it as an option (empty: internal, set by
     presets only); `required`: those where it must be given. `unset`: what `None` means for a field
-    whose own default is None. `resume`, `sweep`, `env`, `check`: the module docstring."""
+    whose own default is None. `step_help`: the help of the steps where the setting means more or other
+    than `help` says (each command's `--help` shows its own, never another's). `resume`, `sweep`, `env`,
+    `check`: the module docstring."""
     return dataclasses.field(
         default=default,
         metadata={
@@ -65,6 +68,7 @@ def setting(
             "sweep": sweep,
             "env": env,
             "check": check,
+            "step_help": tuple(sorted((step_help or {}).items())),
         },
     )
 
@@ -92,6 +96,11 @@ class Setting:
     resume: bool = False
     sweep: bool = True
     env: str = ""
+    step_help: tuple[tuple[str, str], ...] = ()  # (step, its help) where it differs from `help`
+
+    def help_in(self, step: str) -> str:
+        """The help `step`'s options show: the step's own where it has one."""
+        return dict(self.step_help).get(step, self.help)
 
     def default_in(self, step: str) -> Any:
         """The option's default in `step`: None where unset means the preset's or an earlier run's value."""

@@ -41,6 +41,7 @@ def declared_settings() -> Iterator[Setting]:
                 meta["resume"],
                 meta["sweep"],
                 meta["env"],
+                meta["step_help"],
             )
 
 

@@ -144,7 +144,8 @@ class TrainConfig(Validated):
 
     seed: int = setting(
         0,
-        "seeds the class draw, sampling, init and dropout (sweep: and the trials' parameters)",
+        "seeds the class draw, sampling, init and dropout",
+        step_help={"sweep": "seeds the class draw, sampling, init, dropout and the trials' parameters"},
         steps=("main", "select_data", "train", "sweep"),
         inherit=("train",),
     )
@@ -288,7 +289,8 @@ class TrackerConfig(Validated):
     update_threshold: float = setting(0.6, "template update confidence threshold", steps=TRACK_STEPS)
     max_frames: int | None = setting(
         None,
-        "frames tracked per sequence (track: of the video)",
+        "frames tracked per sequence",
+        step_help={"track": "frames of the video tracked"},
         steps=TRACK_STEPS,
         unset="all",
         sweep=False,
@@ -354,7 +356,10 @@ class RunConfig(Validated):
 
     preset: str = setting(
         "tiny",
-        "model/training preset (evaluate, track: checks an official file's shapes against it)",
+        "model/training preset",
+        step_help=dict.fromkeys(
+            ("evaluate", "track"), "the preset an official file's shapes are checked against"
+        ),
         steps=(*TRAINING_STEPS, "evaluate", "track"),
         inherit=("train", "evaluate", "track"),
     )  # choices: PRESETS, below
@@ -381,8 +386,12 @@ class RunConfig(Validated):
     )
     model_name: str = setting(
         "seqtrack",
-        "the Model Registry name the trained tracker is registered under (main: the train run's; sweep: "
-        "the best trial's), a new version each run; none = not registered",
+        "the Model Registry name the train run's tracker is registered under, a new version each run; "
+        "none = not registered",
+        step_help={
+            "sweep": "the Model Registry name the best trial's tracker is registered under, a new "
+            "version each run; none = not registered"
+        },
         steps=("main", "sweep"),
         sweep=False,
         check=(lambda v: v == v.strip() != "" and not set(v) & set("/@:"), "a name without / @ : (or none)"),

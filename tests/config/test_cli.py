@@ -112,6 +112,16 @@ def test_other_usage_errors_are_one_line_and_help_still_works() -> None:
         assert result.exit_code == 0 and "Usage:" in result.stdout and "--help" in result.stdout
 
 
+def test_command_summaries_are_whole_sentences() -> None:
+    """`seqtrack-mlflow --help` lists every command with a summary click does not cut mid-word."""
+    out = invoke("--help").stdout
+    listed = out.split("Commands:", 1)[1].strip().splitlines()
+    assert len(listed) == len(main.commands)
+    for line in listed:
+        name, summary = line.split(maxsplit=1)
+        assert name in main.commands and not summary.endswith("..."), line
+
+
 def test_tracker_settings_refused_on_evaluate_in_one_line(
     tiny_checkpoint_file: Path, tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

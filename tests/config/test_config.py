@@ -178,3 +178,34 @@ def test_given_means_set_and_not_the_default_in_every_command():
     kw = {s.name: s.default_in("sweep") for s in step_settings("sweep")}
     kw.update(trials=3, lr=1e-3)  # `mlflow run` passes every default too: only these two were given
     assert given_settings(kw, "sweep") == {"trials": 3, "lr": 1e-3}
+
+
+def test_each_commands_help_shows_its_own_context_only():
+    """A setting's help in one command never speaks of another command (`(sweep: ...)`, `(evaluate: ...)`)."""
+    import re
+
+    from seqtrack_mlflow.config import STEPS, step_settings
+
+    for step in STEPS:
+        for s in step_settings(step):
+            shown = s.help_in(step)
+            assert not re.search(r"\((main|select_data|train|evaluate|sweep|track)\b[^)]*:", shown), (
+                step,
+                shown,
+            )
+    helps = {step: {s.name: s.help_in(step) for s in step_settings(step)} for step in STEPS}
+    assert "official file" not in helps["train"]["preset"] and "official file" in helps["evaluate"]["preset"]
+    assert "trials" not in helps["select_data"]["seed"] and "trials" in helps["sweep"]["seed"]
+    assert "video" in helps["track"]["max_frames"] and "video" not in helps["evaluate"]["max_frames"]
+    assert "best trial" in helps["sweep"]["model_name"] and "best trial" not in helps["main"]["model_name"]
+
+
+def test_train_help_shows_trains_own_preset_text():
+    from click.testing import CliRunner
+
+    from seqtrack_mlflow.cli import main
+
+    out = " ".join(CliRunner().invoke(main, ["train", "--help"]).output.split())
+    assert "--preset" in out and "official file" not in out and "(evaluate" not in out
+    out = " ".join(CliRunner().invoke(main, ["select-data", "--help"]).output.split())
+    assert "(sweep" not in out and "trials" not in out
