@@ -2,9 +2,10 @@
 
 MLflow has no compare-and-set, so a claim is: refuse if the run has a live owner; else write our token
 and heartbeat, wait a moment and read the owner back: of two processes that claim at once, the last
-writer wins and the other sees its token gone and refuses. The owner tag is removed when the owner is
-done (`release_run`). A killed process (kill -9, the OOM killer) cannot remove it: on its own machine its
-claim is free at once (the process table says it is gone, `owner.dead_here`), seen from anywhere else
+writer wins and the other sees its token gone and refuses. The owner and heartbeat tags are removed when
+the owner is done (`release_run`): only a run being continued, or one whose process was killed, has
+them. A killed process (kill -9, the OOM killer) cannot remove them: on its own machine its claim is
+free at once (the process table says it is gone, `owner.dead_here`), seen from anywhere else
 once its heartbeat is stale. `owned_run` is the three together: claim, keep the heartbeat fresh,
 release on the way out, whatever way that is.
 """
@@ -114,11 +115,13 @@ def _refuse_if_owned(client: Any, run_id: str, stale_after: float, token: str | 
 
 
 def release_run(run_id: str, token: str, *, client: Any | None = None) -> None:
-    """Drop our claim (the run is free to continue at once); a failure here only delays the next one."""
+    """Drop our claim (the run is free to continue at once), then its heartbeat: a run that ended keeps
+    neither tag among those users read. A failure here only delays the next claim."""
     client = client if client is not None else MlflowClient()
     with contextlib.suppress(Exception):
         if client.get_run(run_id).data.tags.get(OWNER_TAG) == token:
-            client.delete_tag(run_id, OWNER_TAG)
+            client.delete_tag(run_id, OWNER_TAG)  # first: an owner never stands without its heartbeat
+            client.delete_tag(run_id, HEARTBEAT_TAG)
 
 
 class Heartbeat:

@@ -64,3 +64,9 @@ def test_main_holds_first_box_auc_the_summary_and_the_plots(pipeline) -> None:
     names = {Path(a).name for a in artifacts}
     assert {"success_plot.png", "precision_plot.png"} <= names
     assert any(a.startswith("data/") for a in artifacts)  # the dataset summary
+
+
+def test_a_finished_train_run_keeps_no_ownership_tags(pipeline) -> None:
+    """The owner and its heartbeat are bookkeeping of a run being continued: gone when it ends."""
+    tags = pipeline[1]["train"].data.tags
+    assert "seqtrack.heartbeat" not in tags and "seqtrack.owner" not in tags

@@ -78,7 +78,7 @@ def test_of_two_claims_at_the_same_moment_one_loses() -> None:
 def test_release_drops_only_our_own_claim() -> None:
     client = owned_by_other(beat_age_s=10)
     release_run(RUN, "not-the-owner", client=client)
-    assert client.tags[OWNER_TAG] == "other-host:42:deadbeef"
+    assert client.tags[OWNER_TAG] == "other-host:42:deadbeef" and HEARTBEAT_TAG in client.tags
     release_run(RUN, "other-host:42:deadbeef", client=client)
     assert OWNER_TAG not in client.tags
 
@@ -93,7 +93,7 @@ def test_owned_run_holds_the_run_and_beats_then_releases() -> None:
         while client.sent.count(("set_tag", HEARTBEAT_TAG)) < 3 and time.time() < deadline:
             time.sleep(0.02)
         assert client.sent.count(("set_tag", HEARTBEAT_TAG)) >= 3  # the claim's beat, then the heartbeat's
-    assert OWNER_TAG not in client.tags
+    assert OWNER_TAG not in client.tags and HEARTBEAT_TAG not in client.tags
     beats = client.sent.count(("set_tag", HEARTBEAT_TAG))
     time.sleep(0.1)
     assert client.sent.count(("set_tag", HEARTBEAT_TAG)) == beats  # the heartbeat stopped
@@ -105,7 +105,8 @@ def test_owned_run_releases_when_the_block_raises() -> None:
     with pytest.raises(RuntimeError, match="training failed"), owned_run(RUN, settle=0, client=client):
         assert OWNER_TAG in client.tags
         raise RuntimeError("training failed")
-    assert OWNER_TAG not in client.tags and client.sent[-1] == ("delete_tag", OWNER_TAG)
+    assert OWNER_TAG not in client.tags and ("delete_tag", OWNER_TAG) in client.sent
+    assert HEARTBEAT_TAG not in client.tags  # a run that ended keeps no heartbeat among its tags
 
 
 def test_owned_run_refused_runs_nothing_and_keeps_the_other_claim() -> None:
