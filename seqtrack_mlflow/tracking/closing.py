@@ -66,6 +66,6 @@ def closing_lines(
     if checkpoint or checkpoints:
         target = checkpoint or checkpoints
         lines.append(f"download: {_env(where)}mlflow artifacts download -u {target} -d .")
-    if registered:
-        lines += registered_lines(*registered, where.experiment_name)
+    if registered:  # the try-it run in the same experiment (MLflow's Default, id 0, needs no flag)
+        lines += registered_lines(*registered, where.experiment_name if where.experiment_id != "0" else None)
     return lines

@@ -112,10 +112,9 @@ def test_main_registers_version_1_then_2_and_says_how_to_try_it(mains, store: st
         assert lines[-2] == f"registered model: models:/seqtrack/{version} (train run {train_run})", lines[
             -3:
         ]
-        experiment = MlflowClient().get_experiment(run.info.experiment_id).name
         assert lines[-1] == (
-            f"try it: mlflow run . --env-manager local --experiment-name {experiment} -e track "
-            f"-P video=<your video> -P box=x,y,w,h -P checkpoint=models:/seqtrack/{version}"
+            "try it: mlflow run . --env-manager local -e track -P video=<your video> -P box=x,y,w,h "
+            f"-P checkpoint=models:/seqtrack/{version}"
         )
         assert "warning" not in result.stderr, result.stderr
         tags, params = run.data.tags, run.data.params

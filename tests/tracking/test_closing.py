@@ -53,3 +53,13 @@ def test_a_registered_tracker_comes_last_with_the_command_to_try_it_in_the_same_
     try_it = "try it: mlflow run . --env-manager local --experiment-name seqtrack -e track "
     assert lines[-1].startswith(try_it)
     assert lines[-1].endswith("-P checkpoint=models:/seqtrack/2")
+
+
+def test_the_try_it_command_in_the_default_experiment_needs_no_flag() -> None:
+    default = Placement("Default", "0", LOCAL.store, default_store=True)
+    (try_it,) = [
+        line
+        for line in closing_lines(default, ("main", "m1"), registered=("models:/s/1", "t1"))
+        if line.startswith("try it: ")
+    ]
+    assert "--experiment-name" not in try_it
