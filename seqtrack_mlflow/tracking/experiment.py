@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.tracking.logger import DESCRIPTION_TAG
@@ -66,14 +65,18 @@ def missing_experiment_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in wanted.items() if not tags.get(k)}
 
 
-def mark_experiment(experiment_id: str) -> Placement:
-    """Describe the experiment and mark it as model training where it is not yet; where runs land."""
+def mark_experiment(experiment_id: str) -> Placement | None:
+    """Describe the experiment and mark it as model training where it is not yet; where runs land.
+    None when the store does not answer: the run goes on (it keeps what it cannot send, `RunLogger`)."""
     client = MlflowClient()
-    experiment = client.get_experiment(experiment_id)
+    try:
+        experiment = client.get_experiment(experiment_id)
+    except Exception:  # noqa: BLE001 - the server went away right after the run started
+        return None
     try:
         for key, value in missing_experiment_tags(dict(experiment.tags)).items():
             client.set_experiment_tag(experiment_id, key, value)
-    except MlflowException:  # a shared server may refuse a user experiment edits: runs log all the same
+    except Exception:  # noqa: BLE001 - a shared server may refuse a user experiment edits, or go away
         pass
     uri = mlflow.get_tracking_uri()
     return Placement(experiment.name, experiment.experiment_id, shown_uri(uri), is_default_store(uri))

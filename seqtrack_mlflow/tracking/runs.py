@@ -55,8 +55,9 @@ def run_context(
     logger = RunLogger(run.info.run_id)
     status = "FINISHED"
     try:
-        if not nested:  # the console's first MLflow line: where the run (and its children) land
-            say(start_line(mark_experiment(run.info.experiment_id)))
+        where = None if nested else mark_experiment(run.info.experiment_id)
+        if where is not None:  # the console's first MLflow line: where the run (and its children) land
+            say(start_line(where))
         yield logger
     except (KeyboardInterrupt, Interrupted) as exc:
         # Stopped by a signal, not failed: KILLED. The tag survives `mlflow run`'s launcher, which
