@@ -62,3 +62,23 @@ def test_parsed_inverts_canonical(value: object) -> None:
 def test_parsed_refuses_text_of_another_kind(text: str, kind: type) -> None:
     with pytest.raises(ValueError):
         parsed(text, kind)
+
+
+def test_mlproject_defaults_are_logged_in_the_canonical_spelling() -> None:
+    """`mlflow run` logs every declared default as MLproject spells it, before our code runs: in the
+    canonical form, so a run given no -P reads as the same settings logged by a nested run."""
+    import yaml
+
+    from seqtrack_mlflow.config import STEPS, step_settings
+    from seqtrack_mlflow.project_files import mlproject_text
+
+    entry_points = yaml.safe_load(mlproject_text())["entry_points"]
+    checked = 0
+    for step in STEPS:
+        declared = entry_points[step]["parameters"]
+        for s in step_settings(step):
+            default = s.default_in(step)
+            if default is not None:
+                assert str(declared[s.name]["default"]) == canonical(default), (step, s.name)
+                checked += 1
+    assert checked > 20
