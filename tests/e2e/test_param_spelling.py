@@ -3,8 +3,6 @@ same settings, so MLflow's compare view ("show diff only") shows no false differ
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from click.testing import CliRunner
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -58,6 +56,10 @@ def test_main_children_log_the_params_of_standalone_steps(mlflow_uri: str) -> No
     client = MlflowClient()
     _cli("main", SETTINGS, "--model_name", "none")
     children = {name: _latest(client, name, nested=True) for name in ("select_data", "train", "evaluate")}
+    parent = _latest(client, "main", nested=False).data.params
+    for step, child in children.items():  # a setting main logs too reads the same on main and its children
+        shared = set(parent) & set(child.data.params)
+        assert {k: child.data.params[k] for k in shared} == {k: parent[k] for k in shared}, step
 
     _cli("select-data", SETTINGS)
     alone = {"select_data": _latest(client, "select_data", nested=False)}
@@ -93,7 +95,7 @@ def test_main_children_log_the_params_of_standalone_steps(mlflow_uri: str) -> No
         assert params["window_penalty"] == "true" and params["verify_frames"] == "false"
 
 
-def test_a_bare_train_run_id_resolves_to_the_same_checkpoint_uri(mlflow_uri: str, tmp_path: Path) -> None:
+def test_a_bare_train_run_id_resolves_to_the_same_checkpoint_uri(mlflow_uri: str) -> None:
     """`checkpoint` keeps what the user gave; `checkpoint_uri` is the one resolved form."""
     client = MlflowClient()
     _cli("train", SETTINGS)
