@@ -11,17 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from seqtrack_mlflow.config import STEPS, Setting, step_settings
+from seqtrack_mlflow.config.spelling import canonical
 
 ROOT = Path(__file__).resolve().parents[1]
 _MLFLOW_TYPES = {int: "int", float: "float", bool: "string", str: "string"}
 
 
 def _yaml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return '"true"' if value else '"false"'  # MLflow has no bool type: a string click reads
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value))  # a JSON string is a valid YAML double-quoted scalar
+    """The default in its canonical spelling (`config.spelling`), which `mlflow run` then logs as is: a
+    number bare, anything else a quoted string (MLflow has no bool type: `"true"`, which click reads)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return canonical(value)
+    return json.dumps(canonical(value))  # a JSON string is a valid YAML double-quoted scalar
 
 
 def declared_in_mlproject(s: Setting, step: str) -> bool:

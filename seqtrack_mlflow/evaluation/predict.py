@@ -33,6 +33,7 @@ from PIL import Image
 
 from seqtrack_mlflow.config import ConfigError, TrackerConfig
 from seqtrack_mlflow.config.declare import fields_of
+from seqtrack_mlflow.config.spelling import canonical, parsed
 from seqtrack_mlflow.config.video import valid_box
 from seqtrack_mlflow.datasets.base import DECODE_ERRORS
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
@@ -73,20 +74,29 @@ class TrackRequest:
 # -- the model's settings ---------------------------------------------------------------------------
 
 
-def model_config(cfg: TrackerConfig) -> dict[str, Any]:
+def model_config(cfg: TrackerConfig) -> dict[str, str]:
     """The tracker settings a logged model keeps (its MLflow model config), the update interval resolved
-    (unset = the benchmark's official one): a served model tracks with the numbers it was scored with."""
+    (unset = the benchmark's official one): a served model tracks with the numbers it was scored with.
+    In their canonical spelling (`config.spelling`): MLflow logs a model's config as params of its run,
+    and these must read as every other run's (`window_penalty=true`, not `True`)."""
     values = dataclasses.asdict(cfg.resolved())
-    return {name: values[name] for name in MODEL_SETTINGS}
+    return {name: canonical(values[name]) for name in MODEL_SETTINGS}
 
 
 def tracker_config(values: Mapping[str, Any]) -> TrackerConfig:
-    """The TrackerConfig of a model config (defaults for keys it lacks), checked."""
+    """The TrackerConfig of a model config (defaults for keys it lacks), checked. Values may be typed
+    (given at load time) or spelled (as `model_config` writes them)."""
+    kinds = {f.name: kind for f, kind in fields_of(TrackerConfig)}
     try:
-        cfg = TrackerConfig(**{k: v for k, v in values.items() if k in MODEL_SETTINGS})
+        given = {
+            k: parsed(v, kinds[k]) if isinstance(v, str) else v
+            for k, v in values.items()
+            if k in MODEL_SETTINGS
+        }
+        cfg = TrackerConfig(**given)
         cfg.validate()
         cfg = cfg.resolved()
-    except (TypeError, ConfigError) as exc:
+    except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigError(
             f"the model config {dict(values)} is unusable ({exc}): fix the value given at load time"
         ) from None
@@ -100,13 +110,10 @@ def settings_from_params(params: Mapping[str, str]) -> TrackerConfig | None:
     if not all(name in params for name in MODEL_SETTINGS):
         return None
     kinds = {f.name: kind for f, kind in fields_of(TrackerConfig)}
-    values: dict[str, Any] = {}
-    for name in MODEL_SETTINGS:
-        text, kind = params[name], kinds[name]
-        try:
-            values[name] = text.strip().lower() == "true" if kind is bool else kind(text)
-        except ValueError:
-            return None
+    try:
+        values = {name: parsed(params[name], kinds[name]) for name in MODEL_SETTINGS}
+    except ValueError:
+        return None
     return tracker_config(values)
 
 

@@ -60,6 +60,17 @@ def checkpoint_uri(run_id: str, name: str) -> str:
     return f"runs:/{run_id}/{CHECKPOINT_DIR}/{name}"
 
 
+def resolved_reference(target: str, path: Path, run_id: str | None) -> str:
+    """The one form of the checkpoint `target` resolved to `path` (from run `run_id`), logged beside
+    the `checkpoint` the user gave so that a bare train run id and its `runs:/` URI compare equal:
+    `runs:/<run_id>/checkpoints/epoch_N.ckpt`, a `models:/` URI as given, or a file's absolute path."""
+    if is_model_uri(target) or target.startswith("runs:/"):
+        return target
+    if run_id:
+        return checkpoint_uri(run_id, path.name)
+    return str(path.expanduser().resolve())
+
+
 def _download_checkpoint(uri: str, download_dir: Path, target: str) -> Path:
     try:
         return download(uri, download_dir)

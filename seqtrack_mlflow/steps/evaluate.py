@@ -21,7 +21,7 @@ from seqtrack_mlflow.evaluation.results import Scores, headline, score_sequences
 from seqtrack_mlflow.evaluation.runners import check_backend
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequences
 from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
-from seqtrack_mlflow.model.references import resolve_checkpoint
+from seqtrack_mlflow.model.references import resolve_checkpoint, resolved_reference
 from seqtrack_mlflow.steps.lineage import checkpoint_tags, log_selection, selection_from_run
 from seqtrack_mlflow.tracking import RunLogger, resolve_data_run, run_context
 from seqtrack_mlflow.train.distributed import pick_device
@@ -91,9 +91,13 @@ def run_evaluate(
             check_same_data(selection, given)
         else:
             selection = select(data, trained.seed, out_dir)
+            # Log the class spec as given (here or to the training run), as a select_data run would:
+            # the classes it drew are `selected_classes`.
+            spec = given.get("classes", trained.data.classes)
+            selection = dataclasses.replace(selection, data=dataclasses.replace(selection.data, classes=spec))
         sequences = _split(selection, tracker_cfg.split)
         params = {"checkpoint": checkpoint, "data": data_run, "device": device, "output_dir": str(output_dir)}
-        _log_inputs(logger, params, trained, tracker_cfg, ckpt_run, torch_device)
+        _log_inputs(logger, params, path, trained, tracker_cfg, ckpt_run, torch_device)
         log_selection(selection, logger, out_dir, context="evaluation", save_index=False)
         tracker = SeqTrackTracker.from_weights(trained.model, trained.state_dict, tracker_cfg, torch_device)
         scores = score_sequences(tracker, sequences, tracker_cfg, out_dir)
@@ -131,7 +135,7 @@ def _run_benchmark(
         print(found.line(), flush=True)
         sequences = list(found.sequences)
         params = {"checkpoint": checkpoint, "data": None, "device": device, "output_dir": str(output_dir)}
-        _log_inputs(logger, params, trained, tracker_cfg, ckpt_run, torch_device)
+        _log_inputs(logger, params, path, trained, tracker_cfg, ckpt_run, torch_device)
         logger.log_params({**dataclasses.asdict(data), **benchmarks.used_settings(bench, data)})
         index = index_from_columns(index_columns(sequences))
         logger.log_dataset(index, f"{bench.dataset}-{bench.split}", "evaluation")
@@ -199,14 +203,17 @@ def _split(selection: Selection, split: str) -> list[Sequence]:
 def _log_inputs(
     logger: RunLogger,
     params: dict[str, Any],
+    path: Path,
     trained: TrainedWeights,
     tracker_cfg: TrackerConfig,
     ckpt_run: str | None,
     device: torch.device,
 ) -> None:
+    """`checkpoint` as given, and `checkpoint_uri`: the one form of what it resolved to (`path`)."""
     logger.log_params(
         {
             **params,
+            "checkpoint_uri": resolved_reference(params["checkpoint"], path, ckpt_run),
             "seed": trained.seed,
             "preset": trained.preset,
             "patch_size": trained.model.patch_size,

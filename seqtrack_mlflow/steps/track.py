@@ -19,7 +19,7 @@ from seqtrack_mlflow.evaluation.runners import check_backend
 from seqtrack_mlflow.evaluation.track_video import TrackedVideo, check_first_box, track_video
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.model.factory import TrainedWeights, load_trained_weights
-from seqtrack_mlflow.model.references import resolve_checkpoint
+from seqtrack_mlflow.model.references import resolve_checkpoint, resolved_reference
 from seqtrack_mlflow.steps.lineage import checkpoint_tags
 from seqtrack_mlflow.tracking import RunLogger, run_context
 from seqtrack_mlflow.train.distributed import pick_device
@@ -67,6 +67,7 @@ def run_track(
         with run_context("track", system_metrics=False) as logger:
             out_dir = output_dir / (logger.run_id or "offline")
             given = {**dataclasses.asdict(video), "checkpoint": checkpoint, "device": device}
+            given["checkpoint_uri"] = resolved_reference(checkpoint, path, ckpt_run)  # as evaluate logs it
             _log_inputs(logger, given, output_dir, trained, tracker_cfg, source, ckpt_run, torch_device)
             tracked = track_video(tracker, source, box, out_dir, tracker_cfg.max_frames or 0)
             _log_outcome(logger, tracked, source, path.name, video.box)
@@ -93,6 +94,7 @@ def _log_inputs(
     logger.log_params(
         {
             **settings,
+            "checkpoint_uri": given["checkpoint_uri"],
             "preset": trained.preset,
             "output_dir": str(output_dir),
             "eval_search_factor": tracker_cfg.eval_search_factor,

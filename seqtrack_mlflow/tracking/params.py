@@ -3,6 +3,8 @@
 `mlflow run` logs every `-P` value as a string before our script starts, and MLflow refuses to log a
 key twice with another string form (`1e-4` vs `0.0001`). So a run logs only the keys it does not hold
 yet, and a value that really differs (a resumed run given a new `epochs`) under `resumed.<key>`.
+What we log is `config.spelling.canonical` of the value: one form whichever entry point logs it, while a
+key MLflow already logged as the user typed it (`-P window_penalty=True`) is kept, never re-logged.
 """
 
 from __future__ import annotations
@@ -11,21 +13,22 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from seqtrack_mlflow.config.spelling import canonical
+
 PARAM_VALUE_LIMIT = 6000  # MLflow's param value length limit
 
 
 def param_str(value: Any) -> str:
-    """The string MLflow stores for `value`: None -> 'none', lists and dicts as JSON, cut to the limit."""
-    if value is None:
-        return "none"
-    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text[:PARAM_VALUE_LIMIT]
+    """The string we log for `value`: its canonical form (`config.spelling`), cut to MLflow's limit."""
+    return canonical(value)[:PARAM_VALUE_LIMIT]
 
 
 def same_param(logged: str, value: Any) -> bool:
     """`1e-4` and 0.0001, `true` and True, `8` and 8 are the same setting."""
     if logged == param_str(value):
         return True
+    if isinstance(value, (list, tuple)):  # the JSON form this project logged lists in before
+        return logged == json.dumps(list(value))
     if isinstance(value, bool):
         return logged.strip().lower() == str(value).lower()
     if isinstance(value, str):  # a queued param (already a string)

@@ -47,6 +47,10 @@ def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: 
         for s in step_settings(step):
             assert s.name in run.data.params, (step, s.name)
         assert not any(k.startswith(("effective.", "resumed.")) for k in run.data.params), step
+        # One spelling per value: what MLflow logged from -P and MLproject on main reads the same on
+        # every child (`window_penalty=true`, not `True`).
+        shared = set(run.data.params) & set(parent.data.params)
+        assert {k: run.data.params[k] for k in shared} == {k: parent.data.params[k] for k in shared}, step
     expected = {
         "seed": "8",
         "patch_size": "16",

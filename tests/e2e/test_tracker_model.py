@@ -253,6 +253,8 @@ def test_a_model_op_replayed_by_sync_logs_the_tracker(
     shutil.copy(tiny_ckpt, folder / "checkpoints" / "epoch_1.ckpt")
     assert "status FINISHED" in sync_run_folder(folder)
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    # MLflow logs the model's config as params of its run: spelled as every run logs its settings.
+    assert mlflow.get_run(run_id).data.params["window_penalty"] == "false"
     request = {**example_request(frames=4), "box": [20, 16, 16, 16]}  # integers: the schema takes them
     expected = track_request(load_tracker(tiny_ckpt, model_config(settings), "cpu"), request)
     pd.testing.assert_frame_equal(model.predict(request), expected)

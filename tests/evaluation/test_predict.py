@@ -15,14 +15,16 @@ import torch
 from factories import decoded
 from PIL import Image
 
-from seqtrack_mlflow.config import TrackerConfig
+from seqtrack_mlflow.config import ConfigError, TrackerConfig
 from seqtrack_mlflow.evaluation.predict import (
     COLUMNS,
     PredictInputError,
     example_request,
     load_tracker,
     model_config,
+    settings_from_params,
     track_request,
+    tracker_config,
 )
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker
 from seqtrack_mlflow.train import checkpoints
@@ -139,3 +141,18 @@ def test_bad_requests_are_one_line_naming_the_fix(tracker, sequence, request_, m
     with pytest.raises(PredictInputError) as caught:
         track_request(tracker, request_)
     assert message in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_the_model_config_is_spelled_as_every_run_logs_its_settings() -> None:
+    """MLflow logs a model's config as params of its run: in the canonical spelling, the train run's
+    `window_penalty` reads `true` as in evaluate and main, and the config reads back to the same tracker."""
+    config = model_config(UPDATING)
+    assert config["window_penalty"] == "true" and config["update_interval"] == "2"
+    assert config["update_threshold"] == "0.0" and config["eval_precision"] == "fp32"
+    assert tracker_config(config) == UPDATING.resolved() == settings_from_params(config)
+    # Given at load time: typed values, or as MLflow logged a user's -P value.
+    assert tracker_config({**config, "window_penalty": False}).window_penalty is False
+    assert tracker_config({**config, "window_penalty": "False"}).window_penalty is False
+    with pytest.raises(ConfigError, match="window_penalty"):
+        tracker_config({**config, "window_penalty": "maybe"})
+    assert settings_from_params({**config, "update_interval": "often"}) is None

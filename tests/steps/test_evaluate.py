@@ -32,6 +32,7 @@ def test_evaluate_a_checkpoint_file(tiny_checkpoint_file: Path, tmp_path: Path, 
     for s in step_settings("evaluate"):  # every setting of the step, with the value used
         assert s.name in params, s.name
     assert params["checkpoint"] == str(tiny_checkpoint_file) and params["max_frames"] == "6"
+    assert params["checkpoint_uri"] == str(tiny_checkpoint_file.resolve())  # the one resolved form
     assert params["classes"] == "airplane,bird" and params["update_interval"] == "450"
     assert params["seed"] == "3" and params["patch_size"] == "16"
     assert run.data.tags["seqtrack.train_run_id"] == "b" * 32

@@ -64,6 +64,7 @@ def test_track_a_video_file(tiny_ckpt: Path, clip: Path, sequence, tmp_path: Pat
     for s in step_settings("track"):  # every setting of the step, with the value used
         assert s.name in params, s.name
     assert params["video"] == str(clip) and params["box"] == box and params["checkpoint"] == str(tiny_ckpt)
+    assert params["checkpoint_uri"] == str(tiny_ckpt.resolve())
     assert (params["video_name"], params["video_size"], params["video_frames"]) == (
         "clip.mp4",
         "162x122",

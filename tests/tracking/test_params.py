@@ -13,10 +13,11 @@ from seqtrack_mlflow.tracking.params import (
 )
 
 
-def test_param_str() -> None:
+def test_param_str_is_the_canonical_spelling() -> None:
     assert param_str(None) == "none"
-    assert param_str([1, "a"]) == '[1, "a"]' and param_str({"k": 1}) == '{"k": 1}'
-    assert param_str(1e-4) == "0.0001" and param_str(True) == "True" and param_str("x") == "x"
+    assert param_str([1, "a"]) == "1,a" and param_str({"k": 1}) == '{"k": 1}'
+    assert param_str(1e-4) == "0.0001" and param_str(True) == "true" and param_str(False) == "false"
+    assert param_str("x") == "x"
     assert len(param_str("x" * (PARAM_VALUE_LIMIT + 10))) == PARAM_VALUE_LIMIT
 
 
@@ -31,7 +32,9 @@ def test_param_str() -> None:
         ("False", False),
         ("TRUE", "true"),
         ("none", None),
-        ('["a", "b"]', ["a", "b"]),
+        ("True", True),  # `mlflow run -P window_penalty=True`: kept as typed, never re-logged
+        ("a,b", ["a", "b"]),
+        ('["a", "b"]', ["a", "b"]),  # lists as this project logged them before (JSON)
     ],
 )
 def test_same_setting(logged: str, value: object) -> None:

@@ -7,12 +7,17 @@ def test_params_logged_by_mlflow_run_are_not_relogged(mlflow_uri: str) -> None:
     with mlflow.start_run() as run:
         # What `mlflow run -P lr=1e-4 -P epochs=2` logs before our script starts (or the first
         # session of a run that is now resumed with epochs=5).
-        mlflow.log_params({"lr": "1e-4", "epochs": "2", "amp": "False"})
+        mlflow.log_params({"lr": "1e-4", "epochs": "2", "amp": "False", "window_penalty": "True"})
     logger = RunLogger(run.info.run_id)
-    differing = logger.log_params({"lr": 0.0001, "epochs": 5, "amp": False, "seed": 8, "max_frames": None})
+    differing = logger.log_params(
+        {"lr": 0.0001, "epochs": 5, "amp": False, "window_penalty": True, "seed": 8, "max_frames": None}
+    )
+    logger.log_params({"verify_frames": False})  # a key MLflow did not log: the canonical form
     params = mlflow.get_run(run.info.run_id).data.params
     assert differing == {"epochs": "2"}
     assert params["lr"] == "1e-4" and params["seed"] == "8" and params["amp"] == "False"
+    assert params["window_penalty"] == "True" and params["verify_frames"] == "false"
+    assert not {"resumed.amp", "resumed.window_penalty"} & set(params)
     assert params["resumed.epochs"] == "5" and "resumed.lr" not in params
     assert params["max_frames"] == "none"
     logger.log_params({"epochs": 5})  # idempotent: a second call does not raise
