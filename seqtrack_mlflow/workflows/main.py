@@ -83,7 +83,7 @@ def run_pipeline(
             nested=True,
         )
         m = evaluation.metrics
-        parent.log_metrics({k: v for k, v in m.items() if k in HEADLINE_METRICS or k.startswith("baseline.")})
+        parent.log_metrics(parent_metrics(m))
         parent.describe(
             f"{what}: AUC {m['auc']:.1f}, P {m['precision']:.1f}, P_norm {m['norm_precision']:.1f} "
             f"on the {tracker_cfg.split} split (first-box reference AUC {m['first_box_auc']:.1f})"
@@ -99,6 +99,12 @@ def run_pipeline(
         tags = {"seqtrack.main_run_id": parent.run_id or "", "auc": f"{m['auc']:.2f}"}
         registered = register_run_tracker(parent, trained.run_id, model_name, tags)
         return PipelineResult(parent.run_id, trained, evaluation, registered)
+
+
+def parent_metrics(evaluated: dict[str, float]) -> dict[str, float]:
+    """What the parent run shows of its evaluate run's metrics: the headline and the classical baselines'
+    (`baseline.<name>.*`), so runs compare with them at the top level."""
+    return {k: v for k, v in evaluated.items() if k in HEADLINE_METRICS or k.startswith("baseline.")}
 
 
 def _log_inputs(
