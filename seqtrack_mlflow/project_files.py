@@ -70,10 +70,18 @@ def mlproject_text() -> str:
     return "\n".join(lines)
 
 
-def project_dependencies(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+# The extras `mlflow run .` needs: the demo scores the classical baselines by default (OpenCV).
+CONDA_EXTRAS = ("baselines",)
+
+
+def project_dependencies(
+    pyproject: Path = ROOT / "pyproject.toml", extras: tuple[str, ...] = ()
+) -> list[str]:
+    """The project's dependencies, and those of `extras`."""
     import tomllib  # Python 3.11+: a development command, not needed to train or evaluate
 
-    return list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
+    project = tomllib.loads(pyproject.read_text())["project"]
+    return [*project["dependencies"], *(d for e in extras for d in project["optional-dependencies"][e])]
 
 
 def conda_env_text(pyproject: Path = ROOT / "pyproject.toml") -> str:
@@ -88,7 +96,7 @@ def conda_env_text(pyproject: Path = ROOT / "pyproject.toml") -> str:
         "  - python=3.11",
         "  - pip",
         "  - pip:",
-        *(f"      - {dep}" for dep in project_dependencies(pyproject)),
+        *(f"      - {dep}" for dep in project_dependencies(pyproject, CONDA_EXTRAS)),
         "",
     ]
     return "\n".join(lines)

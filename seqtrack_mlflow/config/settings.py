@@ -34,6 +34,9 @@ OFFICIAL_UPDATE_INTERVALS = {
     "trackingnet_test": 25,
 }
 
+BASELINE_TRACKERS = ("kcf", "csrt", "mil")  # OpenCV's classical trackers (evaluation/baselines.py)
+BASELINES_USE = "a comma list of kcf, csrt, mil, or none"
+
 
 class Validated:
     """`validate()`: every field's declared check (and a class's own cross-field rules, where it has them)."""
@@ -328,6 +331,18 @@ class TrackerConfig(Validated):
         steps=("main", "evaluate"),
         sweep=False,
         check=(lambda v: v >= 0, "0 (none) or more sequences"),
+    )
+    baselines: str | None = setting(
+        None,
+        "OpenCV's classical trackers scored beside the model on the same frames from the same first box: a "
+        "comma list of kcf, csrt, mil, or none (needs pip install -e '.[baselines]')",
+        steps=EVAL_STEPS,
+        unset="kcf,csrt,mil for the demo (source=synthetic, benchmark=lasot), else none",
+        sweep=False,
+        check=(
+            lambda v: {n.strip().lower() for n in v.split(",")} <= {*BASELINE_TRACKERS, "none", ""},
+            BASELINES_USE,
+        ),
     )
 
     def resolved(self) -> TrackerConfig:

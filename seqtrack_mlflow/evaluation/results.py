@@ -5,6 +5,7 @@ evaluate step logs what this returns."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 
 from seqtrack_mlflow.config import TrackerConfig
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
-from seqtrack_mlflow.evaluation.plots import plot_precision, plot_success
+from seqtrack_mlflow.evaluation.plots import plot_norm_precision, plot_precision, plot_success
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequences
 
 HEADLINE = ("auc", "precision", "norm_precision")
@@ -25,6 +26,8 @@ class Scores:
     metrics: dict[str, float]  # overall, first_box_*, per class (`auc_<class>`), fps
     rows: list[dict[str, Any]]  # one per sequence
     curves: dict[str, list[dict]]  # "all" and, with several classes, each class: per-sequence curves
+    # Reference trackers on the same frames ("first box" and the classical baselines): per-sequence curves
+    references: dict[str, list[dict]] = dataclasses.field(default_factory=dict)
 
 
 def write_result_file(boxes: np.ndarray, path: Path) -> Path:
@@ -78,20 +81,29 @@ def score_sequences(tracker: SeqTrackTracker, sequences: list, cfg: TrackerConfi
         s = summarize(cs)
         metrics.update({f"{k}_{cls}": float(s[k]) for k in HEADLINE})
     groups = {"all": all_curves, **by_class} if len(by_class) > 1 else {"all": all_curves}
-    return Scores(metrics, rows, groups)
+    return Scores(metrics, rows, groups, {"first box": baseline})
+
+
+def plotted_curves(scores: Scores) -> dict[str, dict]:
+    """Legend name -> summary of every curve the plots draw: the model's (overall, and per class with
+    several), then the references it is compared with on the same frames."""
+    ours = {"SeqTrack" if name == "all" else f"SeqTrack {name}": cs for name, cs in scores.curves.items()}
+    return {name: summarize(cs) for name, cs in {**ours, **scores.references}.items()}
 
 
 def write_report(scores: Scores, out_dir: Path, dataset: str) -> list[Path]:
-    """`per_sequence.csv`, `success_plot.png` and `precision_plot.png` in `out_dir`."""
+    """`per_sequence.csv`, `success_plot.png`, `precision_plot.png` and `norm_precision_plot.png` in
+    `out_dir`."""
     table = out_dir / "per_sequence.csv"
     with table.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(scores.rows[0]))
         writer.writeheader()
         writer.writerows(scores.rows)
-    summaries = {name: summarize(cs) for name, cs in scores.curves.items()}
+    summaries = plotted_curves(scores)
     success = plot_success(summaries, out_dir / "success_plot.png", dataset)
     precision = plot_precision(summaries, out_dir / "precision_plot.png", dataset)
-    return [table, success, precision]
+    norm = plot_norm_precision(summaries, out_dir / "norm_precision_plot.png", dataset)
+    return [table, success, precision, norm]
 
 
 def headline(scores: Scores, dataset: str, checkpoint_name: str) -> str:

@@ -16,6 +16,8 @@ from seqtrack_mlflow.datasets.index import index_from_columns
 from seqtrack_mlflow.datasets.mix import index_columns
 from seqtrack_mlflow.datasets.selection import Selection, check_same_data, preflight, select
 from seqtrack_mlflow.evaluation import benchmarks
+from seqtrack_mlflow.evaluation.baseline_scores import baselines_line, with_baselines
+from seqtrack_mlflow.evaluation.baselines import baseline_names, resolve_baselines
 from seqtrack_mlflow.evaluation.result_videos import write_result_videos
 from seqtrack_mlflow.evaluation.results import Scores, headline, score_sequences, write_report
 from seqtrack_mlflow.evaluation.runners import check_backend
@@ -71,9 +73,12 @@ def run_evaluate(
     given = data_override or {}
     torch_device = pick_device(device)
     check_backend(tracker_cfg, torch_device)  # one line, before a run starts
+    if tracker_cfg.baselines is not None:  # given: refused (no OpenCV, a benchmark) before the download
+        tracker_cfg = resolve_baselines(tracker_cfg, "")
     path, ckpt_run = resolve_checkpoint(checkpoint, output_dir / "downloads")
     trained = load_trained_weights(path, preset)
     data = evaluation_data(trained, given)
+    tracker_cfg = resolve_baselines(tracker_cfg, data.source)  # unset: on for the demo's synthetic data
     bench = benchmarks.BENCHMARKS.get(tracker_cfg.benchmark)
     if bench is not None:
         return _run_benchmark(
@@ -100,8 +105,8 @@ def run_evaluate(
         _log_inputs(logger, params, path, trained, tracker_cfg, ckpt_run, torch_device)
         log_selection(selection, logger, out_dir, context="evaluation", save_index=False)
         tracker = SeqTrackTracker.from_weights(trained.model, trained.state_dict, tracker_cfg, torch_device)
-        scores = score_sequences(tracker, sequences, tracker_cfg, out_dir)
-        _log_scores(logger, scores, out_dir, selection, tracker_cfg.split, path.name)
+        scores = _score(tracker, sequences, tracker_cfg, out_dir)
+        _log_scores(logger, scores, out_dir, selection, tracker_cfg, path.name)
         if write_result_videos(sequences, out_dir / "results", out_dir / "videos", tracker_cfg.eval_videos):
             logger.log_artifacts(out_dir / "videos", "videos")
         return EvalResult(logger.run_id, scores.metrics, scores.rows, out_dir)
@@ -141,10 +146,11 @@ def _run_benchmark(
         logger.log_dataset(index, f"{bench.dataset}-{bench.split}", "evaluation")
         tracker = SeqTrackTracker.from_weights(trained.model, trained.state_dict, tracker_cfg, torch_device)
         if bench.scoring == "lasot":
-            scores = score_sequences(tracker, sequences, tracker_cfg, out_dir)
+            scores = _score(tracker, sequences, tracker_cfg, out_dir)
             _report(
                 logger, scores.metrics, out_dir, write_report(scores, out_dir, bench.label), bench, path.name
             )
+            _print_baselines(scores, tracker_cfg)
             return EvalResult(logger.run_id, scores.metrics, scores.rows, out_dir)
         tracked = track_sequences(tracker, sequences, tracker_cfg.max_frames or 0, tracker_cfg.eval_batch)
         if bench.scoring == "got10k":
@@ -191,6 +197,19 @@ def _report(
     logger.describe(line)
 
 
+def _score(
+    tracker: SeqTrackTracker, sequences: list[Sequence], tracker_cfg: TrackerConfig, out_dir: Path
+) -> Scores:
+    """The model's scores on `sequences`, with the classical baselines' on the same frames."""
+    scores = score_sequences(tracker, sequences, tracker_cfg, out_dir)
+    return with_baselines(scores, sequences, baseline_names(tracker_cfg))
+
+
+def _print_baselines(scores: Scores, tracker_cfg: TrackerConfig) -> None:
+    if names := baseline_names(tracker_cfg):
+        print(baselines_line(scores.metrics, names))
+
+
 def _split(selection: Selection, split: str) -> list[Sequence]:
     sequences = selection.sequences(None if split == "all" else split)
     if not sequences:
@@ -224,17 +243,24 @@ def _log_inputs(
 
 
 def _log_scores(
-    logger: RunLogger, scores: Scores, out_dir: Path, selection: Selection, split: str, checkpoint_name: str
+    logger: RunLogger,
+    scores: Scores,
+    out_dir: Path,
+    selection: Selection,
+    tracker_cfg: TrackerConfig,
+    checkpoint_name: str,
 ) -> None:
     """Metrics, result files, table and plots; the console line and the run's description."""
     report = write_report(scores, out_dir, selection.label)
     print(headline(scores, selection.label, checkpoint_name))
+    _print_baselines(scores, tracker_cfg)
     logger.log_metrics(scores.metrics)
     logger.log_artifacts(out_dir / "results", "results")
     for artifact in report:
         logger.log_artifact(artifact)
     m, classes = scores.metrics, " + ".join(selection.classes)
     logger.describe(
-        f"Tracked {len(scores.rows)} {split} sequences of {classes} ({selection.label}) with "
+        f"Tracked {len(scores.rows)} {tracker_cfg.split} sequences of {classes} ({selection.label}) with "
         f"{checkpoint_name}: AUC {m['auc']:.1f}, P {m['precision']:.1f}, P_norm {m['norm_precision']:.1f}"
+        + "".join(f"; {n.upper()} AUC {m[f'baseline.{n}.auc']:.1f}" for n in baseline_names(tracker_cfg))
     )

@@ -39,6 +39,7 @@ import optuna
 
 from seqtrack_mlflow.config import RunConfig, SweepConfig, TrackerConfig, TrainSettings
 from seqtrack_mlflow.datasets.selection import Selection, used_data_settings
+from seqtrack_mlflow.evaluation.baselines import resolve_baselines
 from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.steps.evaluate import EvalResult, run_evaluate
 from seqtrack_mlflow.steps.select_data import run_select_data
@@ -95,6 +96,7 @@ def run_sweep(
     sweep_cfg.validate()
     RunConfig(model_name=model_name).validate()
     tracker_cfg.validate()
+    tracker_cfg = resolve_baselines(tracker_cfg, settings.data.source)  # no OpenCV: refused before trials
     space = resolve_space(sweep_cfg.space, settings, tracker_cfg, set(given))
     study = open_study(sweep_cfg, settings.train.seed)
     seed = settings.train.seed

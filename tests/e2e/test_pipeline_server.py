@@ -78,6 +78,12 @@ def test_main_pipeline_through_server(server: str, tmp_path: Path, monkeypatch: 
         assert parent.data.metrics[metric] == children["evaluate"].data.metrics[metric]
     assert children["evaluate"].data.params["seed"] == children["train"].data.params["seed"] == "8"
     assert "auc_airplane" in children["evaluate"].data.metrics
+    # The demo's classical baselines (on by default for synthetic data), copied to the parent.
+    assert parent.data.params["baselines"] == children["evaluate"].data.params["baselines"] == "kcf,csrt,mil"
+    for name in ("kcf", "csrt", "mil"):
+        for k in ("auc", "precision", "norm_precision"):
+            metric = f"baseline.{name}.{k}"
+            assert parent.data.metrics[metric] == children["evaluate"].data.metrics[metric], metric
 
     # Lineage: train and evaluate used the select_data run's index; evaluate the train run's checkpoint.
     select_id, train_id = children["select_data"].info.run_id, children["train"].info.run_id

@@ -95,7 +95,18 @@ def test_trackingnet_test_writes_a_flat_archive(tiny_checkpoint_file, tmp_path, 
 
 
 def test_lasot_ext_is_scored_with_lasots_protocol(tiny_checkpoint_file, tmp_path, roots, mlflow_uri):
-    result = _evaluate(tiny_checkpoint_file, tmp_path, "lasot_ext", roots)
+    result = _evaluate(tiny_checkpoint_file, tmp_path, "lasot_ext", roots, baselines="kcf", max_frames=5)
     assert {r["sequence"] for r in result.per_sequence} == {"atv-1", "atv-2"}
     assert {"auc", "precision", "norm_precision"} <= set(result.metrics)
-    assert MlflowClient().get_run(result.run_id).data.params["update_interval"] == "9999"
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.params["update_interval"] == "9999"
+    # A classical baseline, asked for, is scored with the same protocol (off unless asked, as for LaSOT).
+    assert run.data.params["baselines"] == "kcf" and 0.0 <= run.data.metrics["baseline.kcf.auc"] <= 100.0
+
+
+def test_baselines_are_refused_where_lasots_protocol_is_not_the_scoring(
+    tiny_checkpoint_file, tmp_path, roots
+):
+    with pytest.raises(ConfigError, match="not benchmark=got10k_val: drop -P baselines"):
+        _evaluate(tiny_checkpoint_file, tmp_path, "got10k_val", roots, baselines="mil")
+    assert not (tmp_path / "out").exists()
