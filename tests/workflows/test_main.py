@@ -20,6 +20,7 @@ def test_parent_shows_the_headline_and_the_classical_baselines() -> None:
         "precision": 40.0,
         "norm_precision": 35.0,
         "fps": 12.0,
+        "first_box_auc": 11.0,
         "baseline.kcf.auc": 33.6,
         "baseline.kcf.precision": 41.0,
         "baseline.kcf.norm_precision": 38.0,
