@@ -32,6 +32,7 @@ from seqtrack_mlflow.config import (
     parse_size,
     step_settings,
 )
+from seqtrack_mlflow.config.job_key import job_key
 from seqtrack_mlflow.fileio import is_disk_full
 
 if TYPE_CHECKING:  # the tracking package imports MLflow: commands import what they use when they run
@@ -118,6 +119,7 @@ def user_facing(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from seqtrack_mlflow.config.job_key import JobFinished
         from seqtrack_mlflow.train.interrupt import Interrupted, raise_on_signals
 
         raise_on_signals()  # SIGTERM unwinds like Ctrl-C: every open run ends KILLED
@@ -127,6 +129,9 @@ def user_facing(fn: Callable) -> Callable:
         logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
         try:
             return fn(*args, **kwargs)
+        except JobFinished as exc:  # a requeue after the end: done, not failed
+            click.echo(str(exc))
+            return None
         except (Interrupted, KeyboardInterrupt) as exc:
             stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
             click.echo(f"interrupted: {one_line(stop)}", err=True)
@@ -196,7 +201,9 @@ class _Group(click.Group):
 
 
 def run_config(kw: dict[str, Any]) -> RunConfig:
-    return RunConfig(**given_for(RunConfig, kw))
+    run = RunConfig(**given_for(RunConfig, kw))
+    run.validate()
+    return run
 
 
 def given_settings(kw: dict[str, Any], step: str, cls: type | None = None) -> dict[str, Any]:
@@ -262,6 +269,7 @@ def train_cmd(**kw: Any) -> None:
         data_run=run.data,
         given=given_settings(kw, "train"),
         output_dir=Path(run.output_dir),
+        run_key=job_key(run.run_key, os.environ),
     )
     if result.outcome.checkpoint:
         click.echo(f"checkpoint: {result.outcome.checkpoint}  (MLflow run {result.run_id})")

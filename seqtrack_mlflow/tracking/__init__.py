@@ -12,6 +12,7 @@ than 0), opened by `run_context`, and to the lookups here. Its parts:
     logger      RunLogger: metrics buffered and sent by a thread, other calls queued while offline
     runs        run_context: start/attach a run, end it FAILED/KILLED/FINISHED, online or not
     sync        `seqtrack-mlflow sync`: replay a run's outbox to the store the user names
+    job_runs    a job's run found again after a restart (resume=auto, by its run_key tag)
     ownership   one process per run: owned_run (claim, heartbeat, release)
     owner       the owner token, and whether its process still lives on this machine
     artifacts   run ids and runs:/ URIs, downloads, a select_data run's index
@@ -31,6 +32,7 @@ from seqtrack_mlflow.tracking.artifacts import (
     split_runs_uri,
 )
 from seqtrack_mlflow.tracking.health import HEALTH, Health, fail_fast_http, final_wait_s, probe_every_s
+from seqtrack_mlflow.tracking.job_runs import RUN_KEY_TAG, JobRun, find_job_run, job_tags
 from seqtrack_mlflow.tracking.logger import DESCRIPTION_TAG, RunLogger
 from seqtrack_mlflow.tracking.outbox import Outbox, apply_op
 from seqtrack_mlflow.tracking.ownership import (
@@ -62,9 +64,11 @@ __all__ = [
     "OWNER_TAG",
     "PARAM_VALUE_LIMIT",
     "RUN_ID",
+    "RUN_KEY_TAG",
     "RegisteredTracker",
     "Health",
     "Heartbeat",
+    "JobRun",
     "Outbox",
     "RunLogger",
     "RunNotUploaded",
@@ -76,9 +80,11 @@ __all__ = [
     "download_selection",
     "fail_fast_http",
     "fetch_artifact",
+    "find_job_run",
     "final_wait_s",
     "git_commit",
     "is_model_uri",
+    "job_tags",
     "last_metric_step",
     "list_artifact_names",
     "owned_run",
