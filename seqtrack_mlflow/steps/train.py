@@ -135,7 +135,11 @@ def run_train(
         env_run = os.environ.get("MLFLOW_RUN_ID")
         # One process per run: a run being resumed is claimed before it is reopened (a refused process
         # must not touch it), a new one as soon as it exists (nobody else knows it yet: no settling).
-        resumed_owner = owned_run(continue_run) if continue_run and ctx.is_main else contextlib.nullcontext()
+        resumed_owner = (
+            owned_run(continue_run, wait=auto is not None)  # a restarted job waits out a killed start
+            if continue_run and ctx.is_main
+            else contextlib.nullcontext()
+        )
         run = run_context(
             "train",
             run_id=continue_run,
