@@ -355,7 +355,12 @@ def main_cmd(**kw: Any) -> None:
 
     run = run_config(kw)
     result = run_pipeline(
-        train_settings(kw), tracker_config(kw), output_dir=Path(run.output_dir), model_name=run.model_name
+        train_settings(kw),
+        tracker_config(kw),
+        output_dir=Path(run.output_dir),
+        model_name=run.model_name,
+        resume=run.resume,
+        run_key=job_key(run.run_key, os.environ),
     )
     click.echo(
         f"parent run {result.run_id}: "

@@ -136,7 +136,9 @@ def run_train(
         # One process per run: a run being resumed is claimed before it is reopened (a refused process
         # must not touch it), a new one as soon as it exists (nobody else knows it yet: no settling).
         resumed_owner = (
-            owned_run(continue_run, wait=auto is not None)  # a restarted job waits out a killed start
+            # A restarted job (train's resume=auto; a nested train run is only resumed by a restarted
+            # main job) waits out the claim of its previous start, killed on another node.
+            owned_run(continue_run, wait=auto is not None or nested)
             if continue_run and ctx.is_main
             else contextlib.nullcontext()
         )

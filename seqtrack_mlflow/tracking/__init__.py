@@ -32,7 +32,7 @@ from seqtrack_mlflow.tracking.artifacts import (
     split_runs_uri,
 )
 from seqtrack_mlflow.tracking.health import HEALTH, Health, fail_fast_http, final_wait_s, probe_every_s
-from seqtrack_mlflow.tracking.job_runs import RUN_KEY_TAG, JobRun, find_job_run, job_tags
+from seqtrack_mlflow.tracking.job_runs import RUN_KEY_TAG, JobRun, find_job_run, job_tags, nested_runs
 from seqtrack_mlflow.tracking.logger import DESCRIPTION_TAG, RunLogger
 from seqtrack_mlflow.tracking.outbox import Outbox, apply_op
 from seqtrack_mlflow.tracking.ownership import (
@@ -86,6 +86,7 @@ __all__ = [
     "is_model_uri",
     "job_tags",
     "last_metric_step",
+    "nested_runs",
     "list_artifact_names",
     "owned_run",
     "param_str",

@@ -64,3 +64,20 @@ def _experiment_ids() -> list[str]:
         experiment = MlflowClient().get_experiment_by_name(name)
         return [experiment.experiment_id] if experiment else []
     return ["0"]
+
+
+def nested_runs(parent_id: str) -> dict[str, JobRun]:
+    """The nested runs of `parent_id` by run name (select_data, train, evaluate), the most recent of
+    each name."""
+    client = MlflowClient()
+    experiment = client.get_run(parent_id).info.experiment_id
+    runs = client.search_runs(
+        [experiment],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=100,
+    )
+    found: dict[str, JobRun] = {}
+    for run in runs:
+        found.setdefault(run.data.tags.get("mlflow.runName", ""), JobRun(run.info.run_id, run.info.status))
+    return found
