@@ -29,11 +29,18 @@ class AutoTarget:
 def resolve_auto(key: str | None, entry_point: str, ctx: DistContext) -> AutoTarget:
     """What `resume=auto` continues for the job `key` (a ConfigError without a key)."""
     key = require_key(key)
-    decision: AutoTarget | str | None = _decide(key, entry_point) if ctx.is_main else None
+    decision: AutoTarget | str | Exception | None = None
+    if ctx.is_main:
+        try:
+            decision = _decide(key, entry_point)
+        except Exception as exc:  # noqa: BLE001 - raised below, on every rank (none waits for it)
+            decision = exc
     if ctx.distributed:
         holder = [decision]
         dist.broadcast_object_list(holder, src=0)
         decision = holder[0]
+    if isinstance(decision, Exception):
+        raise decision
     if isinstance(decision, str):
         raise JobFinished(decision)
     assert decision is not None

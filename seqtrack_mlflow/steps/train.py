@@ -149,7 +149,7 @@ def run_train(
             system_metrics=settings.train.system_metrics,
             enabled=ctx.is_main,
         )
-        with resumed_owner, run as logger, _resume_hint(logger):
+        with resumed_owner, run as logger, _resume_hint(logger, auto=auto is not None):
             if continue_run and env_run and env_run != continue_run:
                 RunLogger(env_run).set_tags({"seqtrack.continued_in": continue_run})
             if run_key and not nested:
@@ -212,16 +212,17 @@ def _before_the_run(
 
 
 @contextlib.contextmanager
-def _resume_hint(logger: RunLogger) -> Iterator[None]:
-    """A run stopped by a signal ends with the command that continues it."""
+def _resume_hint(logger: RunLogger, *, auto: bool = False) -> Iterator[None]:
+    """A run stopped by a signal ends with the command that continues it (`auto`: the same command)."""
     try:
         yield
     except Interrupted as exc:
         target = logger.run_id or "<the checkpoint above>"
+        again = "; or start the same command again (resume=auto continues this run)" if auto else ""
         raise Interrupted(
             exc.signum,
             f"{exc}; resume with: mlflow run . -e train -P resume={target}  "
-            f"(or seqtrack-mlflow train --resume {target})",
+            f"(or seqtrack-mlflow train --resume {target}){again}",
         ) from None
 
 
