@@ -150,7 +150,7 @@ def run_train(
             enabled=ctx.is_main,
         )
         with resumed_owner, run as logger, _resume_hint(logger, auto=auto is not None):
-            if continue_run and env_run and env_run != continue_run:
+            if continue_run and env_run and env_run != continue_run and not nested:  # (main tags its own)
                 RunLogger(env_run).set_tags({"seqtrack.continued_in": continue_run})
             if run_key and not nested:
                 logger.set_tags(job_tags(run_key, "train"))
