@@ -132,6 +132,9 @@ def test_a_requeued_job_continues_its_run_to_the_weights_of_an_uninterrupted_one
         got = [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
         assert len({s for s, _ in got}) == len(got), f"{key} has a step twice: {sorted(got)}"
         assert sorted(got) == sorted((m.step, m.value) for m in client.get_metric_history(whole_id, key))
+    tags = {k: v for k, v in run.data.tags.items() if k.startswith("seqtrack.") and "commit" not in k}
+    print(f"MLflow run {run_id}: {run.info.status}, tags {tags}, checkpoints {sorted(saved)}")
+    print(f"loss steps {[m.step for m in client.get_metric_history(run_id, 'loss')]}")
     name = f"epoch_{EPOCHS}.ckpt"
     a = torch.load(work / "outputs" / run_id / "checkpoints" / name, weights_only=True)["model_state_dict"]
     b = torch.load(tmp_path / "w" / whole_id / "checkpoints" / name, weights_only=True)["model_state_dict"]
