@@ -9,7 +9,7 @@ import time
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from seqtrack_mlflow.tracking import find_job_run, job_tags
+from seqtrack_mlflow.tracking import find_job_run, job_tags, nested_runs
 
 
 def make_run(key: str, status: str, entry_point: str = "train", experiment: str = "0") -> str:
@@ -59,3 +59,20 @@ def test_only_the_experiment_the_run_would_go_to(mlflow_uri: str, monkeypatch) -
     assert find_job_run("job", "train") is not None
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "not-created-yet")
     assert find_job_run("job", "train") is None
+
+
+def test_a_parents_nested_runs_by_name_the_most_recent_of_each(mlflow_uri: str) -> None:
+    client = MlflowClient()
+    parent = client.create_run("0", tags=job_tags("job", "main")).info.run_id
+    ids = {}
+    for name, status in (("select_data", "FINISHED"), ("train", "KILLED"), ("train", "FINISHED")):
+        run = client.create_run("0", tags={"mlflow.parentRunId": parent, "mlflow.runName": name})
+        client.set_terminated(run.info.run_id, status)
+        ids[name] = run.info.run_id
+        time.sleep(0.01)
+    client.create_run("0", tags={"mlflow.runName": "train"})  # not a child of this parent
+    found = nested_runs(parent)
+    assert {k: (v.run_id, v.status) for k, v in found.items()} == {
+        "select_data": (ids["select_data"], "FINISHED"),
+        "train": (ids["train"], "FINISHED"),
+    }
