@@ -8,6 +8,7 @@ one line on stderr and exit status 2, never a traceback (`cli_errors`: `user_fac
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from seqtrack_mlflow.config import (
     parse_size,
     step_settings,
 )
+from seqtrack_mlflow.config.job_key import job_key
 
 if TYPE_CHECKING:  # the tracking package imports MLflow: commands import what they use when they run
     from seqtrack_mlflow.tracking import RegisteredTracker
@@ -65,7 +67,9 @@ def step_options(step: str) -> Callable:
 
 
 def run_config(kw: dict[str, Any]) -> RunConfig:
-    return RunConfig(**given_for(RunConfig, kw))
+    run = RunConfig(**given_for(RunConfig, kw))
+    run.validate()
+    return run
 
 
 def given_settings(kw: dict[str, Any], step: str, cls: type | None = None) -> dict[str, Any]:
@@ -134,6 +138,7 @@ def train_cmd(**kw: Any) -> None:
         data_run=run.data,
         given=given_settings(kw, "train"),
         output_dir=Path(run.output_dir),
+        run_key=job_key(run.run_key, os.environ),
     )
     if result.outcome.checkpoint:
         click.echo(f"checkpoint: {result.outcome.checkpoint}  (MLflow run {result.run_id})")
@@ -228,7 +233,12 @@ def main_cmd(**kw: Any) -> None:
 
     run = run_config(kw)
     result = run_pipeline(
-        train_settings(kw), tracker_config(kw), output_dir=Path(run.output_dir), model_name=run.model_name
+        train_settings(kw),
+        tracker_config(kw),
+        output_dir=Path(run.output_dir),
+        model_name=run.model_name,
+        resume=run.resume,
+        run_key=job_key(run.run_key, os.environ),
     )
     click.echo(
         f"parent run {result.run_id}: "

@@ -68,6 +68,7 @@ def user_facing(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from seqtrack_mlflow.config.job_key import JobFinished
         from seqtrack_mlflow.train.interrupt import Interrupted, raise_on_signals
 
         raise_on_signals()  # SIGTERM unwinds like Ctrl-C: every open run ends KILLED
@@ -77,6 +78,9 @@ def user_facing(fn: Callable) -> Callable:
         logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
         try:
             return fn(*args, **kwargs)
+        except JobFinished as exc:  # a requeue after the end: done, not failed
+            click.echo(str(exc))
+            return None
         except (Interrupted, KeyboardInterrupt) as exc:
             stop = exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
             click.echo(f"interrupted: {one_line(stop)}", err=True)

@@ -387,10 +387,18 @@ class RunConfig(Validated):
     )
     resume: str | None = setting(
         None,
-        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, a train run id, or a registered model "
-        "models:/<name>/<version> (or models:/<name>@<alias>; its train run continues)",
-        steps=("train",),
+        "checkpoint file, runs:/<id>/checkpoints/epoch_N.ckpt, a train run id, a registered model "
+        "models:/<name>/<version> (or models:/<name>@<alias>; its train run continues), or auto: this "
+        "job's unfinished run (by run_key), if any",
+        steps=("train", "main"),
         unset="start from scratch",
+    )
+    run_key: str | None = setting(
+        None,
+        "this job's name across restarts, tagged seqtrack.run_key: resume=auto finds its run by it",
+        steps=("train", "main"),
+        unset="$SLURM_JOB_ID under Slurm, else none",
+        check=(lambda v: v == v.strip() != "" and not set(v) & set("'\"\\"), "a name without quotes"),
     )
     checkpoint: str | None = setting(
         None,

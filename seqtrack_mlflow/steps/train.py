@@ -16,6 +16,7 @@ from typing import Any
 import torch.distributed as dist
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, TrainSettings, resumed_settings
+from seqtrack_mlflow.config.job_key import AUTO
 from seqtrack_mlflow.datasets.base import Sequence
 from seqtrack_mlflow.datasets.mix import LASOT, is_mix
 from seqtrack_mlflow.datasets.selection import (
@@ -31,11 +32,13 @@ from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.model.cost import check_run_cost
 from seqtrack_mlflow.model.factory import check_fits
 from seqtrack_mlflow.model.references import checkpoint_uri, resolve_checkpoint, resolve_pretrained
+from seqtrack_mlflow.steps.job_resume import resolve_auto
 from seqtrack_mlflow.steps.lineage import log_selection, selection_from_run
 from seqtrack_mlflow.tracking import (
     RunLogger,
     fetch_artifact,
     git_commit,
+    job_tags,
     last_metric_step,
     owned_run,
     resolve_data_run,
@@ -111,8 +114,11 @@ def run_train(
     callbacks: TrainerCallbacks | None = None,
     on_run: Callable[[RunLogger], None] | None = None,
     tracker: TrackerConfig | None = None,
+    run_key: str | None = None,
 ) -> TrainResult:
-    """`given`: the settings the user gave explicitly (resume applies those it may change; with
+    """`resume`: as the setting says; `auto` continues the job `run_key`'s unfinished run
+    (`job_resume`). `run_key`: this job's key (`config.job_key`), tagged on the run. `given`: the
+    settings the user gave explicitly (resume applies those it may change; with
     `data_run`, given data settings must agree with the data run's). `callbacks`: called after the
     run's own (a sweep's pruning); `on_run(logger)`: once the run has started (a sweep tags it).
     `tracker`: the tracker settings the logged model keeps (main's and a sweep trial's; default: a
@@ -120,13 +126,22 @@ def run_train(
     given = given or {}
     ctx = distributed.setup(settings.train.device)
     try:
+        auto = resolve_auto(run_key, "train", ctx) if resume == AUTO else None
+        target = auto.resume if auto else resume
         settings, ckpt, continue_run, pretrained_file = _before_the_run(
-            settings, resume, data_run, given, output_dir, ctx
+            settings, target, data_run, given, output_dir, ctx
         )
+        continue_run = continue_run or (auto.restart if auto else None)
         env_run = os.environ.get("MLFLOW_RUN_ID")
         # One process per run: a run being resumed is claimed before it is reopened (a refused process
         # must not touch it), a new one as soon as it exists (nobody else knows it yet: no settling).
-        resumed_owner = owned_run(continue_run) if continue_run and ctx.is_main else contextlib.nullcontext()
+        resumed_owner = (
+            # A restarted job (train's resume=auto; a nested train run is only resumed by a restarted
+            # main job) waits out the claim of its previous start, killed on another node.
+            owned_run(continue_run, wait=auto is not None or nested)
+            if continue_run and ctx.is_main
+            else contextlib.nullcontext()
+        )
         run = run_context(
             "train",
             run_id=continue_run,
@@ -134,9 +149,11 @@ def run_train(
             system_metrics=settings.train.system_metrics,
             enabled=ctx.is_main,
         )
-        with resumed_owner, run as logger, _resume_hint(logger):
-            if continue_run and env_run and env_run != continue_run:
+        with resumed_owner, run as logger, _resume_hint(logger, auto=auto is not None):
+            if continue_run and env_run and env_run != continue_run and not nested:  # (main tags its own)
                 RunLogger(env_run).set_tags({"seqtrack.continued_in": continue_run})
+            if run_key and not nested:
+                logger.set_tags(job_tags(run_key, "train"))
             new_owner = owned_run(logger.run_id, settle=0.0) if logger.run_id and not continue_run else None
             with new_owner or contextlib.nullcontext():
                 if on_run is not None:
@@ -153,6 +170,7 @@ def run_train(
                     callbacks,
                     pretrained_file=pretrained_file,
                     tracker=tracker,
+                    resumed_from=(auto.run_id if auto else resume) if continue_run or ckpt else None,
                 )
     finally:
         distributed.teardown()
@@ -194,16 +212,17 @@ def _before_the_run(
 
 
 @contextlib.contextmanager
-def _resume_hint(logger: RunLogger) -> Iterator[None]:
-    """A run stopped by a signal ends with the command that continues it."""
+def _resume_hint(logger: RunLogger, *, auto: bool = False) -> Iterator[None]:
+    """A run stopped by a signal ends with the command that continues it (`auto`: the same command)."""
     try:
         yield
     except Interrupted as exc:
         target = logger.run_id or "<the checkpoint above>"
+        again = "; or start the same command again (resume=auto continues this run)" if auto else ""
         raise Interrupted(
             exc.signum,
             f"{exc}; resume with: mlflow run . -e train -P resume={target}  "
-            f"(or seqtrack-mlflow train --resume {target})",
+            f"(or seqtrack-mlflow train --resume {target}){again}",
         ) from None
 
 
@@ -219,6 +238,7 @@ def _train_in_run(
     *,
     pretrained_file: Path | None,
     tracker: TrackerConfig | None,
+    resumed_from: str | None,
 ) -> TrainResult:
     out_dir = output_dir / (logger.run_id or "offline")
     if ctx.distributed:
@@ -230,9 +250,9 @@ def _train_in_run(
         settings, selection, fresh_from_data_run, seed_given=given.get("seed") is not None
     )
     sequences = training_data(selection)
-    _log_start(logger, settings, run_values, selection, ctx, out_dir)
+    _log_start(logger, settings, run_values, selection, ctx, out_dir, resumed_from)
     log_path = out_dir / LOG_FILE
-    resumed = ckpt is not None and bool(logger.run_id)
+    resumed = resumed_from is not None and bool(logger.run_id)
     own = MlflowCallbacks(
         logger,
         log_path,
@@ -300,6 +320,7 @@ def _log_start(
     selection: Selection,
     ctx: distributed.DistContext,
     out_dir: Path,
+    resumed_from: str | None,
 ) -> None:
     differing = logger.log_params({**settings.params(), **run_values})
     logger.set_tags(
@@ -308,7 +329,7 @@ def _log_start(
             "seqtrack.device": str(ctx.device),
             "seqtrack.world_size": ctx.world_size,
             "seqtrack.git_commit": git_commit(),
-            **({"seqtrack.resumed_from": run_values["resume"]} if run_values["resume"] else {}),
+            **({"seqtrack.resumed_from": resumed_from} if resumed_from else {}),
             **({"seqtrack.resumed_settings": ",".join(sorted(differing))} if differing else {}),
         }
     )

@@ -14,6 +14,7 @@ than 0), opened by `run_context`, and to the lookups here. Its parts:
     experiment  where runs land: the experiment (described, marked model training) and the store
     closing     the console's first and last MLflow lines (pure): UI command, run ids, checkpoints
     sync        `seqtrack-mlflow sync`: replay a run's outbox to the store the user names
+    job_runs    a job's run found again after a restart (resume=auto, by its run_key tag)
     ownership   one process per run: owned_run (claim, heartbeat, release)
     owner       the owner token, and whether its process still lives on this machine
     artifacts   run ids and runs:/ URIs, downloads, a select_data run's index
@@ -35,6 +36,7 @@ from seqtrack_mlflow.tracking.artifacts import (
 from seqtrack_mlflow.tracking.closing import closing_lines, registered_lines, start_line
 from seqtrack_mlflow.tracking.experiment import Placement, run_placement
 from seqtrack_mlflow.tracking.health import HEALTH, Health, fail_fast_http, final_wait_s, probe_every_s
+from seqtrack_mlflow.tracking.job_runs import RUN_KEY_TAG, JobRun, find_job_run, job_tags, nested_runs
 from seqtrack_mlflow.tracking.logger import DESCRIPTION_TAG, RunLogger
 from seqtrack_mlflow.tracking.outbox import Outbox, apply_op
 from seqtrack_mlflow.tracking.ownership import (
@@ -66,9 +68,11 @@ __all__ = [
     "OWNER_TAG",
     "PARAM_VALUE_LIMIT",
     "RUN_ID",
+    "RUN_KEY_TAG",
     "RegisteredTracker",
     "Health",
     "Heartbeat",
+    "JobRun",
     "Outbox",
     "Placement",
     "RunLogger",
@@ -82,10 +86,13 @@ __all__ = [
     "download_selection",
     "fail_fast_http",
     "fetch_artifact",
+    "find_job_run",
     "final_wait_s",
     "git_commit",
     "is_model_uri",
+    "job_tags",
     "last_metric_step",
+    "nested_runs",
     "list_artifact_names",
     "owned_run",
     "param_str",

@@ -38,12 +38,14 @@ def owned_run(
     settle: float = CLAIM_SETTLE_S,
     stale_after: float = HEARTBEAT_STALE_S,
     heartbeat_every: float = HEARTBEAT_EVERY_S,
+    wait: bool = False,
     client: Any | None = None,
 ) -> Iterator[str]:
     """Own `run_id` for the block (yields the owner token): `claim_run` (a TrackingError if another
     process owns it), a `Heartbeat` meanwhile, `release_run` on exit, by an exception too.
-    `settle=0` for a run this process just created (nobody else knows it yet). `client`: for tests."""
-    token = claim_run(run_id, stale_after=stale_after, settle=settle, client=client)
+    `settle=0` for a run this process just created (nobody else knows it yet). `wait`: see
+    `claim_run`. `client`: for tests."""
+    token = claim_run(run_id, stale_after=stale_after, settle=settle, wait=wait, client=client)
     try:
         with Heartbeat(run_id, heartbeat_every, client=client):
             yield token
@@ -56,11 +58,18 @@ def claim_run(
     *,
     stale_after: float = HEARTBEAT_STALE_S,
     settle: float = CLAIM_SETTLE_S,
+    wait: bool = False,
     client: Any | None = None,
 ) -> str:
-    """Make this process the only one continuing `run_id` (see the module); returns the owner token."""
+    """Make this process the only one continuing `run_id` (see the module); returns the owner token.
+
+    `wait`: an owner that is not known dead is given until its heartbeat is stale (`stale_after`)
+    before the claim is refused. A job a scheduler restarts on another node (`resume=auto`) finds its
+    previous start's claim there when that start was killed (SIGKILL after the grace period): only
+    the heartbeat can tell it is dead, and the restart waits for that instead of failing."""
     client = client if client is not None else MlflowClient()
-    gone = _refuse_if_owned(client, run_id, stale_after, None)
+    gone = _wait_until_free(client, run_id, stale_after) if wait else None
+    gone = gone or _refuse_if_owned(client, run_id, stale_after, None)
     if gone:
         say(f"run {run_id}: {gone}: this process continues it")
     token = str(my_token())
@@ -69,6 +78,23 @@ def claim_run(
     time.sleep(settle)
     _refuse_if_owned(client, run_id, float("inf"), token)
     return token
+
+
+def _wait_until_free(client: Any, run_id: str, stale_after: float) -> str | None:
+    """Retry the claim's check until the owner is gone or its heartbeat stale (at most `stale_after`
+    and a quarter): one line says why it waits. Returns what the check returns; its refusal at the end."""
+    deadline = time.monotonic() + stale_after * 1.25
+    said = False
+    while True:
+        try:
+            return _refuse_if_owned(client, run_id, stale_after, None)
+        except TrackingError as exc:
+            if time.monotonic() > deadline:
+                raise
+            if not said:
+                say(f"{exc}; waiting up to {stale_after:.0f} s for its heartbeat to go stale")
+                said = True
+            time.sleep(min(5.0, stale_after / 10))
 
 
 def _refuse_if_owned(client: Any, run_id: str, stale_after: float, token: str | None) -> str | None:

@@ -115,3 +115,37 @@ def test_owned_run_refused_runs_nothing_and_keeps_the_other_claim() -> None:
     with pytest.raises(TrackingError), owned_run(RUN, settle=0, client=client):
         ran = True
     assert not ran and client.tags[OWNER_TAG] == "other-host:42:deadbeef"
+
+
+def test_waiting_claim_takes_the_run_once_a_dead_owners_heartbeat_is_stale(capsys) -> None:
+    """A job restarted on another node (resume=auto) finds its killed start's claim: it waits for the
+    heartbeat to go stale instead of failing."""
+    client = StubClient()
+    client.tags = {OWNER_TAG: "other-host:42:deadbeef", HEARTBEAT_TAG: f"{time.time():.3f}"}
+    started = time.monotonic()
+    token = claim_run(RUN, settle=0, stale_after=2.0, wait=True, client=client)
+    assert 1.9 < time.monotonic() - started < 2.5
+    assert client.tags[OWNER_TAG] == token
+    err = capsys.readouterr().err
+    assert "is being continued by another process (other-host:42:deadbeef)" in err
+    assert "waiting up to 2 s for its heartbeat to go stale" in err and "has not beaten for" in err
+
+
+def test_waiting_claim_is_refused_when_the_owner_keeps_beating() -> None:
+    client = StubClient()
+    client.tags = {OWNER_TAG: "other-host:42:deadbeef", HEARTBEAT_TAG: f"{time.time():.3f}"}
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(0.1):
+            client.tags[HEARTBEAT_TAG] = f"{time.time():.3f}"
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        with pytest.raises(TrackingError, match="being continued by another process"):
+            claim_run(RUN, settle=0, stale_after=1.0, wait=True, client=client)
+    finally:
+        stop.set()
+        beater.join(timeout=5)
+    assert client.tags[OWNER_TAG] == "other-host:42:deadbeef"
