@@ -163,7 +163,7 @@ def run_train(
                 if on_run is not None:
                     on_run(logger)
                 run_values = {"resume": resume, "data": data_run, "output_dir": str(output_dir)}
-                return _train_in_run(
+                result = _train_in_run(
                     settings,
                     ckpt,
                     run_values,
@@ -175,6 +175,7 @@ def run_train(
                     pretrained_file=pretrained_file,
                     tracker=tracker,
                 )
+        return _where_stored(result)  # the run ended: everything logged has been sent
     finally:
         distributed.teardown()
 
@@ -282,18 +283,19 @@ def _train_in_run(
     _log_end(logger, settings, selection, outcome, ctx, out_dir, log_path)
     if ctx.is_main:
         _log_tracker(logger, outcome, tracker or _run_tracker(logger, resumed))
-        outcome = _where_stored(logger, outcome)
     return TrainResult(logger.run_id, outcome, settings, selection, out_dir)
 
 
-def _where_stored(logger: RunLogger, outcome: TrainOutcome) -> TrainOutcome:
-    """The outcome naming the last checkpoint where it now lies: in a local artifact store once its
+def _where_stored(result: TrainResult) -> TrainResult:
+    """The result naming the last checkpoint where it now lies: in a local artifact store once its
     local copy was released (see `MlflowCallbacks`), else where it was written."""
-    path = outcome.checkpoint
-    if path is None or path.exists() or not logger.run_id:
-        return outcome
-    stored = stored_file(logger.run_id, f"{checkpoints.CHECKPOINT_DIR}/{path.name}")
-    return dataclasses.replace(outcome, checkpoint=stored) if stored is not None else outcome
+    path = result.outcome.checkpoint
+    if path is None or path.exists() or not result.run_id:
+        return result
+    stored = stored_file(result.run_id, f"{checkpoints.CHECKPOINT_DIR}/{path.name}")
+    if stored is None:
+        return result
+    return dataclasses.replace(result, outcome=dataclasses.replace(result.outcome, checkpoint=stored))
 
 
 def training_data(selection: Selection) -> list[Sequence] | Mix:
