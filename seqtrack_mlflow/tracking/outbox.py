@@ -132,9 +132,10 @@ class Outbox:
         """`op` as recorded: a file or folder by its path relative to the folder; one that lies elsewhere
         is copied into PENDING_FILES first (None, with a warning, when it is gone or cannot be copied)."""
         if op["op"] == "prune":  # a folder outside this one: its copies are not this outbox's to remove
-            local = op["path"] and Path(op["path"]).resolve()
-            inside = local and local.is_relative_to(self.folder.resolve())
-            return {**op, "path": local.relative_to(self.folder.resolve()).as_posix() if inside else None}
+            root = self.folder.resolve()
+            local = Path(op["path"]).resolve() if op["path"] else None
+            ours = local is not None and local.is_relative_to(root)
+            return {**op, "path": local.relative_to(root).as_posix() if ours else None}
         if op["op"] not in ("artifact", "artifacts", "model", "release"):
             return op
         root, path = self.folder.resolve(), Path(op["path"]).resolve()
