@@ -36,7 +36,7 @@ from seqtrack_mlflow.tracking.health import say
 from seqtrack_mlflow.tracking.outbox_check import read_manifest, read_metrics, read_ops, store_refusal
 from seqtrack_mlflow.tracking.params import params_to_log
 from seqtrack_mlflow.tracking.store import store_uri
-from seqtrack_mlflow.tracking.stored import prune_artifacts, release_local_copy
+from seqtrack_mlflow.tracking.stored import link_model_copy, prune_artifacts, release_local_copy
 from seqtrack_mlflow.tracking.tracker_model import log_tracker_model
 
 PENDING_MANIFEST = "pending_upload.json"  # what `seqtrack-mlflow sync` reads (run, store, final status)
@@ -45,6 +45,7 @@ PENDING_OPS = "pending_ops.jsonl"  # artifacts, tags, params, dicts, models, in 
 PENDING_FILES = "pending_files"  # copies of files logged from outside the run's folder
 BATCH_POINTS = 1000  # MLflow's limit of metrics per log_batch
 DROPPED_TAG = "seqtrack.dropped_metric_points"  # set by the replay when the buffer overflowed
+CHECKPOINT_DIR = "checkpoints"  # a train run's checkpoints in its artifacts (as train/checkpoints.py)
 
 Op = dict[str, Any]
 
@@ -65,7 +66,8 @@ def apply_op(client: Any, run_id: str, op: Op) -> None:
     elif kind == "dict":
         client.log_dict(run_id, op["values"], op["artifact_file"])
     elif kind == "model":  # through MLflow's fluent API, to the store `client` talks to (the process's)
-        log_tracker_model(run_id, Path(op["path"]), op["config"])
+        model_id = log_tracker_model(run_id, Path(op["path"]), op["config"]).removeprefix("models:/")
+        link_model_copy(client, run_id, model_id, Path(op["path"]).name, CHECKPOINT_DIR)
     elif kind == "release":  # after the file's upload (queued behind it): the local copy, if the store is
         release_local_copy(client, run_id, Path(op["path"]), op["artifact_path"])
     elif kind == "prune":

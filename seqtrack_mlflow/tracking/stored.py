@@ -1,17 +1,22 @@
 """Where a run's artifacts lie when its artifact store is a folder on this machine, and the two changes
 training makes there: dropping the local copy of an uploaded checkpoint, and removing checkpoints the
-retention rule (`-P keep_checkpoints`) no longer keeps.
+retention rule (`-P keep_checkpoints`) no longer keeps; and the tracker model's copy of the final
+checkpoint made a hard link to the run's.
 
 A checkpoint is written to the run's local folder (`outputs/<run>/checkpoints`) and uploaded from there.
 With a local artifact store (a plain path or `file:` URI: the default of `sqlite:///mlflow.db` and
 `./mlruns` stores) the upload is a second copy on the same machine: once the store holds it, the local
 one is removed (`release_local_copy`). A remote store (`http(s)://`, `mlflow-artifacts:`, `s3://`...)
 keeps the local copy, as before. A checkpoint not yet uploaded (the store away, an outbox waiting for
-`sync`) is never touched: release is queued behind its upload.
+`sync`) is never touched: release is queued behind its upload. The logged MLflow model `model` holds
+its own copy of the final checkpoint (MLflow copies a model's files into it); in a local store that
+copy becomes a hard link to the run's `checkpoints/epoch_N.ckpt` (`link_model_copy`): the same bytes
+once on disk, and still the model's file should retention later delete the run's.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -94,4 +99,36 @@ def prune_artifacts(
     return removed
 
 
-__all__ = ["PRUNABLE", "local_artifact_dir", "prune_artifacts", "release_local_copy", "stored_file"]
+def link_model_copy(client: Any, run_id: str, model_id: str, name: str, artifact_path: str) -> bool:
+    """Make the logged model `model_id`'s file `name` a hard link to the run's `<artifact_path>/<name>`
+    when both lie in a local store and hold as many bytes; True when linked. Anything else (a remote
+    store, another device, a file that differs) leaves the model's copy as it is."""
+    stored = stored_file(run_id, f"{artifact_path}/{name}", client)
+    model_dir = local_artifact_dir(str(client.get_logged_model(model_id).artifact_location))
+    if stored is None or model_dir is None:
+        return False
+    copies = [p for p in model_dir.rglob(name) if p.is_file() and not p.is_symlink()]
+    if len(copies) != 1:
+        return False
+    (copy,) = copies
+    tmp = copy.with_name(f".{name}.link")
+    try:
+        if copy.stat().st_size != stored.stat().st_size or copy.samefile(stored):
+            return False
+        tmp.unlink(missing_ok=True)
+        os.link(stored, tmp)
+        os.replace(tmp, copy)  # atomic: the model's file is whole at every moment
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
+__all__ = [
+    "PRUNABLE",
+    "link_model_copy",
+    "local_artifact_dir",
+    "prune_artifacts",
+    "release_local_copy",
+    "stored_file",
+]

@@ -44,11 +44,10 @@ def test_each_checkpoint_lies_once_and_evaluate_reads_it_in_place(tmp_path: Path
     assert sorted(held) == [f"checkpoints/epoch_{e}.ckpt" for e in (1, 2, 3)]  # once each on the machine
     last = stored_file(run_id, "checkpoints/epoch_3.ckpt")
     assert trained.outcome.checkpoint == last and torch.load(last, weights_only=True)["epoch"] == 3
-    assert "model" in {
-        a.path for a in MlflowClient().list_artifacts(run_id)
-    } or MlflowClient().search_logged_models(
-        experiment_ids=["0"]
-    )  # the tracker was logged from the last checkpoint before its local copy went
+    (model,) = MlflowClient().search_logged_models(experiment_ids=["0"])
+    assert model.source_run_id == run_id  # the tracker was logged from the last checkpoint before it went
+    (copy,) = local_artifact_dir(model.artifact_location).rglob("epoch_3.ckpt")
+    assert copy.samefile(last)  # the model's file is the run's checkpoint (a hard link): its bytes once
 
     before = last.stat().st_mtime_ns, last.read_bytes()
     for checkpoint in (trained.checkpoint_ref, run_id):
