@@ -104,8 +104,13 @@ def link_model_copy(client: Any, run_id: str, model_id: str, name: str, artifact
     when both lie in a local store and hold as many bytes; True when linked. Anything else (a remote
     store, another device, a file that differs) leaves the model's copy as it is."""
     stored = stored_file(run_id, f"{artifact_path}/{name}", client)
-    model_dir = local_artifact_dir(str(client.get_logged_model(model_id).artifact_location))
-    if stored is None or model_dir is None:
+    if stored is None:
+        return False
+    try:  # best effort: the model is logged; a store error here must not send it again
+        model_dir = local_artifact_dir(str(client.get_logged_model(model_id).artifact_location))
+    except Exception:  # noqa: BLE001 - any store error: the copy stays
+        return False
+    if model_dir is None:
         return False
     copies = [p for p in model_dir.rglob(name) if p.is_file() and not p.is_symlink()]
     if len(copies) != 1:
