@@ -18,6 +18,7 @@ class StubClient:
         self.metrics: list[tuple[str, float, int]] = []  # (key, value, step) as received
         self.sent: list[tuple[Any, ...]] = []  # every successful write, in order
         self.status: str | None = None
+        self.artifact_uri = "s3://stub/artifacts"  # a remote artifact store: local copies are kept
         self.after_read: Callable[[], None] | None = None  # runs once get_run has read (concurrent claims)
         self._lock = threading.Lock()
 
@@ -33,7 +34,9 @@ class StubClient:
             data = SimpleNamespace(params=dict(self.params), tags=dict(self.tags))
         if self.after_read is not None:
             self.after_read()
-        return SimpleNamespace(data=data, info=SimpleNamespace(run_id=run_id, status=self.status))
+        return SimpleNamespace(
+            data=data, info=SimpleNamespace(run_id=run_id, status=self.status, artifact_uri=self.artifact_uri)
+        )
 
     def log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
         self._answer("log_batch")

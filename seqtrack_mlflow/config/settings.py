@@ -251,6 +251,15 @@ class TrainConfig(Validated):
         resume=True,
         sweep=False,
     )
+    keep_checkpoints: int | None = setting(
+        None,
+        "epoch_N.ckpt kept in the run: the last N plus the best by epoch IoU (the others are deleted)",
+        steps=TRAINING_STEPS,
+        unset="all",
+        resume=True,
+        sweep=False,
+        check=(lambda v: v >= 1, "1 or more checkpoints (unset = keep all)"),
+    )
     console: str = setting(
         "reports",
         "console output: reports = the 6-line report every log_every samples (and a progress bar on a "

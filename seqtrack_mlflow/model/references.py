@@ -1,6 +1,7 @@
 """Where the weights a user names come from: a checkpoint file, a `runs:/` URI, a train run id, or a
-registered model (`models:/<name>/<version>`, `models:/<name>@<alias>`), resolved to a local file
-(downloaded from the tracking store where needed). The factory then reads it. Kept apart from the
+registered model (`models:/<name>/<version>`, `models:/<name>@<alias>`), resolved to a local file:
+a run's checkpoint in a local artifact store is read where it lies (never written; no second copy
+under outputs/downloads), one in a remote store is downloaded. The factory then reads it. Kept apart from the
 factory so that building and reading models never imports MLflow."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from seqtrack_mlflow.tracking import (
     require_store_for,
     split_runs_uri,
     store_uri,
+    stored_file,
 )
 from seqtrack_mlflow.train.checkpoints import CHECKPOINT_DIR, CheckpointError, latest_epoch_file
 
@@ -31,7 +33,8 @@ def resolve_checkpoint(target: str, download_dir: Path) -> tuple[Path, str | Non
         return download_registered_checkpoint(target, download_dir / "models")
     if target.startswith("runs:/"):
         require_store_for(f"checkpoint {target}")
-        return _download_checkpoint(target, download_dir, target), split_runs_uri(target)[0]
+        run_id, artifact = split_runs_uri(target)
+        return _stored_or_downloaded(run_id, artifact, download_dir, target), run_id
     if RUN_ID.match(target):
         require_store_for(f"checkpoint {target}")
         try:
@@ -43,7 +46,7 @@ def resolve_checkpoint(target: str, download_dir: Path) -> tuple[Path, str | Non
         latest = latest_epoch_file(names)
         if latest is None:
             raise CheckpointError(_not_found(target, f"run {target} has no {CHECKPOINT_DIR}/epoch_N.ckpt"))
-        return _download_checkpoint(f"runs:/{target}/{latest}", download_dir, target), target
+        return _stored_or_downloaded(target, latest, download_dir, target), target
     raise CheckpointError(_not_found(target, "no such file, runs:/ URI, run id or models:/ URI"))
 
 
@@ -69,6 +72,14 @@ def resolved_reference(target: str, path: Path, run_id: str | None) -> str:
     if run_id:
         return checkpoint_uri(run_id, path.name)
     return str(path.expanduser().resolve())
+
+
+def _stored_or_downloaded(run_id: str, artifact: str, download_dir: Path, target: str) -> Path:
+    """The file in a local artifact store (read in place), else a download into `download_dir`."""
+    stored = stored_file(run_id, artifact)
+    if stored is not None:
+        return stored
+    return _download_checkpoint(f"runs:/{run_id}/{artifact}", download_dir, target)
 
 
 def _download_checkpoint(uri: str, download_dir: Path, target: str) -> Path:

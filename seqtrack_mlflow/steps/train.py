@@ -44,6 +44,7 @@ from seqtrack_mlflow.tracking import (
     resolve_data_run,
     run_context,
     run_params,
+    stored_file,
 )
 from seqtrack_mlflow.train import checkpoints, distributed
 from seqtrack_mlflow.train.artifacts import environment_requirements, plot_training_curves
@@ -51,6 +52,7 @@ from seqtrack_mlflow.train.callbacks import Chain, TrainerCallbacks
 from seqtrack_mlflow.train.checkpoints import Checkpoint
 from seqtrack_mlflow.train.interrupt import Interrupted
 from seqtrack_mlflow.train.progress import Report, report_metrics
+from seqtrack_mlflow.train.retention import checkpoints_to_delete
 from seqtrack_mlflow.train.trainer import Trainer, TrainOutcome
 
 LOG_FILE = "training_log.txt"
@@ -81,17 +83,32 @@ class MlflowCallbacks(TrainerCallbacks):
     """The trainer's reports, epoch summaries and checkpoints, sent to the run.
 
     A run continued after a crash re-trains the part of an epoch after its last checkpoint: steps the
-    run already holds (`after_step`, `after_epoch_step`) are not logged twice."""
+    run already holds (`after_step`, `after_epoch_step`) are not logged twice. Each uploaded checkpoint's
+    local copy is released (removed once a local artifact store holds it; the last one after the model
+    is logged from it), and with `keep` (-P keep_checkpoints) the checkpoints `retention` no longer keeps
+    are pruned; `ious`: the epoch IoUs so far (a resumed run's, from its checkpoint's history)."""
 
-    def __init__(self, logger: RunLogger, log_path: Path, after_step: int = -1, after_epoch_step: int = -1):
+    def __init__(
+        self,
+        logger: RunLogger,
+        log_path: Path,
+        after_step: int = -1,
+        after_epoch_step: int = -1,
+        *,
+        keep: int | None = None,
+        last_name: str = "",
+        ious: dict[int, float] | None = None,
+    ):
         self.logger, self.log_path = logger, log_path
         self.after_step, self.after_epoch_step = after_step, after_epoch_step
+        self.keep, self.last_name, self.ious = keep, last_name, dict(ious or {})
 
     def on_report(self, report: Report) -> None:
         if report.global_step > self.after_step:
             self.logger.log_metrics(report_metrics(report), step=report.global_step)
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float], step: int) -> None:
+        self.ious[epoch] = metrics["epoch_iou"]
         if step > self.after_epoch_step:
             self.logger.log_metrics(metrics, step=step)
 
@@ -101,6 +118,10 @@ class MlflowCallbacks(TrainerCallbacks):
         self.logger.flush(timeout=CHECKPOINT_FLUSH_S)
         self.logger.log_artifact(path, checkpoints.CHECKPOINT_DIR)
         self.logger.log_artifact(self.log_path)
+        if path.name != self.last_name:  # the last one: released once the model is logged from it
+            self.logger.release(path, checkpoints.CHECKPOINT_DIR)
+        doomed = checkpoints_to_delete(epoch, self.ious, self.keep)
+        self.logger.prune(doomed, checkpoints.CHECKPOINT_DIR, path.parent)
 
 
 def run_train(
@@ -159,7 +180,7 @@ def run_train(
                 if on_run is not None:
                     on_run(logger)
                 run_values = {"resume": resume, "data": data_run, "output_dir": str(output_dir)}
-                return _train_in_run(
+                result = _train_in_run(
                     settings,
                     ckpt,
                     run_values,
@@ -172,6 +193,7 @@ def run_train(
                     tracker=tracker,
                     resumed_from=(auto.run_id if auto else resume) if continue_run or ckpt else None,
                 )
+        return _where_stored(result)  # the run ended: everything logged has been sent
     finally:
         distributed.teardown()
 
@@ -258,6 +280,9 @@ def _train_in_run(
         log_path,
         last_metric_step(logger.run_id, "loss") if resumed else -1,
         last_metric_step(logger.run_id, "epoch_loss") if resumed else -1,
+        keep=settings.train.keep_checkpoints,
+        last_name=checkpoints.checkpoint_name(settings.train.epochs),
+        ious=dict(enumerate(ckpt.history.get("epoch_iou", []), start=1)) if ckpt is not None else None,
     )
     trainer = Trainer(
         settings,
@@ -279,6 +304,18 @@ def _train_in_run(
     if ctx.is_main:
         _log_tracker(logger, outcome, tracker or _run_tracker(logger, resumed))
     return TrainResult(logger.run_id, outcome, settings, selection, out_dir)
+
+
+def _where_stored(result: TrainResult) -> TrainResult:
+    """The result naming the last checkpoint where it now lies: in a local artifact store once its
+    local copy was released (see `MlflowCallbacks`), else where it was written."""
+    path = result.outcome.checkpoint
+    if path is None or path.exists() or not result.run_id:
+        return result
+    stored = stored_file(result.run_id, f"{checkpoints.CHECKPOINT_DIR}/{path.name}")
+    if stored is None:
+        return result
+    return dataclasses.replace(result, outcome=dataclasses.replace(result.outcome, checkpoint=stored))
 
 
 def training_data(selection: Selection) -> list[Sequence] | Mix:
@@ -380,6 +417,7 @@ def _log_tracker(logger: RunLogger, outcome: TrainOutcome, tracker: TrackerConfi
         return
     try:
         logger.log_model(outcome.checkpoint, model_config(tracker))
+        logger.release(outcome.checkpoint, checkpoints.CHECKPOINT_DIR)
     except Exception as exc:  # noqa: BLE001 - whatever MLflow raised: the run itself succeeded
         print(
             f"warning: the tracker was not logged as run {logger.run_id}'s MLflow model ({first_line(exc)}): "

@@ -18,6 +18,7 @@ than 0), opened by `run_context`, and to the lookups here. Its parts:
     ownership   one process per run: owned_run (claim, heartbeat, release)
     owner       the owner token, and whether its process still lives on this machine
     artifacts   run ids and runs:/ URIs, downloads, a select_data run's index
+    stored      a local artifact store's files: read in place, local copies released, checkpoints pruned
     tracker_model  the trained tracker as an MLflow pyfunc model (logged by train as `model`)
     registry    the Model Registry: registering a train run's tracker, models:/ references resolved
 """
@@ -58,6 +59,7 @@ from seqtrack_mlflow.tracking.registry import (
 )
 from seqtrack_mlflow.tracking.runs import INTERRUPTED_TAG, RunNotUploaded, run_context
 from seqtrack_mlflow.tracking.store import TrackingError, require_store_for, store_uri
+from seqtrack_mlflow.tracking.stored import stored_file
 from seqtrack_mlflow.tracking.sync import sync_run_folder
 
 __all__ = [
@@ -110,5 +112,6 @@ __all__ = [
     "split_runs_uri",
     "start_line",
     "store_uri",
+    "stored_file",
     "sync_run_folder",
 ]

@@ -127,6 +127,20 @@ class RunLogger:
                 {"op": "artifacts", "path": str(Path(folder).resolve()), "artifact_path": artifact_path}
             )
 
+    def release(self, path: Path, artifact_path: str) -> None:
+        """Remove `path` once a local artifact store holds its upload under `artifact_path` (the store
+        would hold a second copy on this machine; `tracking.stored`). Queued behind the upload: a file
+        the store does not have yet stays, in the outbox too."""
+        if self._client:
+            self._call({"op": "release", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
+
+    def prune(self, names: list[str], artifact_path: str, local_dir: Path) -> None:
+        """Remove the checkpoints `names` from the run's `artifact_path` and their uploaded copies in
+        `local_dir`, after every call logged before (their uploads) has been sent."""
+        if self._client and names:
+            op = {"op": "prune", "names": list(names), "artifact_path": artifact_path}
+            self._call({**op, "path": str(Path(local_dir).resolve())})
+
     def log_model(self, checkpoint: Path, config: Mapping[str, Any]) -> None:
         """The tracker of `checkpoint` with the tracker settings `config` as the run's MLflow model
         (`tracker_model`): sent like an artifact, so while the store is away it waits in the queue and,

@@ -1,8 +1,10 @@
 """The outbox: the calls a run could not send while the tracking store was away, and their replay.
 
 A `RunLogger` queues a call it cannot send as an op (a JSON-able dict: params, tags, an artifact file
-or folder, a dict artifact, the tracker as an MLflow model) and sends it later with `apply_op`. When the
-run ends with the store still away, its queue and metric buffer become an `Outbox` in the run's local folder:
+or folder, a dict artifact, the tracker as an MLflow model, the release of an uploaded checkpoint's
+local copy, the pruning of checkpoints `keep_checkpoints` no longer keeps) and sends it later with
+`apply_op`. When the run ends with the store still away, its queue and metric buffer become an
+`Outbox` in the run's local folder:
 
     pending_upload.json    the run, its store, its final status and end time, metric points dropped
     pending_metrics.jsonl  one metric point a line
@@ -34,6 +36,7 @@ from seqtrack_mlflow.tracking.health import say
 from seqtrack_mlflow.tracking.outbox_check import read_manifest, read_metrics, read_ops, store_refusal
 from seqtrack_mlflow.tracking.params import params_to_log
 from seqtrack_mlflow.tracking.store import store_uri
+from seqtrack_mlflow.tracking.stored import link_model_copy, prune_artifacts, release_local_copy
 from seqtrack_mlflow.tracking.tracker_model import log_tracker_model
 
 PENDING_MANIFEST = "pending_upload.json"  # what `seqtrack-mlflow sync` reads (run, store, final status)
@@ -42,6 +45,7 @@ PENDING_OPS = "pending_ops.jsonl"  # artifacts, tags, params, dicts, models, in 
 PENDING_FILES = "pending_files"  # copies of files logged from outside the run's folder
 BATCH_POINTS = 1000  # MLflow's limit of metrics per log_batch
 DROPPED_TAG = "seqtrack.dropped_metric_points"  # set by the replay when the buffer overflowed
+CHECKPOINT_DIR = "checkpoints"  # a train run's checkpoints in its artifacts (as train/checkpoints.py)
 
 Op = dict[str, Any]
 
@@ -62,7 +66,13 @@ def apply_op(client: Any, run_id: str, op: Op) -> None:
     elif kind == "dict":
         client.log_dict(run_id, op["values"], op["artifact_file"])
     elif kind == "model":  # through MLflow's fluent API, to the store `client` talks to (the process's)
-        log_tracker_model(run_id, Path(op["path"]), op["config"])
+        model_id = log_tracker_model(run_id, Path(op["path"]), op["config"]).removeprefix("models:/")
+        link_model_copy(client, run_id, model_id, Path(op["path"]).name, CHECKPOINT_DIR)
+    elif kind == "release":  # after the file's upload (queued behind it): the local copy, if the store is
+        release_local_copy(client, run_id, Path(op["path"]), op["artifact_path"])
+    elif kind == "prune":
+        folder = Path(op["path"]) if op["path"] is not None else None
+        prune_artifacts(client, run_id, op["artifact_path"], op["names"], folder)
     else:  # pragma: no cover - written by this package only
         raise ValueError(f"unknown pending call {kind!r}")
 
@@ -123,9 +133,16 @@ class Outbox:
     def _record(self, op: Op) -> Op | None:
         """`op` as recorded: a file or folder by its path relative to the folder; one that lies elsewhere
         is copied into PENDING_FILES first (None, with a warning, when it is gone or cannot be copied)."""
-        if op["op"] not in ("artifact", "artifacts", "model"):
+        if op["op"] == "prune":  # a folder outside this one: its copies are not this outbox's to remove
+            root = self.folder.resolve()
+            local = Path(op["path"]).resolve() if op["path"] else None
+            ours = local is not None and local.is_relative_to(root)
+            return {**op, "path": local.relative_to(root).as_posix() if ours else None}
+        if op["op"] not in ("artifact", "artifacts", "model", "release"):
             return op
         root, path = self.folder.resolve(), Path(op["path"]).resolve()
+        if op["op"] == "release" and not (path.is_file() and path.is_relative_to(root)):
+            return None  # gone already, or not ours to remove
         if not path.exists():
             say(f"warning: {path} is gone: it is not kept for `seqtrack-mlflow sync`")
             return None

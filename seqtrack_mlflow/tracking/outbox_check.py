@@ -20,6 +20,7 @@ from mlflow.entities import Metric
 
 from seqtrack_mlflow.messages import first_line
 from seqtrack_mlflow.tracking.store import TrackingError
+from seqtrack_mlflow.tracking.stored import PRUNABLE
 
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")  # MLflow's own rule for a run id
@@ -30,6 +31,8 @@ OP_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
     "artifacts": {"path": (str,), "artifact_path": (str, type(None))},
     "dict": {"values": (dict, list), "artifact_file": (str,)},
     "model": {"path": (str,), "config": (dict,)},  # the checkpoint file and the tracker settings
+    "release": {"path": (str,), "artifact_path": (str,)},  # an uploaded file's local copy
+    "prune": {"names": (list,), "artifact_path": (str,), "path": (str, type(None))},  # epoch_N.ckpt names
 }
 SETTING_VALUE = (str, int, float, bool, type(None))
 
@@ -173,10 +176,21 @@ def checked_op(record: Any, root: Path) -> Op:
         if not all(isinstance(k, str) and isinstance(v, SETTING_VALUE) for k, v in config.items()):
             raise _Bad("the model op's config is not settings: text keys, plain values only")
         return {"op": kind, "path": str(inside(root, record["path"], folder=False)), "config": config}
+    if kind == "prune":
+        names = record["names"]
+        if not all(isinstance(n, str) and PRUNABLE.match(n) for n in names):
+            raise _Bad("the prune op names something other than epoch_N.ckpt checkpoints")
+        local = None if record["path"] is None else str(inside_folder(root, record["path"]))
+        return {
+            "op": kind,
+            "names": names,
+            "artifact_path": destination(record["artifact_path"]),
+            "path": local,
+        }
     dest = record["artifact_path"]
     return {
         "op": kind,
-        "path": str(inside(root, record["path"], folder=kind == "artifacts")),
+        "path": str(inside(root, record["path"], folder=kind == "artifacts")),  # release: the file too
         "artifact_path": None if dest is None else destination(dest),
     }
 
@@ -215,4 +229,15 @@ def inside(root: Path, text: str, *, folder: bool) -> Path:
                     raise _Bad(f"{shown(name)} in the folder {shown(text)} leads outside the run folder")
                 if not target.is_file():
                     raise _Bad(f"{shown(name)} in the folder {shown(text)} is not a regular file")
+    return path
+
+
+def inside_folder(root: Path, text: str) -> Path:
+    """A folder a prune op removes copies from: inside the run folder `root` (it may be gone already)."""
+    given = Path(text)
+    if not text or "\x00" in text or ".." in given.parts or given.is_absolute():
+        raise _Bad(f"the path {shown(text)} is refused (empty, absolute, or with ..)")
+    path = (root / given).resolve()
+    if not path.is_relative_to(root):
+        raise _Bad(f"the folder {shown(text)} lies outside the run folder {root}")
     return path

@@ -270,12 +270,12 @@ def _write_error(path: Path, exc: OSError) -> CheckpointWriteError:
     if is_disk_full(exc):
         return CheckpointWriteError(
             f"no space left on the device holding {folder} while writing checkpoint {path.name} "
-            "(earlier checkpoints there are intact): free space there, or set -P output_dir to a "
+            "(earlier checkpoints are intact): free space there, or set -P output_dir to a "
             "folder on a disk with room, then resume from the last checkpoint"
         )
     return CheckpointWriteError(
         f"cannot write checkpoint {path.name} in {folder}: {exc.strerror or exc} "
-        "(earlier checkpoints there are intact): make the folder writable, or set -P output_dir"
+        "(earlier checkpoints are intact): make the folder writable, or set -P output_dir"
     )
 
 

@@ -245,7 +245,8 @@ class Trainer:
             )
             path = checkpoints.save(ckpt, path.with_name(checkpoints.partial_name(epoch)))
             self.callbacks.on_checkpoint(path, epoch - 1)
-        saved = f"state saved in {path}" if progress.samples > 0 or epoch > 1 else "nothing to save yet"
+        held = path if path.exists() else f"run {self.run_id}'s {checkpoints.CHECKPOINT_DIR}/{path.name}"
+        saved = f"state saved in {held}" if progress.samples > 0 or epoch > 1 else "nothing to save yet"
         raise Interrupted(stop.signum or signal.SIGTERM, f"{signame} at {where}: {saved}")
 
     def _epoch(

@@ -125,8 +125,8 @@ def test_resume_sweep_and_env_rules_are_declared_on_the_settings():
     # A resume may change the schedule and where/how it runs, never the model, data or optimisation.
     assert set(resume_overridable()) == {
         "epochs", "lr_drop_epoch", "lr_gamma", "device", "workers", "log_every", "system_metrics", "amp",
-        "console", "lasot_root", "cache_dir", "got10k_root", "trackingnet_root", "coco_root",
-        "lasot_ext_root",
+        "console", "keep_checkpoints", "lasot_root", "cache_dir", "got10k_root", "trackingnet_root",
+        "coco_root", "lasot_ext_root",
     }  # fmt: skip
     assert not by_name["lr"].resume and not by_name["patch_size"].resume
     assert not by_name["workers"].sweep and by_name["lr"].sweep

@@ -5,12 +5,14 @@ tests/train/test_checkpoint_integrity.py)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from factories import all_runs, assert_refused_in_one_line, checkpoint_cli_args, tiny_checkpoint, write_fault
+from mlflow.tracking import MlflowClient
 from services import mount_tmpfs
 
 from seqtrack_mlflow.model.factory import build_model
@@ -36,9 +38,11 @@ def test_cli_refuses_in_a_real_process(
 
 
 def test_train_on_a_full_disk_ends_in_one_line_and_keeps_epoch_1(
-    tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A real training run whose output folder is a tmpfs with room for one checkpoint, not two."""
+    """A real training run whose output folder is a tmpfs with room for one checkpoint, not two. The store
+    is a server (a remote artifact store keeps the local copies; a local one would hold the only copy of
+    epoch 1 and free its room here)."""
     model = build_model(tiny_checkpoint().settings.model)
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     disk = tmp_path / "disk"
@@ -80,12 +84,13 @@ def test_train_on_a_full_disk_ends_in_one_line_and_keeps_epoch_1(
             capture_output=True,
             text=True,
             timeout=400,
+            env={**os.environ, "MLFLOW_TRACKING_URI": server},
         )
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
         assert proc.returncode == 2, proc.stderr
         assert len(errors) == 1 and "no space left" in errors[0] and "free space" in errors[0], proc.stderr
         assert "Traceback" not in proc.stderr
-        (run,) = all_runs()
+        (run,) = MlflowClient(server).search_runs(experiment_ids=["0"])
         assert run.info.status == "FAILED"
         folder = disk / run.info.run_id / "checkpoints"
         assert str(folder) in errors[0]

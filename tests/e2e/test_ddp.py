@@ -8,6 +8,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from services import torchrun
 
+from seqtrack_mlflow.tracking import stored_file
+
 
 def test_torchrun_two_processes(tmp_path: Path, mlflow_uri: str) -> None:
     out = tmp_path / "outputs"
@@ -33,7 +35,8 @@ def test_torchrun_two_processes(tmp_path: Path, mlflow_uri: str) -> None:
     assert reports == [f"Epoch 1 : {n} / 40" for n in (10, 20, 30, 40)]
     steps = [m.step for m in MlflowClient().get_metric_history(run.info.run_id, "loss")]
     assert steps == [10, 20, 30, 40]
-    ckpt = torch.load(out / run.info.run_id / "checkpoints" / "epoch_1.ckpt", weights_only=True)
+    assert not (out / run.info.run_id / "checkpoints" / "epoch_1.ckpt").exists()  # the local store holds it
+    ckpt = torch.load(stored_file(run.info.run_id, "checkpoints/epoch_1.ckpt"), weights_only=True)
     assert not any(k.startswith("module.") for k in ckpt["model_state_dict"])  # unwrapped from DDP
 
 

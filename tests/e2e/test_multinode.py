@@ -12,6 +12,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 from services import free_port, torchrun_nodes
 
+from seqtrack_mlflow.tracking import stored_file
+
 TRAIN = [
     "train", "--preset", "tiny", "--seed", "8", "--source", "synthetic", "--device", "cpu",
     "--search_size", "32", "--template_size", "32", "--epochs", "1", "--samples_per_epoch", "40",
@@ -45,7 +47,8 @@ def test_two_nodes_train_checkpoint_and_resume(tmp_path: Path, mlflow_uri: str) 
     assert runs[0].data.tags["seqtrack.world_size"] == "2"
     assert runs[0].info.status == "FINISHED"
     assert [p.name for p in outs[0].iterdir()] == [run_id]
-    assert (outs[0] / run_id / "checkpoints" / "epoch_1.ckpt").is_file()
+    assert stored_file(run_id, "checkpoints/epoch_1.ckpt") is not None  # the local store: the one copy
+    assert not (outs[0] / run_id / "checkpoints" / "epoch_1.ckpt").exists()
     assert not outs[1].exists() or not any(outs[1].rglob("*")), "node 1 wrote into its output folder"
     assert [f.path for f in client.list_artifacts(run_id, "checkpoints")] == ["checkpoints/epoch_1.ckpt"]
     # Node 1 selected the data itself (after rank 0 prepared it) into its own cache.
@@ -82,10 +85,9 @@ def test_two_nodes_train_checkpoint_and_resume(tmp_path: Path, mlflow_uri: str) 
     assert reports(outs[0] / run_id / "training_log.txt", 2) == [
         f"Epoch 2 : {n} / 40" for n in (10, 20, 30, 40)
     ]
-    assert (outs[0] / run_id / "checkpoints" / "epoch_2.ckpt").is_file()
-    # Every rank resolves the run id through the tracking store: node 1 downloaded the checkpoint (hence
-    # every node needs MLFLOW_TRACKING_URI), and wrote no checkpoint or run folder of its own.
-    assert [str(p.relative_to(outs[1])) for p in sorted(outs[1].rglob("*")) if p.is_file()] == [
-        "downloads/rank1/epoch_1.ckpt"
-    ]
+    assert stored_file(run_id, "checkpoints/epoch_2.ckpt") is not None
+    # Every rank resolves the run id through the tracking store (hence every node needs
+    # MLFLOW_TRACKING_URI): a local artifact store is read in place (a remote one is downloaded into
+    # downloads/rank<N>/); node 1 wrote no checkpoint or run folder of its own.
+    assert [str(p.relative_to(outs[1])) for p in sorted(outs[1].rglob("*")) if p.is_file()] == []
     assert list((caches[1] / "synthetic").glob("*/*")), "node 1 did not prepare the data in its own cache"

@@ -15,6 +15,8 @@ import torch
 from factories import ROOT
 from mlflow.tracking import MlflowClient
 
+from seqtrack_mlflow.tracking import stored_file
+
 TRAIN = [
     "train", "--seed", "8", "--source", "synthetic", "--device", "cpu", "--search_size", "32",
     "--template_size", "32", "--epochs", "3", "--samples_per_epoch", "400", "--batch_size", "5",
@@ -62,8 +64,10 @@ def test_sigterm_saves_the_state_ends_the_run_killed_and_resume_is_exact(tmp_pat
     run_id = run.info.run_id
     assert run.info.status == "KILLED"
     assert "SIGTERM at epoch 2, sample" in line and f"-P resume={run_id}" in line
-    partial = out / run_id / "checkpoints" / "epoch_2_partial.ckpt"
-    assert partial.is_file() and str(partial) in line
+    # uploaded to the local store, which holds the only copy: resume reads it there
+    assert not (out / run_id / "checkpoints" / "epoch_2_partial.ckpt").exists()
+    partial = stored_file(run_id, "checkpoints/epoch_2_partial.ckpt")
+    assert partial is not None and f"run {run_id}'s checkpoints/epoch_2_partial.ckpt" in line
     artifacts = {a.path for a in MlflowClient().list_artifacts(run_id, "checkpoints")}
     assert artifacts == {"checkpoints/epoch_1.ckpt", "checkpoints/epoch_2_partial.ckpt"}
 
@@ -81,8 +85,8 @@ def test_sigterm_saves_the_state_ends_the_run_killed_and_resume_is_exact(tmp_pat
     whole_id = next(
         r.info.run_id for r in MlflowClient().search_runs(experiment_ids=["0"]) if r.info.run_id != run_id
     )
-    a = torch.load(out / run_id / "checkpoints" / "epoch_3.ckpt", weights_only=True)["model_state_dict"]
-    b = torch.load(tmp_path / "whole" / whole_id / "checkpoints" / "epoch_3.ckpt", weights_only=True)
+    a = torch.load(stored_file(run_id, "checkpoints/epoch_3.ckpt"), weights_only=True)["model_state_dict"]
+    b = torch.load(stored_file(whole_id, "checkpoints/epoch_3.ckpt"), weights_only=True)
     assert all(torch.equal(a[k], b["model_state_dict"][k]) for k in a), "resumed weights differ"
     for key in ("loss", "epoch_loss"):
         steps = [m.step for m in MlflowClient().get_metric_history(run_id, key)]
