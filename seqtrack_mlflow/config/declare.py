@@ -155,3 +155,10 @@ def env_value(cls: type, name: str) -> str | None:
     """The value of the variable declared for setting `name` of `cls`, where it is set and not empty."""
     var = env_name(cls, name)
     return (os.environ.get(var) or None) if var else None
+
+
+class Validated:
+    """`validate()`: every field's declared check (and a class's own cross-field rules, where it has them)."""
+
+    def validate(self) -> None:
+        check_fields(self)

@@ -16,7 +16,7 @@ from types import ModuleType
 import numpy as np
 
 from seqtrack_mlflow.config import ConfigError, TrackerConfig
-from seqtrack_mlflow.config.settings import BASELINE_TRACKERS, BASELINES_USE
+from seqtrack_mlflow.config.tracker import BASELINE_TRACKERS, BASELINES_USE
 
 # name -> OpenCV factory. Each is the tracker's default parameters, as OpenCV ships them.
 BASELINES: dict[str, str] = dict(
