@@ -34,6 +34,7 @@ from seqtrack_mlflow.model.factory import check_fits
 from seqtrack_mlflow.model.references import checkpoint_uri, resolve_checkpoint, resolve_pretrained
 from seqtrack_mlflow.steps.job_resume import resolve_auto
 from seqtrack_mlflow.steps.lineage import log_selection, selection_from_run
+from seqtrack_mlflow.steps.train_callbacks import MlflowCallbacks
 from seqtrack_mlflow.tracking import (
     RunLogger,
     fetch_artifact,
@@ -51,8 +52,6 @@ from seqtrack_mlflow.train.artifacts import environment_requirements, plot_train
 from seqtrack_mlflow.train.callbacks import Chain, TrainerCallbacks
 from seqtrack_mlflow.train.checkpoints import Checkpoint
 from seqtrack_mlflow.train.interrupt import Interrupted
-from seqtrack_mlflow.train.progress import Report, report_metrics
-from seqtrack_mlflow.train.retention import checkpoints_to_delete
 from seqtrack_mlflow.train.trainer import Trainer, TrainOutcome
 
 LOG_FILE = "training_log.txt"
@@ -74,54 +73,6 @@ class TrainResult:
         if self.run_id:
             return checkpoint_uri(self.run_id, checkpoints.checkpoint_name(self.outcome.epochs_done))
         return str(self.outcome.checkpoint)
-
-
-CHECKPOINT_FLUSH_S = 60.0  # a slow store delays the upload at most this long; an absent one not at all
-
-
-class MlflowCallbacks(TrainerCallbacks):
-    """The trainer's reports, epoch summaries and checkpoints, sent to the run.
-
-    A run continued after a crash re-trains the part of an epoch after its last checkpoint: steps the
-    run already holds (`after_step`, `after_epoch_step`) are not logged twice. Each uploaded checkpoint's
-    local copy is released (removed once a local artifact store holds it; the last one after the model
-    is logged from it), and with `keep` (-P keep_checkpoints) the checkpoints `retention` no longer keeps
-    are pruned; `ious`: the epoch IoUs so far (a resumed run's, from its checkpoint's history)."""
-
-    def __init__(
-        self,
-        logger: RunLogger,
-        log_path: Path,
-        after_step: int = -1,
-        after_epoch_step: int = -1,
-        *,
-        keep: int | None = None,
-        last_name: str = "",
-        ious: dict[int, float] | None = None,
-    ):
-        self.logger, self.log_path = logger, log_path
-        self.after_step, self.after_epoch_step = after_step, after_epoch_step
-        self.keep, self.last_name, self.ious = keep, last_name, dict(ious or {})
-
-    def on_report(self, report: Report) -> None:
-        if report.global_step > self.after_step:
-            self.logger.log_metrics(report_metrics(report), step=report.global_step)
-
-    def on_epoch_end(self, epoch: int, metrics: dict[str, float], step: int) -> None:
-        self.ious[epoch] = metrics["epoch_iou"]
-        if step > self.after_epoch_step:
-            self.logger.log_metrics(metrics, step=step)
-
-    def on_checkpoint(self, path: Path, epoch: int) -> None:
-        # Metrics first: a checkpoint in the store then implies its epoch's metrics are there too, so a
-        # run killed right after the upload (SIGKILL, OOM) and resumed from it has no hole in its curves.
-        self.logger.flush(timeout=CHECKPOINT_FLUSH_S)
-        self.logger.log_artifact(path, checkpoints.CHECKPOINT_DIR)
-        self.logger.log_artifact(self.log_path)
-        if path.name != self.last_name:  # the last one: released once the model is logged from it
-            self.logger.release(path, checkpoints.CHECKPOINT_DIR)
-        doomed = checkpoints_to_delete(epoch, self.ious, self.keep)
-        self.logger.prune(doomed, checkpoints.CHECKPOINT_DIR, path.parent)
 
 
 def run_train(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from stub_client import StubClient
 
-from seqtrack_mlflow.steps.train import MlflowCallbacks
+from seqtrack_mlflow.steps.train_callbacks import MlflowCallbacks
 from seqtrack_mlflow.tracking import Health, RunLogger
 from seqtrack_mlflow.tracking.outbox import PENDING_OPS
 
