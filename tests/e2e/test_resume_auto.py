@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from mlflow.tracking import MlflowClient
 
-from seqtrack_mlflow.tracking import OWNER_TAG, RUN_KEY_TAG
+from seqtrack_mlflow.tracking import OWNER_TAG, RUN_KEY_TAG, stored_file
 
 EPOCHS, SAMPLES = 3, 100
 TRAIN = [
@@ -122,8 +122,9 @@ def test_the_same_command_continues_the_job_after_kill_9_and_sigterm(tmp_path: P
     )  # fmt: skip
     assert whole.returncode == 0, whole.stderr[-3000:]
     whole_id = next(r.info.run_id for r in client.search_runs(["0"]) if r.info.run_id != run_id)
-    a = torch.load(out / run_id / "checkpoints" / f"epoch_{EPOCHS}.ckpt", weights_only=True)
-    b = torch.load(tmp_path / "whole" / whole_id / "checkpoints" / f"epoch_{EPOCHS}.ckpt", weights_only=True)
+    # Each checkpoint is stored once, in the run's artifacts (the local copy is released after upload).
+    a = torch.load(stored_file(run_id, f"checkpoints/epoch_{EPOCHS}.ckpt"), weights_only=True)
+    b = torch.load(stored_file(whole_id, f"checkpoints/epoch_{EPOCHS}.ckpt"), weights_only=True)
     a, b = a["model_state_dict"], b["model_state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a), "the job's weights differ from an uninterrupted run's"
     for key in ("loss", "epoch_loss"):

@@ -20,7 +20,7 @@ from factories import ROOT
 from mlflow.tracking import MlflowClient
 from slurm_cluster import SlurmCluster, SlurmUnavailable, slurm_cluster
 
-from seqtrack_mlflow.tracking import RUN_KEY_TAG
+from seqtrack_mlflow.tracking import RUN_KEY_TAG, stored_file
 
 EPOCHS, SAMPLES = 3, 100
 TRAIN = [
@@ -79,9 +79,10 @@ def test_a_requeued_job_continues_its_run_to_the_weights_of_an_uninterrupted_one
     work = tmp_path / "job"
     (work / "logs").mkdir(parents=True)
     # The same training uninterrupted, outside Slurm, meanwhile: the reference for the weights.
+    whole_err = tmp_path / "whole.err"
     whole = subprocess.Popen(
         [sys.executable, "-m", "seqtrack_mlflow.cli", "train", *TRAIN, "--output_dir", str(tmp_path / "w")],
-        cwd=tmp_path, env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=cluster.env, stdout=subprocess.DEVNULL, stderr=whole_err.open("w"),
     )  # fmt: skip
     try:
         job_id = cluster.run(
@@ -107,7 +108,7 @@ def test_a_requeued_job_continues_its_run_to_the_weights_of_an_uninterrupted_one
         if whole.poll() is None:
             whole.wait(timeout=300)
     text = log.read_text()
-    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert whole.returncode == 0, whole_err.read_text()[-3000:]
     state = cluster.job_state(job_id)
     assert state["Restarts"] == "2" and state["ExitCode"] == "0:0", state
 
@@ -136,8 +137,9 @@ def test_a_requeued_job_continues_its_run_to_the_weights_of_an_uninterrupted_one
     print(f"MLflow run {run_id}: {run.info.status}, tags {tags}, checkpoints {sorted(saved)}")
     print(f"loss steps {[m.step for m in client.get_metric_history(run_id, 'loss')]}")
     name = f"epoch_{EPOCHS}.ckpt"
-    a = torch.load(work / "outputs" / run_id / "checkpoints" / name, weights_only=True)["model_state_dict"]
-    b = torch.load(tmp_path / "w" / whole_id / "checkpoints" / name, weights_only=True)["model_state_dict"]
+    # Each checkpoint is stored once, in the run's artifacts (the local copy is released after upload).
+    a = torch.load(stored_file(run_id, f"checkpoints/{name}"), weights_only=True)["model_state_dict"]
+    b = torch.load(stored_file(whole_id, f"checkpoints/{name}"), weights_only=True)["model_state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a), (
         "the requeued job's weights differ from an uninterrupted run's"
     )
