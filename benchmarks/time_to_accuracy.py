@@ -38,6 +38,7 @@ from seqtrack_mlflow.evaluation.baselines import BASELINES, track_frames
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequences
 from seqtrack_mlflow.model.factory import load_trained_weights
+from seqtrack_mlflow.train import checkpoints
 from seqtrack_mlflow.train.callbacks import TrainerCallbacks
 from seqtrack_mlflow.train.distributed import DistContext
 from seqtrack_mlflow.train.trainer import Trainer
@@ -86,6 +87,19 @@ def reference_scores(sequences: list) -> dict[str, dict[str, float]]:
     return scores
 
 
+def score_checkpoint(path: Path, sequences: list, eval_batch: int) -> dict[str, float]:
+    """The evaluation's tracker (default settings) with the checkpoint's weights, scored on `sequences`."""
+    weights = load_trained_weights(path, None)
+    tracker = SeqTrackTracker.from_weights(weights.model, weights.state_dict, TrackerConfig(), "cpu")
+    tracked = track_sequences(tracker, sequences, 0, eval_batch)
+    return score([boxes for boxes, _ in tracked], sequences)
+
+
+def table_row(epoch: int, trained_s: float, samples: int, m: dict[str, float]) -> list[object]:
+    row = [epoch, f"{trained_s / 60:.2f}", f"{samples:,}", f"{samples / trained_s:.1f}"]
+    return row + [f"{m[k]:.1f}" for k in HEADLINE] + [f"{os.getloadavg()[0]:.1f}"]
+
+
 class EvaluateEachEpoch(TrainerCallbacks):
     """Scores every epoch's checkpoint on the held-out set; the clock excludes the scoring."""
 
@@ -98,15 +112,32 @@ class EvaluateEachEpoch(TrainerCallbacks):
     def on_checkpoint(self, path: Path, epoch: int) -> None:
         trained_s = time.perf_counter() - self.start - self.scoring
         began = time.perf_counter()
-        weights = load_trained_weights(path, None)
-        tracker = SeqTrackTracker.from_weights(weights.model, weights.state_dict, TrackerConfig(), "cpu")
-        tracked = track_sequences(tracker, self.sequences, 0, self.eval_batch)
-        m = score([boxes for boxes, _ in tracked], self.sequences)
+        m = score_checkpoint(path, self.sequences, self.eval_batch)
         self.scoring += time.perf_counter() - began
-        samples = epoch * self.samples_per_epoch
-        row = [epoch, f"{trained_s / 60:.2f}", f"{samples:,}", f"{samples / trained_s:.1f}"]
-        self.rows.append(row + [f"{m[k]:.1f}" for k in HEADLINE] + [f"{os.getloadavg()[0]:.1f}"])
+        self.rows.append(table_row(epoch, trained_s, epoch * self.samples_per_epoch, m))
         print(f"epoch {epoch}: {trained_s / 60:.2f} min, AUC {m['auc']:.1f}", flush=True)
+
+
+def follow_run(folder: Path, sequences: list, eval_batch: int, wait_s: float) -> list[list[object]]:
+    """Scores `folder/epoch_N.ckpt` for every epoch of the run as each appears (a run trained elsewhere,
+    e.g. by `mlflow run`: its `outputs/<run>/checkpoints`); minutes are the checkpoint's own training
+    time (`elapsed_seconds`)."""
+    rows: list[list[object]] = []
+    epoch, epochs, deadline = 1, None, time.monotonic() + wait_s
+    while epochs is None or epoch <= epochs:
+        path = folder / checkpoints.checkpoint_name(epoch)
+        if not path.is_file():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{path} did not appear within --wait {wait_s:.0f} s")
+            time.sleep(5)
+            continue
+        ckpt = checkpoints.load(path)
+        epochs = ckpt.settings.train.epochs
+        m = score_checkpoint(path, sequences, eval_batch)
+        rows.append(table_row(epoch, ckpt.elapsed_seconds, ckpt.global_step, m))
+        print(f"epoch {epoch}: {ckpt.elapsed_seconds / 60:.2f} min, AUC {m['auc']:.1f}", flush=True)
+        epoch += 1
+    return rows
 
 
 def main() -> None:
@@ -120,6 +151,13 @@ def main() -> None:
     parser.add_argument("--held-out-classes", type=int, default=6, help="classes x 4 test sequences")
     parser.add_argument("--held-out-frames", type=int, default=None, help="default: synthetic_frames")
     parser.add_argument("--eval-batch", type=int, default=4, help="sequences tracked in lockstep")
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="score the epoch_N.ckpt files of a run trained elsewhere (its checkpoints folder, the "
+        "demo's seed and classes), each as it appears, instead of training here",
+    )
+    parser.add_argument("--wait", type=float, default=3600, help="--checkpoints: seconds to wait for one")
     parser.add_argument("--quick", action="store_true", help="2 short epochs, 4 held-out sequences")
     add_threads_arg(parser)
     args = parser.parse_args()
@@ -138,38 +176,48 @@ def main() -> None:
     tc = settings.train
     with tempfile.TemporaryDirectory(prefix="time_to_accuracy_") as tmp:
         root = Path(tmp)
-        folders = generate_lasot(
-            root / "train", classes, data.synthetic_sequences, data.synthetic_frames, size, args.seed
-        )
-        # The order select_data indexes them in (class, then number), so the samples are the demo's.
-        train = sorted(
-            (s for s in map(read_sequence, folders) if s.split == "train"),
-            key=lambda s: (s.class_name, s.number),
-        )
         held = write_held_out(root / "held_out", held_classes, args.seed + HELD_OUT_SEED_OFFSET, frames, size)
         references = reference_scores(held)
-        callback = EvaluateEachEpoch(held, tc.samples_per_epoch, args.eval_batch)
-        ctx = DistContext(0, 1, 0, torch.device("cpu"))
-        trainer = Trainer(settings, train, root / "run", ctx, {}, callbacks=callback)
-        trainer.log.console = "bar"
-        trainer.fit()
+        if args.checkpoints is not None:
+            rows = follow_run(args.checkpoints, held, args.eval_batch, args.wait)
+            settings = checkpoints.load(args.checkpoints / checkpoints.checkpoint_name(1)).settings
+            if settings.train.seed != args.seed:
+                raise SystemExit(f"{args.checkpoints} holds seed {settings.train.seed}: pass --seed to match")
+            tc = settings.train
+        else:
+            folders = generate_lasot(
+                root / "train", classes, data.synthetic_sequences, data.synthetic_frames, size, args.seed
+            )
+            # The order select_data indexes them in (class, then number), so the samples are the demo's.
+            train = sorted(
+                (s for s in map(read_sequence, folders) if s.split == "train"),
+                key=lambda s: (s.class_name, s.number),
+            )
+            callback = EvaluateEachEpoch(held, tc.samples_per_epoch, args.eval_batch)
+            ctx = DistContext(0, 1, 0, torch.device("cpu"))
+            trainer = Trainer(settings, train, root / "run", ctx, {}, callbacks=callback)
+            trainer.log.console = "bar"
+            trainer.fit()
+            rows = callback.rows
     notes = [
-        f"training: preset tiny, seed {args.seed}, classes {','.join(classes)} (synthetic, {len(train)} "
-        f"training sequences of {data.synthetic_frames} frames), {tc.epochs} epochs x "
+        f"training: preset {settings.preset}, seed {args.seed}, classes {','.join(classes)} (synthetic, "
+        f"{data.synthetic_sequences} sequences of {data.synthetic_frames} frames per class), "
+        f"{tc.epochs} epochs x "
         f"{tc.samples_per_epoch:,} samples, batch {tc.batch_size}, lr {tc.lr:g} (x{tc.lr_gamma:g} "
         f"from epoch {tc.lr_drop_epoch + 1})",
         f"held out: {len(held)} synthetic sequences of {frames} frames, classes {', '.join(held_classes)}, "
         f"generator seed {args.seed + HELD_OUT_SEED_OFFSET} (no class or sequence of the training data)",
-        "minutes: training only (the per-epoch scoring excluded); load: 1-minute load average at scoring",
+        "minutes: training only (the per-epoch scoring excluded; with --checkpoints the checkpoint's own "
+        "training time); load: 1-minute load average at scoring",
     ]
     print_header("Time to accuracy (synthetic, held-out set)", torch.device("cpu"), notes)
     headers = ["epoch", "train min", "samples", "samples/s", "AUC", "P", "P_norm", "load"]
-    print(markdown_table(headers, callback.rows))
+    print(markdown_table(headers, rows))
     print()
     ref_rows = [[name, *(f"{references[name][k]:.1f}" for k in HEADLINE)] for name in references]
     print(markdown_table(["reference on the same set", "AUC", "P", "P_norm"], ref_rows))
     best = max(v["auc"] for k, v in references.items() if k != "first_box")
-    final = float(callback.rows[-1][4])
+    final = float(rows[-1][4])
     print(f"\nfinal AUC {final:.1f}, best classical tracker {best:.1f}: margin {final - best:+.1f} points")
 
 
