@@ -117,7 +117,7 @@ def tracker_model(size: int = 64, depth: int = 2) -> SeqTrack:
 
 
 def tiny_model(seed: int = 0) -> SeqTrack:
-    """The tiny preset as it stands (128-px crops), initialised with SEED, in eval mode."""
+    """The tiny preset as it stands (64-px templates, 128-px search), initialised with SEED, in eval mode."""
     torch.manual_seed(seed)
     return SeqTrack(preset("tiny")[0]).eval()
 

@@ -104,12 +104,12 @@ class DataConfig:
         env="SEQTRACK_CACHE",
     )
     synthetic_sequences: int = data_setting(
-        4,
+        20,
         "sequences per class for source=synthetic",
         check=(lambda v: 1 <= v <= 20, "1..20 (LaSOT has 20 per class)"),
     )
     synthetic_frames: int = data_setting(
-        60, "frames per sequence for source=synthetic", check=(lambda v: v >= 1, "a positive number")
+        100, "frames per sequence for source=synthetic", check=(lambda v: v >= 1, "a positive number")
     )
     synthetic_size: str = data_setting("320x240", "frame size WxH for source=synthetic")
     datasets: str = data_setting(

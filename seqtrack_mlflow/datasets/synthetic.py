@@ -1,12 +1,18 @@
 """Deterministic synthetic LaSOT: a real LaSOT-format tree for demos, tests and benchmarks.
 
 Each sequence is a textured target (a colour pattern in an ellipse or rounded rectangle with a dark rim,
-different per sequence) that moves smoothly (random velocity plus smoothed random acceleration, bouncing
-off the frame edges), scales over time, is fully covered for a few frames by a passing textured occluder,
-and leaves the view for a few frames (flagged once less than a fifth of it is inside the frame), over a
-muted smooth-noise background that pans slowly. Flags are computed from the drawn geometry, so
-`full_occlusion` and `out_of_view` are exact; out-of-view frames keep the last in-view box, as LaSOT's
-annotations do. Frame 1 is always fully visible.
+different per sequence) over a muted smooth-noise background that pans slowly, with the challenges of
+LaSOT's attributes: it moves smoothly (random velocity plus smoothed random acceleration, bouncing off
+the frame edges) except for a burst of fast motion (a few frames at 6-10 % of the frame side per frame,
+up to more than its own size between frames: LaSOT's "fast motion"), motion-blurred in proportion to its
+displacement; it changes scale by up to exp(+-0.5) (sides over 1.6x apart within a sequence, as LaSOT's
+"scale variation"), is fully covered for a few frames by a passing textured occluder ("full occlusion"),
+and leaves the view for a few frames ("out of view", flagged once less than a fifth of it is inside the
+frame). Version 2 added the fast-motion burst and the blur and doubled the scale range: in version 1 the
+target drifted by under a tenth of its size per frame and scaled by at most exp(+-0.25), which a
+correlation filter with a fixed-size window follows as well as a learned tracker. Flags are computed
+from the drawn geometry, so `full_occlusion` and `out_of_view` are exact; out-of-view frames keep the
+last in-view box, as LaSOT's annotations do. Frame 1 is always fully visible.
 
 Everything is derived from (seed, class, sequence number), so generating one class alone gives the same
 sequences as generating it together with others. Drawing is numpy/PIL only (no per-pixel Python).
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from seqtrack_mlflow.config import ConfigError, DataConfig, parse_size
 
@@ -35,7 +41,7 @@ from .base import DataSourceError, Found, RootSource
 from .cache import CACHE_ENV, CACHE_SETTING, COMPLETE_MARKER, cache_dir_of, publish
 from .lasot import FRAME_NAME, LASOT_CLASSES, SEQUENCES_PER_CLASS, TEST_SEQUENCE_NUMBERS, LasotFormat
 
-GENERATOR_VERSION = 1  # bump when the output changes: cached synthetic trees are keyed by it
+GENERATOR_VERSION = 2  # bump when the output changes: cached synthetic trees are keyed by it
 JPEG_QUALITY = 90
 MIN_EPISODE_FRAMES = 20  # shorter sequences get no occlusion / out-of-view episode
 CACHE_FOLDER = "synthetic"  # generated trees live in <cache>/synthetic/<key>/
@@ -79,10 +85,10 @@ def _smoothstep_window(n: int, start: int, ramp: int, plateau: int) -> np.ndarra
 def _simulate(rng: np.random.Generator, n: int, width: int, height: int) -> Track:
     """One candidate trajectory; the caller re-draws if frame 1 or the episodes come out wrong."""
     side = float(max(width, height))
-    # Size: 11-19 % of each side, scaled by up to exp(+-0.25) over time -> 8-25 % of the side.
+    # Size: 11-19 % of each side, scaled by up to exp(+-0.5) over time -> 7-31 % of the side.
     base = np.array([rng.uniform(0.11, 0.19) * width, rng.uniform(0.11, 0.19) * height])
     t = np.arange(n, dtype=np.float64)
-    amplitude = rng.uniform(0.12, 0.25)
+    amplitude = rng.uniform(0.25, 0.5)  # LaSOT's scale variation: sizes over 1.6x apart within a sequence
     period = rng.uniform(0.6, 1.3) * max(n, 20)
     scale = np.exp(amplitude * np.sin(2 * np.pi * t / period + rng.uniform(0, 2 * np.pi)))
     aspect = 1.0 + 0.06 * np.sin(2 * np.pi * t / (0.7 * period) + rng.uniform(0, 2 * np.pi))
@@ -93,6 +99,14 @@ def _simulate(rng: np.random.Generator, n: int, width: int, height: int) -> Trac
     angle = rng.uniform(0, 2 * np.pi)
     velocity = speed * np.array([math.cos(angle), math.sin(angle)])
     accel = rng.normal(0.0, 0.12 * speed, size=(n, 2))
+    # Fast motion (LaSOT's attribute: the target moves more than its size between frames): a burst of
+    # a few frames at 6-10 % of the side per frame, before the occlusion and out-of-view episodes.
+    burst = np.zeros(n, dtype=bool)
+    if n >= MIN_EPISODE_FRAMES:
+        burst_start = int(rng.uniform(0.12, 0.22) * n)
+        burst[burst_start : burst_start + max(3, round(0.06 * n))] = True
+    burst_angle = rng.uniform(0, 2 * np.pi)
+    burst_velocity = rng.uniform(0.06, 0.10) * side * np.array([math.cos(burst_angle), math.sin(burst_angle)])
     bounds = np.array([width, height], dtype=np.float64)
     centre = np.empty((n, 2))
     pos = rng.uniform(0.3, 0.7, size=2) * bounds
@@ -104,10 +118,11 @@ def _simulate(rng: np.random.Generator, n: int, width: int, height: int) -> Trac
         norm = np.linalg.norm(velocity)
         if norm > 2 * speed:
             velocity *= 2 * speed / norm
-        pos = pos + velocity
+        pos = pos + velocity + (burst_velocity if burst[i] else 0.0)
         low, high = pos < half, pos > bounds - half
         pos = np.where(low, 2 * half - pos, np.where(high, 2 * (bounds - half) - pos, pos))
         velocity = np.where(low | high, -velocity, velocity)
+        burst_velocity = np.where(low | high, -burst_velocity, burst_velocity)
 
     occluder = None
     if n >= MIN_EPISODE_FRAMES:
@@ -215,12 +230,21 @@ def frame_painter(
     if track.occluder is not None:
         occluder_image = textures.occluder_texture(rng, int(track.occluder[0, 2]), int(track.occluder[0, 3]))
 
+    # Motion blur: a fast target is blurred by its displacement since the previous frame (isotropic,
+    # a box blur over a sixth of it, at most 4 px: cheap, and enough to smear its texture and rim).
+    centres = track.target[:, :2] + track.target[:, 2:] / 2
+    motion = np.r_[0.0, np.linalg.norm(np.diff(centres, axis=0), axis=1)]
+    blur = np.minimum(4.0, motion / 6.0)
+
     def paint(i: int) -> Image.Image:
         ox, oy = track.pan[i]
         frame = Image.fromarray(background[oy : oy + height, ox : ox + width])
         x, y, w, h = (int(v) for v in track.target[i])
         resample = Image.Resampling.BILINEAR  # paste clips whatever lies outside the frame
-        frame.paste(texture.resize((w, h), resample), (x, y), mask.resize((w, h), resample))
+        look, alpha = texture.resize((w, h), resample), mask.resize((w, h), resample)
+        if blur[i] >= 1.0:
+            look, alpha = (im.filter(ImageFilter.BoxBlur(float(blur[i]))) for im in (look, alpha))
+        frame.paste(look, (x, y), alpha)
         if occluder_image is not None:
             frame.paste(occluder_image, (int(track.occluder[i, 0]), int(track.occluder[i, 1])))
         return frame

@@ -35,7 +35,7 @@ def test_vocabulary_tokens() -> None:
 
 
 def test_patch_size_must_divide_crops() -> None:
-    with pytest.raises(ConfigError, match="patch_size 3 does not divide template_size 128"):
+    with pytest.raises(ConfigError, match="patch_size 3 does not divide template_size 64"):
         build_settings("tiny", {"patch_size": 3}, {}, DataConfig())
     s = build_settings("tiny", {"patch_size": 1, "search_size": 16, "template_size": 16}, {}, DataConfig())
     assert s.model.num_tokens == 3 * 16 * 16
@@ -107,7 +107,7 @@ def test_cli_leaves_unset_settings_to_the_preset(monkeypatch) -> None:
 def test_params_cover_every_setting_once() -> None:
     s = build_settings("tiny", {}, {"seed": 8}, DataConfig())
     params = s.params()
-    assert params["seed"] == 8 and params["patch_size"] == 16 and params["num_tokens"] == 192
+    assert params["seed"] == 8 and params["patch_size"] == 16 and params["num_tokens"] == 96
     assert {"lr", "epochs", "batch_size", "center_jitter", "classes", "source", "encoder_dim"} <= set(params)
 
 

@@ -36,11 +36,11 @@ def estimate(cfg: ModelConfig, train: TrainConfig, rate: float = CPU_RATE, gib: 
 
 
 def test_tokens() -> None:
-    assert tiny().num_tokens == 192
-    assert tiny(patch_size=1).num_tokens == 3 * 128**2 == 49152
+    assert tiny().num_tokens == 8**2 + 2 * 4**2 == 96  # 128-px search, two 64-px templates
+    assert tiny(patch_size=1).num_tokens == 128**2 + 2 * 64**2 == 24576
     for crop in (16, 32):
         assert tiny(patch_size=1, search_size=crop, template_size=crop).num_tokens == 3 * crop**2
-    assert estimate(tiny(patch_size=1), preset("tiny")[1]).tokens == 49152
+    assert estimate(tiny(patch_size=1), preset("tiny")[1]).tokens == 24576
 
 
 @pytest.mark.parametrize("name", ["small", "tiny", "b256", "l384"])
@@ -162,7 +162,7 @@ def test_what_is_allowed() -> None:
 
 
 def test_patch_size_1_at_128_px_is_refused() -> None:
-    cfg = tiny(patch_size=1)
+    cfg = tiny(patch_size=1, template_size=128)
     est = estimate(cfg, preset("tiny")[1], gib=64)  # plenty of memory: refused for its time
     message = cost.refusal(est, cfg)
     assert est.seconds_per_sample > cost.MAX_SECONDS_PER_SAMPLE
@@ -202,7 +202,7 @@ def test_recipe_for_patch_size_1_passes_with_an_estimate() -> None:
         "tiny", {"patch_size": 1, "search_size": 16, "template_size": 16}, {}, DataConfig()
     )
     line = cost.check_run_cost(settings.model, settings.train, torch.device("cpu"))
-    assert line.startswith("estimated cost: 768 tokens/sample, 3.2 GFLOP/sample, ~") and "on this CPU" in line
+    assert line.startswith("estimated cost: 768 tokens/sample, 2.9 GFLOP/sample, ~") and "on this CPU" in line
 
 
 @pytest.fixture
@@ -213,11 +213,14 @@ def this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cost, "available_memory", lambda device: 20 * GIB)
 
 
-def test_cli_refuses_patch_size_1_at_default_crops(
+def test_cli_refuses_patch_size_1_at_128_px_crops(
     tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch, this_machine: None
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    args = ["train", "--patch_size", "1", "--source", "synthetic", "--device", "cpu"]
+    # 128-px templates as well as search crops (49152 tokens) at batch 16: over the time and memory
+    # limits. The preset's 64-px templates give 24576 tokens, ~38 s a sample, under the time limit.
+    args = ["train", "--patch_size", "1", "--template_size", "128", "--batch_size", "16"]
+    args += ["--source", "synthetic", "--device", "cpu"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -251,5 +254,5 @@ def test_cli_prints_the_estimate_before_any_work(
     ]
     result = CliRunner().invoke(main, [*args, "--device", "cpu"])
     assert result.exit_code == 2 and "error: stopped after the estimate" in result.stderr, result.output
-    assert "estimated cost: 768 tokens/sample, 3.2 GFLOP/sample" in result.stdout
+    assert "estimated cost: 768 tokens/sample, 2.9 GFLOP/sample" in result.stdout
     assert "on this CPU" in result.stdout

@@ -71,7 +71,8 @@ def test_official_file_from_our_model_loads_bit_identical(tmp_path: Path):
 
     rebuilt = weights.build().eval()
     torch.manual_seed(1)
-    templates, search = torch.randn(2, 2, 3, 128, 128), torch.randn(2, 3, 128, 128)
+    t, x = model.cfg.template_size, model.cfg.search_size
+    templates, search = torch.randn(2, 2, 3, t, t), torch.randn(2, 3, x, x)
     tokens = torch.randint(0, 64, (2, 5))
     with torch.no_grad():
         assert torch.equal(rebuilt(templates, search, tokens), model(templates, search, tokens))

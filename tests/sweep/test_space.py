@@ -20,7 +20,7 @@ def test_default_space_fits_the_preset() -> None:
     assert space["batch_size"].choices == (4, 8, 16)
     assert space["patch_size"].choices == (8, 16)  # divide 32, at least a 2x2 grid
     assert (space["update_threshold"].low, space["update_threshold"].high) == (0.3, 0.9)
-    # At the preset's 128-px crops: 8, 16 and 32; a setting given explicitly is not swept.
+    # At the preset's crops (64-px templates, 128-px search): 8, 16 and 32; a given setting is not swept.
     tiny = build_settings("tiny", {}, {}, SWEEP_DATA)
     assert default_space(tiny, SWEEP_TRACKER)["patch_size"].choices == (8, 16, 32)
     assert "lr" not in default_space(tiny, SWEEP_TRACKER, fixed={"lr"})
