@@ -58,12 +58,12 @@ that rate on the CPU (README, "Training throughput": tiny 37-48 %, b256 86 %), h
 `samples_per_epoch / world_size` samples per process. For small models on a GPU the figure is a lower
 bound (kernel launches and data loading, not matmuls, set the pace there).
 
-A run is refused when one training sample would take more than MAX_SECONDS_PER_SAMPLE (60 s). The
+A run is refused when one training sample would take more than MAX_SECONDS_PER_SAMPLE (30 s). The
 limit is per sample, not per epoch or per run, on purpose: the length of the run (epochs,
 samples_per_epoch) is the user's explicit choice and is printed (b256 on a 2-core CPU: 5.2 s per
 sample measured, 9 s estimated, 4-6 days per epoch: allowed, with that estimate; shorten it with
 -P epochs / -P samples_per_epoch),
-whereas a sample over a minute means the model itself is out of proportion to the device: the first
+whereas a sample over half a minute means the model itself is out of proportion to the device: the first
 report (50 samples) would come after the better part of an hour, and no choice of schedule helps.
 The assignment's `-P patch_size=1` at the tiny preset's 128-px crops is such a case: 49,152 tokens,
 7.5 TFLOP per sample, 2.5-6 minutes per sample on a 2-core CPU (5 epochs of 3,200 samples: one to two
@@ -88,7 +88,7 @@ BYTES_PER_FLOAT = 4  # fp32: the model's parameters and (counted conservatively)
 STATE_COPIES = 5  # weights, gradients, AdamW exp_avg and exp_avg_sq, one foreach temporary
 MEMORY_HEADROOM = 0.9  # share of the available memory a run may plan to use
 MATMUL_EFFICIENCY = 0.5  # trainer FLOP/s / measured matmul FLOP/s (README: 37-86 % on the CPU)
-MAX_SECONDS_PER_SAMPLE = 60.0
+MAX_SECONDS_PER_SAMPLE = 30.0
 RECIPE_GRID = 16  # crops of 16 patches a side: 768 tokens, the official B256 count
 MATMUL_SIZE = {"cpu": 1024, "cuda": 4096}  # ~2 GFLOP (CPU: ~20-40 ms) / ~137 GFLOP (GPU: a few ms)
 MATMUL_BUDGET_S = 0.15  # timed repetitions stop after this long (at least 2, at most 5)

@@ -18,7 +18,7 @@ def invoke(*args: str):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--patch_size", "7"], "patch_size 7 does not divide template_size 128"),
+        (["train", "--patch_size", "7"], "patch_size 7 does not divide template_size 64"),
         (["train", "--epochs", "-1"], "epochs=-1 is invalid"),
         (["train", "--lasot_root", "/nonexistent/LaSOT", "--source", "local", "--epochs", "1"], "lasot_root"),
         (

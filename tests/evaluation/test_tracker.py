@@ -14,6 +14,7 @@ from seqtrack_mlflow.datasets.lasot import read_sequence
 from seqtrack_mlflow.evaluation.tracker import (
     SeqTrackTracker,
     TrackerError,
+    _Frame,
     clip_box,
     tokens_to_image_box,
     track_sequence,
@@ -142,13 +143,21 @@ def test_track_sequence_boxes_inside_image(model, sequence):
 
 
 def test_path_and_array_inputs_agree(model, sequence):
-    tracker = SeqTrackTracker(model, _cfg())
+    """A frame given as a JPEG path is cropped by the region decoder (at reduced scale where the crop
+    shrinks it), an array from its full-resolution pixels: the crops agree to a few grey levels, and
+    so does the first tracked box. (Later boxes of this random-weight model may then part: a near-tie
+    between two tokens flips on a one-level difference.)"""
     frames = [np.asarray(Image.open(sequence.frame_path(i)).convert("RGB")) for i in range(3)]
+    tracker = SeqTrackTracker(model, _cfg())
     tracker.initialize(frames[0], sequence.boxes[0])
-    from_arrays = [tracker.track(f)[0] for f in frames[1:]]
+    from_array = tracker.track(frames[1])[0]
     tracker.initialize(sequence.frame_path(0), sequence.boxes[0])
-    from_paths = [tracker.track(sequence.frame_path(i))[0] for i in (1, 2)]
-    np.testing.assert_allclose(from_arrays, from_paths)
+    from_path = tracker.track(sequence.frame_path(1))[0]
+    np.testing.assert_allclose(from_array, from_path)
+    window = crop_window(sequence.boxes[1], 4.0, model.cfg.search_size)
+    by_path = _Frame(sequence.frame_path(1)).crop(window).astype(np.float64)
+    by_array = _Frame(frames[1]).crop(window).astype(np.float64)
+    assert np.abs(by_path - by_array).mean() < 2.0
 
 
 def test_template_update_exactly_at_interval(model, sequence):

@@ -161,13 +161,13 @@ def test_what_is_allowed() -> None:
     assert cost.refusal(estimate(b256, official, gib=16), b256) is None
 
 
-def test_patch_size_1_at_128_px_is_refused() -> None:
-    cfg = tiny(patch_size=1, template_size=128)
+def test_patch_size_1_at_the_tiny_crops_is_refused() -> None:
+    cfg = tiny(patch_size=1)
     est = estimate(cfg, preset("tiny")[1], gib=64)  # plenty of memory: refused for its time
     message = cost.refusal(est, cfg)
     assert est.seconds_per_sample > cost.MAX_SECONDS_PER_SAMPLE
     assert message is not None and "\n" not in message
-    assert "49152 encoder tokens" in message and "-P search_size=16 -P template_size=16" in message
+    assert "24576 encoder tokens" in message and "-P search_size=16 -P template_size=16" in message
     assert "per sample" in message and "-P patch_size=16" in message
 
 

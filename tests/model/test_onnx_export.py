@@ -72,7 +72,7 @@ def test_graphs_pass_the_checker_and_the_json_says_how_to_run_them(model, export
     info = json.loads((export.folder / INFO_FILE).read_text())
     assert info["model"]["search_size"] == model.cfg.search_size == 64
     assert info["model"]["bins"] == model.cfg.bins and info["tokens"]["start"] == model.cfg.bins + 1
-    assert info["decoder"] == {"layers": 2, "heads": 8, "head_dim": 32, "max_len": 5}
+    assert info["decoder"] == {"layers": 2, "heads": 4, "head_dim": 32, "max_len": 5}
     assert info["encoder"]["outputs"] == ["memory_k", "memory_v"]
     assert info["decoder_step"]["inputs"] == ["token", "memory_k", "memory_v", "past_k", "past_v"]
     assert info["weights_sha256"] == weights_digest(model)
@@ -86,7 +86,7 @@ def test_each_graph_computes_what_the_torch_model_does(model, export):
         with torch.inference_mode():
             ref = model.decoder_input(model.encode(templates, search))
         memory_k, memory_v = runner.encode(templates, search)
-        assert memory_k.shape == (2, batch, 8, 16, 32)
+        assert memory_k.shape == (2, batch, 4, 16, 32)
         np.testing.assert_allclose(memory_k, torch.stack([k for k, _ in ref.memory_kv]).numpy(), atol=1e-4)
         np.testing.assert_allclose(memory_v, torch.stack([v for _, v in ref.memory_kv]).numpy(), atol=1e-4)
         prefix = torch.full((batch, 1), model.cfg.start_token)
@@ -97,7 +97,7 @@ def test_each_graph_computes_what_the_torch_model_does(model, export):
             ort_logits, ort_cache = runner.decode_step((memory_k, memory_v), prefix, ort_cache)
             np.testing.assert_allclose(ort_logits.numpy(), logits.numpy(), atol=1e-4)
             prefix = torch.cat([prefix, logits.argmax(-1, keepdim=True)], dim=1)
-        assert ort_cache[0].shape == (2, batch, 8, 2, 32)
+        assert ort_cache[0].shape == (2, batch, 4, 2, 32)
 
 
 def test_onnxruntime_tracker_gives_the_torch_boxes_on_real_frames(model, sequences, cache_root, monkeypatch):
