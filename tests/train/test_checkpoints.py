@@ -64,7 +64,11 @@ def test_record_round_trips_and_keeps_the_promised_keys(tmp_path: Path) -> None:
     assert raw["seed"] == 8 and raw["patch_size"] == 8 and raw["format_version"] == checkpoints.FORMAT_VERSION
     assert "scaler_state_dict" not in raw and "num_tokens" not in raw  # nothing always-empty or duplicated
     back = checkpoints.load(path)
-    assert back.settings == ckpt.settings and back.epoch == 3 and back.global_step == 3 * ckpt.settings.train.samples_per_epoch
+    assert (
+        back.settings == ckpt.settings
+        and back.epoch == 3
+        and back.global_step == 3 * ckpt.settings.train.samples_per_epoch
+    )
     assert torch.equal(back.model_state_dict["w"], ckpt.model_state_dict["w"])
 
 
