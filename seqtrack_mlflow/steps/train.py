@@ -130,7 +130,12 @@ def run_train(
             with new_owner or contextlib.nullcontext():
                 if on_run is not None:
                     on_run(logger)
-                run_values = {"resume": resume, "data": data_run, "output_dir": str(output_dir)}
+                run_values = {
+                    "resume": resume,
+                    "run_key": run_key,
+                    "data": data_run,
+                    "output_dir": str(output_dir),
+                }
                 result = _train_in_run(
                     settings,
                     ckpt,

@@ -93,7 +93,13 @@ def run_pipeline(
             selected = run_select_data(settings.data, seed, output_dir, nested=True)
         selection = selected.selection
         settings = dataclasses.replace(settings, data=used_data_settings(selection.data))
-        _log_inputs(parent, settings, tracker_cfg, selection, output_dir, model_name)
+        run_values = {
+            "output_dir": str(output_dir),
+            "model_name": model_name,
+            "resume": resume,
+            "run_key": run_key,
+        }
+        _log_inputs(parent, settings, tracker_cfg, selection, run_values)
         what = (
             f"SeqTrack {settings.preset} on {' + '.join(selection.classes)} "
             f"(seed {seed}, {selection.label}, patch {settings.model.patch_size})"
@@ -174,16 +180,15 @@ def _log_inputs(
     settings: TrainSettings,
     tracker_cfg: TrackerConfig,
     selection: Selection,
-    output_dir: Path,
-    model_name: str,
+    run_values: dict[str, str | None],
 ) -> None:
-    """Every setting of the pipeline on the parent run, so runs compare at the top level."""
+    """Every setting of the pipeline on the parent run, so runs compare at the top level (`run_values`:
+    the run's own settings: output_dir, model_name, resume, run_key)."""
     parent.log_params(
         {
             **settings.params(),
             **dataclasses.asdict(tracker_cfg),
-            "output_dir": str(output_dir),
-            "model_name": model_name,
+            **run_values,
             "selected_classes": ",".join(selection.classes),
             "data_source": selection.source,
         }

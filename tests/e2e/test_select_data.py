@@ -38,7 +38,8 @@ def test_select_data_run(tmp_path: Path, mlflow_uri: str) -> None:
             )
         ).read_text()
     )
-    assert summary["totals"]["all"]["sequences"] == len(index) == 8
+    assert summary["totals"]["all"]["sequences"] == len(index) == 40  # 20 per class (the demo default)
+    assert index["split"].count("test") == 8  # 4 per class: protocol II
 
     inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.name.startswith("lasot-synthetic-airplane-guitar")
