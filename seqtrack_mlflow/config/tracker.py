@@ -32,6 +32,25 @@ BASELINE_TRACKERS = ("kcf", "csrt", "mil")  # OpenCV's classical trackers (evalu
 BASELINES_USE = "a comma list of kcf, csrt, mil, or none"
 
 
+def parse_baselines(text: str) -> tuple[str, ...]:
+    """`"kcf,csrt"` -> ("kcf", "csrt"); "" or "none" -> (). Unknown names are refused."""
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    if names in ((), ("none",)):
+        return ()
+    unknown = [n for n in names if n not in BASELINE_TRACKERS]
+    if unknown:
+        raise ConfigError(f"baselines={text}: unknown tracker {', '.join(unknown)}: use {BASELINES_USE}")
+    return tuple(dict.fromkeys(names))
+
+
+def _parses_as_baselines(text: str) -> bool:
+    try:
+        parse_baselines(text)
+    except ConfigError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class TrackerConfig(Validated):
     """Inference and evaluation settings (the official tracker's LaSOT values by default)."""
@@ -109,10 +128,7 @@ class TrackerConfig(Validated):
         steps=EVAL_STEPS,
         unset="kcf,csrt,mil for the demo (source=synthetic, benchmark=lasot), else none",
         sweep=False,
-        check=(
-            lambda v: {n.strip().lower() for n in v.split(",")} <= {*BASELINE_TRACKERS, "none", ""},
-            BASELINES_USE,
-        ),
+        check=(_parses_as_baselines, BASELINES_USE),
     )
 
     def resolved(self) -> TrackerConfig:

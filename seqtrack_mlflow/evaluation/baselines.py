@@ -16,7 +16,7 @@ from types import ModuleType
 import numpy as np
 
 from seqtrack_mlflow.config import ConfigError, TrackerConfig
-from seqtrack_mlflow.config.tracker import BASELINE_TRACKERS, BASELINES_USE
+from seqtrack_mlflow.config.tracker import BASELINE_TRACKERS, parse_baselines
 
 # name -> OpenCV factory. Each is the tracker's default parameters, as OpenCV ships them.
 BASELINES: dict[str, str] = dict(
@@ -40,17 +40,6 @@ def opencv() -> ModuleType:
             f"this OpenCV ({cv2.__version__}) lacks the {', '.join(missing)} tracker(s): {INSTALL_HINT}"
         )
     return cv2
-
-
-def parse_baselines(text: str) -> tuple[str, ...]:
-    """`"kcf,csrt"` -> ("kcf", "csrt"); "" or "none" -> (). Unknown names are refused."""
-    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
-    if names in ((), ("none",)):
-        return ()
-    unknown = [n for n in names if n not in BASELINES]
-    if unknown:
-        raise ConfigError(f"baselines={text}: unknown tracker {', '.join(unknown)}: use {BASELINES_USE}")
-    return tuple(dict.fromkeys(names))
 
 
 def resolve_baselines(cfg: TrackerConfig, source: str) -> TrackerConfig:
