@@ -53,9 +53,10 @@ def stored_file(run_id: str, artifact_path: str, client: Any | None = None) -> P
         folder = local_artifact_dir(artifact_root(client or MlflowClient(), run_id))
     except Exception:  # noqa: BLE001 - no such run here: the caller reports it
         return None
-    if folder is None or ".." in PurePosixPath(artifact_path).parts:
-        return None
-    path = folder / artifact_path
+    relative = PurePosixPath(artifact_path)
+    if folder is None or relative.is_absolute() or ".." in relative.parts:
+        return None  # a runs:/ URI names a file inside the run's artifacts, never one elsewhere
+    path = folder / relative
     return path if path.is_file() else None
 
 

@@ -36,6 +36,8 @@ def test_a_checkpoint_waiting_in_the_outbox_stays_until_sync_uploads_it_then_lie
     held = stored_file(run_id, CKPT)
     assert held is not None and held.read_bytes() == b"weights"
     assert artifacts(run_id) == {CKPT}
+    for outside in ("/etc/passwd", "../../../etc/passwd", "checkpoints/../../meta.yaml"):
+        assert stored_file(run_id, outside) is None, outside  # only files inside the run's artifacts
 
 
 def test_a_release_before_the_upload_keeps_the_file(tmp_path: Path, mlflow_uri: str) -> None:
