@@ -18,13 +18,16 @@ def resume_overridable() -> tuple[str, ...]:
     return tuple(s.name for s in declared_settings() if s.resume)
 
 
-def resumed_settings(saved: TrainSettings, epoch: int, given: dict[str, Any], source: str) -> TrainSettings:
+def resumed_settings(
+    saved: TrainSettings, epoch: int, given: dict[str, Any], source: str, *, finish: bool = False
+) -> TrainSettings:
     """The checkpoint's settings (`saved`, at `epoch`), with the ones a resume may change applied where
     the user gave them.
 
     A given setting that defines the model, the data or the optimisation and differs from the
     checkpoint's is refused (one line listing every difference), and so is an `epochs` that leaves
-    nothing to train."""
+    nothing to train, except with `finish`: a restarted job whose run was killed after its last
+    checkpoint, before it ended, has its end still to log (`epochs` equal to the checkpoint's epoch)."""
     overridable = resume_overridable()
     values = saved.params()
     conflicts = [
@@ -50,7 +53,7 @@ def resumed_settings(saved: TrainSettings, epoch: int, given: dict[str, Any], so
         data=dataclasses.replace(saved.data, **{k: v for k, v in keep.items() if k in data_names}),
     )
     settings.train.validate()
-    if settings.train.epochs <= epoch:
+    if settings.train.epochs < epoch or (settings.train.epochs == epoch and not finish):
         raise ConfigError(
             f"resume {source}: nothing to train: the checkpoint is at epoch {epoch} and epochs="
             f"{settings.train.epochs}: pass -P epochs=N with N > {epoch}"

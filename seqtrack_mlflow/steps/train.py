@@ -15,26 +15,24 @@ from typing import Any
 
 import torch.distributed as dist
 
-from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, TrainSettings, resumed_settings
+from seqtrack_mlflow.config import ConfigError, DataConfig, TrackerConfig, TrainSettings
 from seqtrack_mlflow.config.job_key import AUTO
 from seqtrack_mlflow.datasets.base import Sequence
 from seqtrack_mlflow.datasets.mix import LASOT, is_mix
 from seqtrack_mlflow.datasets.selection import (
     Selection,
     check_same_data,
-    preflight,
     select,
     used_data_settings,
 )
 from seqtrack_mlflow.evaluation.predict import model_config, settings_from_params
 from seqtrack_mlflow.inputs.pools import Mix, SamplePool
 from seqtrack_mlflow.messages import first_line
-from seqtrack_mlflow.model.cost import check_run_cost
-from seqtrack_mlflow.model.factory import check_fits
-from seqtrack_mlflow.model.references import checkpoint_uri, resolve_checkpoint, resolve_pretrained
+from seqtrack_mlflow.model.references import checkpoint_uri
 from seqtrack_mlflow.steps.job_resume import resolve_auto
 from seqtrack_mlflow.steps.lineage import log_selection, selection_from_run
 from seqtrack_mlflow.steps.train_callbacks import MlflowCallbacks
+from seqtrack_mlflow.steps.train_start import check_start
 from seqtrack_mlflow.tracking import (
     RunLogger,
     fetch_artifact,
@@ -42,17 +40,17 @@ from seqtrack_mlflow.tracking import (
     job_tags,
     last_metric_step,
     owned_run,
-    resolve_data_run,
     run_context,
     run_params,
     stored_file,
 )
+from seqtrack_mlflow.tracking.health import say
 from seqtrack_mlflow.train import checkpoints, distributed
 from seqtrack_mlflow.train.artifacts import environment_requirements, plot_training_curves
 from seqtrack_mlflow.train.callbacks import Chain, TrainerCallbacks
 from seqtrack_mlflow.train.checkpoints import Checkpoint
 from seqtrack_mlflow.train.interrupt import Interrupted
-from seqtrack_mlflow.train.trainer import Trainer, TrainOutcome
+from seqtrack_mlflow.train.trainer import History, Trainer, TrainOutcome
 
 LOG_FILE = "training_log.txt"
 
@@ -87,6 +85,7 @@ def run_train(
     on_run: Callable[[RunLogger], None] | None = None,
     tracker: TrackerConfig | None = None,
     run_key: str | None = None,
+    finish: bool = False,
 ) -> TrainResult:
     """`resume`: as the setting says; `auto` continues the job `run_key`'s unfinished run
     (`job_resume`). `run_key`: this job's key (`config.job_key`), tagged on the run. `given`: the
@@ -94,16 +93,17 @@ def run_train(
     `data_run`, given data settings must agree with the data run's). `callbacks`: called after the
     run's own (a sweep's pruning); `on_run(logger)`: once the run has started (a sweep tags it).
     `tracker`: the tracker settings the logged model keeps (main's and a sweep trial's; default: a
-    continued run's earlier ones, else the official ones)."""
+    continued run's earlier ones, else the official ones). `finish`: a restarted job (main's resume=auto)
+    whose run was killed after its last checkpoint, before it ended, logs its end from that checkpoint
+    instead of refusing "nothing to train" (train's own resume=auto does so too)."""
     given = given or {}
     ctx = distributed.setup(settings.train.device)
     try:
         auto = resolve_auto(run_key, "train", ctx) if resume == AUTO else None
         target = auto.resume if auto else resume
-        settings, ckpt, continue_run, pretrained_file = _before_the_run(
-            settings, target, data_run, given, output_dir, ctx
-        )
-        continue_run = continue_run or (auto.restart if auto else None)
+        start = check_start(settings, target, data_run, given, output_dir, ctx, finish or auto is not None)
+        settings, ckpt = start.settings, start.checkpoint
+        continue_run = start.continue_run or (auto.restart if auto else None)
         env_run = os.environ.get("MLFLOW_RUN_ID")
         # One process per run: a run being resumed is claimed before it is reopened (a refused process
         # must not touch it), a new one as soon as it exists (nobody else knows it yet: no settling).
@@ -145,48 +145,14 @@ def run_train(
                     ctx,
                     output_dir,
                     callbacks,
-                    pretrained_file=pretrained_file,
+                    pretrained_file=start.pretrained_file,
+                    checkpoint_file=start.checkpoint_file,
                     tracker=tracker,
                     resumed_from=(auto.run_id if auto else resume) if continue_run or ckpt else None,
                 )
         return _where_stored(result)  # the run ended: everything logged has been sent
     finally:
         distributed.teardown()
-
-
-def _before_the_run(
-    settings: TrainSettings,
-    resume: str | None,
-    data_run: str | None,
-    given: dict[str, Any],
-    output_dir: Path,
-    ctx: distributed.DistContext,
-) -> tuple[TrainSettings, Checkpoint | None, str | None, Path | None]:
-    """Everything that can be refused before a run starts (one line each): the device and shares, the
-    checkpoint to resume and its settings, pretrained weights named by a runs:/ or models:/ URI, the
-    cost on this machine, the data. Returns the settings, the checkpoint (None: a fresh start), the run
-    it continues and the local file of such pretrained weights."""
-    distributed.check_shares(settings.train.samples_per_epoch, ctx.world_size)
-    if settings.train.amp and ctx.device.type != "cuda":
-        raise ConfigError("amp=true needs a CUDA device: use -P amp=false on the CPU")
-    ckpt, continue_run = None, None
-    if resume:
-        path, continue_run = resolve_checkpoint(resume, output_dir / "downloads" / f"rank{ctx.rank}")
-        ckpt = checkpoints.load(path)
-        check_fits(ckpt, path)  # before a model is built for it
-        settings = resumed_settings(ckpt.settings, ckpt.epoch, given, resume)
-    downloads = output_dir / "downloads" / f"rank{ctx.rank}"
-    pretrained_file = resolve_pretrained(settings.model.pretrained or "none", downloads / "pretrained")
-    estimate = check_run_cost(
-        settings.model, settings.train, ctx.device, ctx.world_size, ckpt.epoch if ckpt else 0
-    )
-    if ctx.is_main:
-        print(estimate, flush=True)  # (too big for this machine: refused above, one line)
-    if data_run:
-        resolve_data_run(data_run)  # a missing store or run is one line
-    else:
-        preflight(settings.data)
-    return settings, ckpt, continue_run, pretrained_file
 
 
 @contextlib.contextmanager
@@ -215,6 +181,7 @@ def _train_in_run(
     extra: TrainerCallbacks | None = None,
     *,
     pretrained_file: Path | None,
+    checkpoint_file: Path | None,
     tracker: TrackerConfig | None,
     resumed_from: str | None,
 ) -> TrainResult:
@@ -240,26 +207,40 @@ def _train_in_run(
         last_name=checkpoints.checkpoint_name(settings.train.epochs),
         ious=dict(enumerate(ckpt.history.get("epoch_iou", []), start=1)) if ckpt is not None else None,
     )
-    trainer = Trainer(
-        settings,
-        sequences,
-        out_dir,
-        ctx,
-        selection.info,
-        callbacks=Chain(own, *([extra] if extra is not None else [])),
-        run_id=logger.run_id or "",
-        pretrained_file=pretrained_file,
-    )
-    if ckpt is not None:
-        trainer.load_state(ckpt)
-        if ctx.is_main and logger.run_id and logger.run_id == ckpt.mlflow_run_id and not log_path.exists():
-            # Continue the run's training log instead of starting one that would replace it.
-            fetch_artifact(logger.run_id, LOG_FILE, out_dir)
-    outcome = trainer.fit()
+    resumed_here = ckpt is not None and bool(logger.run_id) and logger.run_id == ckpt.mlflow_run_id
+    if resumed_here and ctx.is_main and not log_path.exists():
+        # Continue the run's training log instead of starting one that would replace it.
+        fetch_artifact(logger.run_id, LOG_FILE, out_dir)
+    if ckpt is not None and checkpoint_file is not None and ckpt.epoch >= settings.train.epochs:
+        outcome = _trained_already(ckpt, checkpoint_file, logger.run_id)
+    else:
+        trainer = Trainer(
+            settings,
+            sequences,
+            out_dir,
+            ctx,
+            selection.info,
+            callbacks=Chain(own, *([extra] if extra is not None else [])),
+            run_id=logger.run_id or "",
+            pretrained_file=pretrained_file,
+        )
+        if ckpt is not None:
+            trainer.load_state(ckpt)
+        outcome = trainer.fit()
     _log_end(logger, settings, selection, outcome, ctx, out_dir, log_path)
     if ctx.is_main:
         _log_tracker(logger, outcome, tracker or _run_tracker(logger, resumed))
     return TrainResult(logger.run_id, outcome, settings, selection, out_dir)
+
+
+def _trained_already(ckpt: Checkpoint, path: Path, run_id: str | None) -> TrainOutcome:
+    """A run killed after its last checkpoint, before it ended (a restarted job finds it so): nothing is
+    left to train; its end (curves, log, model) is logged from that checkpoint, read where it lies."""
+    say(
+        f"resume: run {run_id}'s checkpoint is at its last epoch ({ckpt.epoch}): nothing left to train, "
+        "logging the run's end from it"
+    )
+    return TrainOutcome(ckpt.epoch, ckpt.loss, ckpt.iou, path, History(**ckpt.history))
 
 
 def _where_stored(result: TrainResult) -> TrainResult:

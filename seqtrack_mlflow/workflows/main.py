@@ -113,6 +113,7 @@ def run_pipeline(
             trained = run_train(
                 settings,
                 resume=restart.train,
+                finish=restart.train is not None,  # a train run killed after its last checkpoint ends here
                 data_run=selected.run_id,
                 output_dir=output_dir,
                 nested=True,

@@ -12,6 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from seqtrack_mlflow.config import ConfigError
 from seqtrack_mlflow.steps.train import run_train
+from seqtrack_mlflow.tracking.registry import run_model_id
+from seqtrack_mlflow.train.callbacks import TrainerCallbacks
 from seqtrack_mlflow.train.checkpoints import CheckpointError
 
 
@@ -121,3 +123,36 @@ def test_a_second_process_continuing_the_same_run_is_refused(tmp_path: Path, mlf
     finally:
         owner.kill()
         owner.wait()
+
+
+class KilledAfter(TrainerCallbacks):
+    """Ctrl-C right after epoch `last`'s checkpoint, before the run ends (its end is still to log)."""
+
+    def __init__(self, last: int):
+        self.last = last
+
+    def on_checkpoint(self, path: Path, epoch: int) -> None:
+        if epoch == self.last:
+            raise KeyboardInterrupt
+
+
+def test_resume_auto_finishes_a_run_killed_after_its_last_checkpoint(tmp_path: Path, mlflow_uri: str) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        run_train(small_settings(2), run_key="exp-9", output_dir=tmp_path, callbacks=KilledAfter(2))
+    client = MlflowClient()
+    (killed,) = client.search_runs(experiment_ids=["0"])
+    run_id = killed.info.run_id
+    assert killed.info.status == "KILLED" and run_model_id(run_id) is None
+    steps = [m.step for m in client.get_metric_history(run_id, "loss")]
+
+    done = run_train(small_settings(2), resume="auto", run_key="exp-9", output_dir=tmp_path)
+
+    assert done.run_id == run_id and client.get_run(run_id).info.status == "FINISHED"
+    assert done.outcome.epochs_done == 2 and done.checkpoint_ref == f"runs:/{run_id}/checkpoints/epoch_2.ckpt"
+    names = sorted(f.path for f in client.list_artifacts(run_id, "checkpoints"))
+    assert names == ["checkpoints/epoch_1.ckpt", "checkpoints/epoch_2.ckpt"]
+    stored = Path(client.get_run(run_id).info.artifact_uri.removeprefix("file://")) / "checkpoints"
+    assert torch.load(stored / "epoch_2.ckpt", weights_only=True)["epoch"] == 2  # read in place, kept
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == steps  # nothing trained twice
+    assert run_model_id(run_id) is not None  # the tracker model the killed start never logged
+    assert "training_log.txt" in {f.path for f in client.list_artifacts(run_id)}

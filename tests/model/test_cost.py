@@ -239,7 +239,7 @@ def test_cli_prints_the_estimate_before_any_work(
     def stop(data: DataConfig) -> None:
         raise ConfigError("stopped after the estimate")
 
-    monkeypatch.setattr("seqtrack_mlflow.steps.train.preflight", stop)
+    monkeypatch.setattr("seqtrack_mlflow.steps.train_start.preflight", stop)
     monkeypatch.chdir(tmp_path)
     args = [
         "train",
