@@ -44,6 +44,10 @@ class FrameError(DatasetFormatError):
         self.reason = reason
         super().__init__(f"{path}: {reason}: restore or re-download this sequence")
 
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        """Rebuilt from (path, reason), so it crosses a process pool (evaluation's baselines) intact."""
+        return (type(self), (self.path, self.reason))
+
 
 class DataSourceError(RuntimeError):
     """The data source cannot deliver: one line naming the source or input and the fix."""

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seqtrack_mlflow.datasets.base import Sequence
-from seqtrack_mlflow.evaluation.baseline_scores import baselines_line, with_baselines
+from seqtrack_mlflow.datasets.base import FrameError, Sequence
+from seqtrack_mlflow.evaluation.baseline_scores import _track_all, baselines_line, with_baselines
 from seqtrack_mlflow.evaluation.baselines import track_frames
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.results import HEADLINE, Scores, plotted_curves, write_report
@@ -93,3 +93,18 @@ def test_console_line_puts_the_baselines_auc_next_to_ours(scored) -> None:
         f"CSRT {m['baseline.csrt.auc']:.2f}  MIL {m['baseline.mil.auc']:.2f} | first box "
         f"{m['first_box_auc']:.2f}  (same frames, same first box)"
     )
+
+
+def test_sequences_tracked_in_a_process_pool_give_the_boxes_of_one_process(tmp_path: Path) -> None:
+    """Three sequences over the pool's processes (one per core): each sequence's boxes equal tracking it
+    alone here, MIL's random draws included; a frame that cannot be decoded in a pool process comes
+    back as the one-line FrameError naming it."""
+    sequences, frames = zip(*(_sequence(tmp_path / f"square-{k}") for k in range(3)), strict=True)
+    names = ("kcf", "csrt", "mil")
+    pooled = _track_all(names, list(sequences), [TRACKED] * 3)
+    for seq, seq_frames, boxes in zip(sequences, frames, pooled, strict=True):
+        for name in names:
+            assert np.array_equal(boxes[name], track_frames(name, seq_frames[:TRACKED], seq.boxes[0])), name
+    sequences[1].frame_path(2).write_bytes(b"not a png")
+    with pytest.raises(FrameError, match=r"00000003.png: .*restore or re-download this sequence"):
+        _track_all(names, list(sequences), [TRACKED] * 3)
