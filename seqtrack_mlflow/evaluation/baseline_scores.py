@@ -2,9 +2,10 @@
 included), the same first box and the same LaSOT metrics, added to the model's `Scores` as metrics
 `baseline.<name>.<metric>`, a per-sequence column `<name>_auc` and curves on the same plots.
 
-OpenCV's MIL and CSRT track on one core each (about 30 and 120 frames/s on 320x240 frames here), so
-the sequences are spread over a process pool with one process per core: the same boxes as tracking them
-one after the other (each sequence seeds its own `rand()`, `baselines.py`), in half the time on 2 cores.
+OpenCV's MIL and CSRT are slow (about 20 and 45 frames/s on the demo's 320x240 frames here, with
+OpenCV's threads; 95 % of the baselines' time), so the sequences are spread over a process pool, one
+single-threaded process per core: the same boxes as tracking them one after the other (each sequence
+seeds its own `rand()`, `baselines.py`).
 The pool's processes start from a fresh interpreter (`forkserver`), never a fork of this one, whose
 threads (PyTorch's, MLflow's) may hold locks."""
 
@@ -20,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from seqtrack_mlflow.datasets.base import DECODE_ERRORS, Sequence, frame_error
-from seqtrack_mlflow.evaluation.baselines import track_together
+from seqtrack_mlflow.evaluation.baselines import opencv, track_together
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.results import HEADLINE, Scores
 
@@ -66,8 +67,14 @@ def _track_all(
     if workers <= 1:
         return [_track_sequence(names, seq, n) for seq, n in zip(sequences, counts, strict=True)]
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_opencv_thread) as pool:
         return list(pool.map(_track_sequence, [names] * len(sequences), sequences, counts))
+
+
+def _one_opencv_thread() -> None:
+    """A pool process keeps to its core: OpenCV's own threads only slow MIL down (measured on a
+    100-frame sequence here: 5.2 s and 8.1 CPU-s with 2 threads, 4.4 s and 4.4 CPU-s with 1)."""
+    opencv().setNumThreads(1)
 
 
 def _track_sequence(names: tuple[str, ...], seq: Sequence, n: int) -> dict[str, np.ndarray]:
