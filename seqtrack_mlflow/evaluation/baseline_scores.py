@@ -5,8 +5,9 @@ included), the same first box and the same LaSOT metrics, added to the model's `
 OpenCV's MIL and CSRT are slow (about 20 and 60 frames/s on the demo's 320x240 frames here; KCF 600),
 so the sequences are spread over a process pool, one single-threaded process per core: the same boxes
 as tracking them one after the other (each sequence seeds its own `rand()`, `baselines.py`); the
-demo's 8 test sequences took 33 s instead of 52 s on 2 cores. The pool's processes start from a fresh interpreter (`forkserver`), never a fork of this one, whose
-threads (PyTorch's, MLflow's) may hold locks."""
+demo's 8 test sequences took 33 s instead of 52 s on 2 cores. The pool's processes start from a fresh
+interpreter (`forkserver`), never a fork of this one, whose threads (PyTorch's, MLflow's) may hold
+locks."""
 
 from __future__ import annotations
 
