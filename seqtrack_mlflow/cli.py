@@ -205,7 +205,7 @@ def track_cmd(**kw: Any) -> None:
 )
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="folder to write into")
 @click.option("--preset", default=None, help="check an official file's shapes against this preset")
-@click.option("--int8", is_flag=True, help="also write encoder.int8.onnx (dynamic int8, onnxruntime)")
+@click.option("--int8", is_flag=True, help="also write encoder.int8w7.onnx (dynamic int8, onnxruntime)")
 @user_facing
 def export_onnx_cmd(checkpoint: str, out: Path, preset: str | None, int8: bool) -> None:
     """Export a checkpoint's model as ONNX: encoder.onnx (templates + search -> the decoder's memory

@@ -12,7 +12,7 @@
 
 The token choice (softmax, Hann window, argmax, confidence) stays outside the graphs, in the code the
 PyTorch path runs (`tokens.greedy_decode`), so both backends choose tokens the same way. The batch axis
-is dynamic in both graphs. `quantize_encoder` writes `encoder.int8.onnx`: onnxruntime's dynamic int8
+is dynamic in both graphs. `quantize_encoder` writes `encoder.int8w7.onnx`: onnxruntime's dynamic int8
 quantisation of the encoder graph. Pure: no MLflow; needs the `[onnx]` extra (onnx, onnxscript for
 `torch.onnx.export`, onnxruntime for quantisation).
 """
@@ -42,7 +42,9 @@ from .precision import INT8_LAYERS
 from .seqtrack import SeqTrack
 
 ENCODER_FILE = "encoder.onnx"
-ENCODER_INT8_FILE = "encoder.int8.onnx"
+# The name says the weights' width: a file quantised with 8-bit weights (before 7 bits, see
+# `quantize_encoder`) in an export folder or the cache is never taken for one of these.
+ENCODER_INT8_FILE = "encoder.int8w7.onnx"
 DECODER_FILE = "decoder_step.onnx"
 INFO_FILE = "seqtrack_onnx.json"
 FORMAT = "seqtrack-onnx"
@@ -283,7 +285,7 @@ def vit_linear_nodes(graph_path: Path) -> list[str]:
 
 
 def quantize_encoder(export: OnnxExport) -> Path:
-    """`encoder.int8.onnx` (written once, then reused): onnxruntime's dynamic quantisation of the
+    """`encoder.int8w7.onnx` (written once, then reused): onnxruntime's dynamic quantisation of the
     encoder graph's ViT linear layers, as `eval_precision=int8` in PyTorch (`model/precision.py`):
     int8 weights per output channel, kept to 7 bits (`reduce_range`), activations quantised per call
     (uint8). 7-bit weights because the file must track well on any x86 CPU: without VNNI, onnxruntime's

@@ -198,15 +198,6 @@ def _train_in_run(
     _log_start(logger, settings, run_values, selection, ctx, out_dir, resumed_from)
     log_path = out_dir / LOG_FILE
     resumed = resumed_from is not None and bool(logger.run_id)
-    own = MlflowCallbacks(
-        logger,
-        log_path,
-        last_metric_step(logger.run_id, "loss") if resumed else -1,
-        last_metric_step(logger.run_id, "epoch_loss") if resumed else -1,
-        keep=settings.train.keep_checkpoints,
-        last_name=checkpoints.checkpoint_name(settings.train.epochs),
-        ious=dict(enumerate(ckpt.history.get("epoch_iou", []), start=1)) if ckpt is not None else None,
-    )
     resumed_here = ckpt is not None and bool(logger.run_id) and logger.run_id == ckpt.mlflow_run_id
     if resumed_here and ctx.is_main and not log_path.exists():
         # Continue the run's training log instead of starting one that would replace it.
@@ -214,6 +205,15 @@ def _train_in_run(
     if ckpt is not None and checkpoint_file is not None and ckpt.epoch >= settings.train.epochs:
         outcome = _trained_already(ckpt, checkpoint_file, logger.run_id)
     else:
+        own = MlflowCallbacks(
+            logger,
+            log_path,
+            last_metric_step(logger.run_id, "loss") if resumed else -1,
+            last_metric_step(logger.run_id, "epoch_loss") if resumed else -1,
+            keep=settings.train.keep_checkpoints,
+            last_name=checkpoints.checkpoint_name(settings.train.epochs),
+            ious=dict(enumerate(ckpt.history.get("epoch_iou", []), start=1)) if ckpt is not None else None,
+        )
         trainer = Trainer(
             settings,
             sequences,

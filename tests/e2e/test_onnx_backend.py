@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from seqtrack_mlflow.model.onnx_export import ENCODER_INT8_FILE
+
 
 def _evaluate(checkpoint: Path, out: Path, *options: str) -> subprocess.CompletedProcess:
     args = [
@@ -59,7 +61,7 @@ def test_evaluate_with_onnxruntime_scores_as_pytorch(
         tiny_checkpoint_file, tmp_path / "int8", "--backend", "onnx", "--eval_precision", "int8"
     )
     assert again.returncode == 0, again.stderr[-2000:]
-    assert len(list(cache.glob("*/encoder.int8.onnx"))) == 1 and len(list(cache.iterdir())) == 1
+    assert len(list(cache.glob(f"*/{ENCODER_INT8_FILE}"))) == 1 and len(list(cache.iterdir())) == 1
 
 
 def test_track_with_onnxruntime_follows_the_torch_boxes(
