@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import add_threads_arg, apply_threads, markdown_table, print_header
-from PIL import Image
 
 from seqtrack_mlflow.config import DataConfig, SamplingConfig, TrackerConfig, parse_size
 from seqtrack_mlflow.config.presets import build_settings
 from seqtrack_mlflow.datasets.lasot import LASOT_CLASSES, TEST_SEQUENCE_NUMBERS, read_sequence
 from seqtrack_mlflow.datasets.selection import resolve_classes
 from seqtrack_mlflow.datasets.synthetic import generate_lasot, render_sequence
-from seqtrack_mlflow.evaluation.baselines import BASELINES, track_frames
+from seqtrack_mlflow.evaluation.baseline_scores import track_baselines
+from seqtrack_mlflow.evaluation.baselines import BASELINES
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequences
 from seqtrack_mlflow.model.factory import load_trained_weights
@@ -73,16 +73,10 @@ def score(boxes: list[np.ndarray], sequences: list) -> dict[str, float]:
     return {k: float(summary[k]) for k in HEADLINE}
 
 
-def rgb_frames(seq) -> list[np.ndarray]:
-    return [np.asarray(Image.open(seq.frame_path(i)).convert("RGB")) for i in range(seq.num_frames)]
-
-
 def reference_scores(sequences: list) -> dict[str, dict[str, float]]:
-    """The classical trackers' and the first box's scores on `sequences`."""
-    scores = {}
-    for name in BASELINES:
-        boxes = [track_frames(name, rgb_frames(s), s.boxes[0]) for s in sequences]
-        scores[name] = score(boxes, sequences)
+    """The classical trackers' and the first box's scores on `sequences` (tracked as evaluate does)."""
+    tracked = track_baselines(tuple(BASELINES), sequences, [s.num_frames for s in sequences])
+    scores = {name: score([t[name] for t in tracked], sequences) for name in BASELINES}
     scores["first_box"] = score([np.repeat(s.boxes[:1], s.num_frames, 0) for s in sequences], sequences)
     return scores
 

@@ -33,8 +33,8 @@ def with_baselines(scores: Scores, sequences: list[Sequence], names: tuple[str, 
         return scores
     curves: dict[str, list[dict]] = {name: [] for name in names}
     rows = []
-    counts = [row["frames"] for row in scores.rows]
-    for seq, row, tracked in zip(sequences, scores.rows, _track_all(names, sequences, counts), strict=True):
+    tracked_all = track_baselines(names, sequences, [row["frames"] for row in scores.rows])
+    for seq, row, tracked in zip(sequences, scores.rows, tracked_all, strict=True):
         n = row["frames"]
         row = dict(row)
         for name, boxes in tracked.items():
@@ -59,10 +59,11 @@ def baselines_line(metrics: dict[str, float], names: tuple[str, ...]) -> str:
     )
 
 
-def _track_all(
+def track_baselines(
     names: tuple[str, ...], sequences: list[Sequence], counts: list[int]
 ) -> list[dict[str, np.ndarray]]:
-    """The baselines' boxes on each sequence's first `counts[i]` frames, sequences spread over the cores."""
+    """The baselines' boxes on each sequence's first `counts[i]` frames, sequences spread over the cores
+    (also the time-to-accuracy benchmark's references)."""
     workers = min(len(sequences), os.cpu_count() or 1)
     if workers <= 1:
         return [_track_sequence(names, seq, n) for seq, n in zip(sequences, counts, strict=True)]

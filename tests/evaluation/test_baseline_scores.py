@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from seqtrack_mlflow.datasets.base import FrameError, Sequence
-from seqtrack_mlflow.evaluation.baseline_scores import _track_all, baselines_line, with_baselines
+from seqtrack_mlflow.evaluation.baseline_scores import baselines_line, track_baselines, with_baselines
 from seqtrack_mlflow.evaluation.baselines import track_frames
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.results import HEADLINE, Scores, plotted_curves, write_report
@@ -101,10 +101,10 @@ def test_sequences_tracked_in_a_process_pool_give_the_boxes_of_one_process(tmp_p
     back as the one-line FrameError naming it."""
     sequences, frames = zip(*(_sequence(tmp_path / f"square-{k}") for k in range(3)), strict=True)
     names = ("kcf", "csrt", "mil")
-    pooled = _track_all(names, list(sequences), [TRACKED] * 3)
+    pooled = track_baselines(names, list(sequences), [TRACKED] * 3)
     for seq, seq_frames, boxes in zip(sequences, frames, pooled, strict=True):
         for name in names:
             assert np.array_equal(boxes[name], track_frames(name, seq_frames[:TRACKED], seq.boxes[0])), name
     sequences[1].frame_path(2).write_bytes(b"not a png")
     with pytest.raises(FrameError, match=r"00000003.png: .*restore or re-download this sequence"):
-        _track_all(names, list(sequences), [TRACKED] * 3)
+        track_baselines(names, list(sequences), [TRACKED] * 3)
