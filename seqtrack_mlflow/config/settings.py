@@ -20,6 +20,8 @@ from seqtrack_mlflow.config.declare import (
 from seqtrack_mlflow.config.tracker import TrackerConfig
 from seqtrack_mlflow.config.video import VideoConfig
 
+POSITION_INITS = ("trunc_normal", "sincos")  # `ModelConfig.position_init`
+
 
 @dataclass(frozen=True)
 class ModelConfig(Validated):
@@ -40,6 +42,13 @@ class ModelConfig(Validated):
     decoder_layers: int = setting(2, "decoder layers")
     decoder_ffn: int = setting(1024, "decoder feed-forward width")
     decoder_dropout: float = setting(0.1, "decoder dropout")
+    position_init: str = setting(
+        "trunc_normal",
+        "encoder position tables of a from-scratch model: trunc_normal (the official from-scratch init) "
+        "or sincos (the 2-D sin/cos table MAE's weights carry, which the official encoder starts from)",
+        choices=POSITION_INITS,
+        check=(lambda v: v in POSITION_INITS, " or ".join(POSITION_INITS)),
+    )
     bins: int = setting(4000, "coordinate bins (vocabulary = bins + END + START)")
     pretrained: str = setting(
         "none",

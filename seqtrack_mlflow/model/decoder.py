@@ -15,16 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def sinusoid_table(length: int, dim: int) -> Tensor:
-    """The 1-D sin/cos table of the official `get_sinusoid_encoding_table` (even dims sin, odd cos)."""
-    position = torch.arange(length, dtype=torch.float64)[:, None]
-    exponent = 2 * (torch.arange(dim) // 2).to(torch.float64) / dim
-    angles = position / torch.pow(10000.0, exponent)[None, :]
-    table = torch.empty_like(angles)
-    table[:, 0::2] = torch.sin(angles[:, 0::2])
-    table[:, 1::2] = torch.cos(angles[:, 1::2])
-    return table.to(torch.float32)
+from .positions import sinusoid_table
 
 
 class MemoryBridge(nn.Module):
@@ -220,4 +211,4 @@ class MLP(nn.Module):
         return self.layers[-1](x)
 
 
-__all__ = ["Attention", "BoxDecoder", "DecoderLayer", "MLP", "MemoryBridge", "sinusoid_table"]
+__all__ = ["Attention", "BoxDecoder", "DecoderLayer", "MLP", "MemoryBridge"]

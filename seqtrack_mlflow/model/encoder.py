@@ -15,6 +15,7 @@ from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 from ..config import ModelConfig
+from .positions import sincos_2d
 
 
 class PatchEmbed(nn.Module):
@@ -54,9 +55,16 @@ class ViTEncoder(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        """The official from-scratch init (pretrained weights overwrite most of it)."""
-        nn.init.trunc_normal_(self.pos_embed_search, std=0.02)
-        nn.init.trunc_normal_(self.pos_embed_template, std=0.02)
+        """The official from-scratch init (pretrained weights overwrite most of it); with
+        `position_init=sincos` the position tables start as MAE's 2-D sin/cos instead, the values the
+        official encoder starts from, so a from-scratch model need not learn where its patches are."""
+        if self.cfg.position_init == "sincos":
+            with torch.no_grad():
+                self.pos_embed_search.copy_(sincos_2d(self.cfg.search_grid, self.cfg.encoder_dim)[None])
+                self.pos_embed_template.copy_(sincos_2d(self.cfg.template_grid, self.cfg.encoder_dim)[None])
+        else:
+            nn.init.trunc_normal_(self.pos_embed_search, std=0.02)
+            nn.init.trunc_normal_(self.pos_embed_template, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
