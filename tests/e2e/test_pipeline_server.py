@@ -149,8 +149,8 @@ def test_demo_model_learns(tmp_path: Path, mlflow_uri: str) -> None:
     metrics = evaluation.data.metrics
     assert evaluation.data.params["baselines"] == "kcf,csrt,mil"  # on for the demo by default
     best = max(metrics[f"baseline.{name}.auc"] for name in ("kcf", "csrt", "mil"))
-    # README: +15.3 over the best (CSRT) on this CPU; less the 2-point tolerance below for another CPU.
-    assert metrics["auc"] >= best + 13.0, metrics
+    # README: +13.2 over the best (CSRT); less the 2-point tolerance below for another CPU.
+    assert metrics["auc"] >= best + 11.0, metrics
     assert metrics["auc"] > metrics["first_box_auc"] + 25, metrics
     # The README's figures for this command stay true (training on another CPU may move the AUC a little;
     # the first-box reference depends on the data alone, the baselines on it and on OpenCV).
