@@ -7,7 +7,8 @@ that other parts used to keep in lists of their own:
   runs, where the data lies); every other setting comes from the checkpoint;
 - `sweep`: a sweep may search it (False for settings that say where a trial runs or how it reports);
 - `env`: the environment variable that fills it when unset (documented by `--help`);
-- `check`: (predicate, what to use instead): `validate(cfg)` refuses a value that fails it in one line.
+- `check`: (predicate, what to use instead): `validate(cfg)` refuses a value that fails it in one line
+  (a setting with `choices` and no check of its own must be one of them).
 """
 
 from __future__ import annotations
@@ -67,10 +68,16 @@ def setting(
             "resume": resume,
             "sweep": sweep,
             "env": env,
-            "check": check,
+            "check": check if check is not None or not choices else _one_of(choices),
             "step_help": tuple(sorted((step_help or {}).items())),
         },
     )
+
+
+def _one_of(choices: tuple[str, ...]) -> Check:
+    """The check of a setting with choices and no check of its own: one of them."""
+    listed = ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+    return (lambda v: v in choices, listed)
 
 
 def data_setting(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002

@@ -47,7 +47,6 @@ class ModelConfig(Validated):
         "encoder position tables of a from-scratch model: trunc_normal (the official from-scratch init) "
         "or sincos (the 2-D sin/cos table MAE's weights carry, which the official encoder starts from)",
         choices=POSITION_INITS,
-        check=(lambda v: v in POSITION_INITS, " or ".join(POSITION_INITS)),
     )
     bins: int = setting(4000, "coordinate bins (vocabulary = bins + END + START)")
     pretrained: str = setting(
