@@ -103,7 +103,6 @@ class TrackerConfig(Validated):
         "(CPU with AVX512-BF16/AMX, or GPU); changes the numbers slightly",
         steps=("main", "evaluate", "track"),
         choices=("fp32", "int8", "bf16"),
-        check=(lambda v: v in ("fp32", "int8", "bf16"), "fp32, int8 or bf16"),
     )
     backend: str = setting(
         "torch",
@@ -112,7 +111,6 @@ class TrackerConfig(Validated):
         steps=("main", "evaluate", "track"),
         choices=("torch", "onnx"),
         sweep=False,
-        check=(lambda v: v in ("torch", "onnx"), "torch or onnx"),
     )
     eval_videos: int = setting(
         2,
