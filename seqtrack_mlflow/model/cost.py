@@ -74,6 +74,7 @@ months), about 20 GiB for a batch of 16; its fix is the README's recipe, 16-px c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -92,6 +93,7 @@ MAX_SECONDS_PER_SAMPLE = 30.0
 RECIPE_GRID = 16  # crops of 16 patches a side: 768 tokens, the official B256 count
 MATMUL_SIZE = {"cpu": 1024, "cuda": 4096}  # ~2 GFLOP (CPU: ~20-40 ms) / ~137 GFLOP (GPU: a few ms)
 MATMUL_BUDGET_S = 0.15  # timed repetitions stop after this long (at least 2, at most 5)
+TIMED_STEP_LIMIT_S = 0.25  # steps the FLOP model puts under this are timed for real (step_timing.py)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class CostEstimate:
     samples_per_epoch: int  # per process
     epochs: int  # left to train
     device: str  # "CPU" or "GPU"
+    step_timed: bool = False  # seconds_per_sample from a timed training step (step_timing.py), not FLOPs
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -251,12 +254,16 @@ def _fix(est: CostEstimate, cfg: ModelConfig) -> str:
 def describe(est: CostEstimate) -> str:
     """The start-of-run line, e.g. `estimated cost: 768 tokens/sample, 3.2 GFLOP/sample, ...`."""
     epochs = f", ~{format_duration(est.seconds_total)} for {est.epochs} epochs" if est.epochs > 1 else ""
+    if est.step_timed:
+        step_ms = est.seconds_per_sample * est.batch_size * 1e3
+        basis = f"a training step of batch {est.batch_size} timed: {step_ms:.0f} ms, data loading not counted"
+    else:
+        basis = f"matmul {est.matmul_rate / 1e9:,.0f} GFLOP/s measured"
     return (
         f"estimated cost: {est.tokens} tokens/sample, {format_flops(est.flops_per_sample)}/sample, "
         f"~{format_bytes(est.memory_bytes)} for batch {est.batch_size} "
         f"(of {format_bytes(est.available_bytes)} available), "
-        f"~{format_duration(est.seconds_per_epoch)} per epoch{epochs} on this {est.device} "
-        f"(matmul {est.matmul_rate / 1e9:,.0f} GFLOP/s measured)"
+        f"~{format_duration(est.seconds_per_epoch)} per epoch{epochs} on this {est.device} ({basis})"
     )
 
 
@@ -318,16 +325,24 @@ def available_memory(device: torch.device) -> int:
 
 
 def check_run_cost(
-    cfg: ModelConfig, train: TrainConfig, device: torch.device, world_size: int = 1, epochs_done: int = 0
+    cfg: ModelConfig,
+    train: TrainConfig,
+    device: torch.device,
+    world_size: int = 1,
+    epochs_done: int = 0,
+    time_step: bool = True,
 ) -> str:
     """Measure this device, estimate the run per process, and refuse it (`ConfigError`, one line) where
     it cannot fit memory or would take absurdly long; else return the estimate line to print.
 
-    Under DDP every process measures and then all agree on the lowest rate and memory (so all refuse
-    or none does); on the CPU the local processes share the host's memory."""
+    With `time_step`, a run whose step the FLOP model puts under TIMED_STEP_LIMIT_S gets its time from
+    real training steps instead (step_timing.py: the FLOP model is 2.5-3x optimistic for small models).
+    Under DDP every process measures and then all agree on the lowest rate and memory and the slowest
+    step (so all refuse or none does); on the CPU the local processes share the host's memory."""
     dtype = torch.bfloat16 if train.amp and device.type == "cuda" else torch.float32
     rate, available = measure_matmul_rate(device, dtype), available_memory(device)
-    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+    distributed = world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed:
         values = torch.tensor([rate, float(available)], dtype=torch.float64, device=device)
         torch.distributed.all_reduce(values, op=torch.distributed.ReduceOp.MIN)
         rate, available = float(values[0]), int(values[1])
@@ -345,6 +360,15 @@ def check_run_cost(
     reason = refusal(est, cfg)
     if reason:
         raise ConfigError(reason)
+    if time_step and est.seconds_per_sample * est.batch_size <= TIMED_STEP_LIMIT_S:
+        from .step_timing import measure_step_seconds
+
+        seconds = measure_step_seconds(cfg, train, device)
+        if distributed:
+            value = torch.tensor([seconds], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+            seconds = float(value[0])
+        est = dataclasses.replace(est, seconds_per_sample=seconds, step_timed=True)
     return describe(est)
 
 
@@ -352,6 +376,7 @@ __all__ = [
     "MATMUL_EFFICIENCY",
     "MAX_SECONDS_PER_SAMPLE",
     "MEMORY_HEADROOM",
+    "TIMED_STEP_LIMIT_S",
     "CostEstimate",
     "activation_bytes",
     "activation_floats",

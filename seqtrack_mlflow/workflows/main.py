@@ -73,7 +73,7 @@ def run_pipeline(
     tracker_cfg = tracker_cfg.resolved()  # an unset update interval: the benchmark's official one
     # Refuse what cannot run before any run starts (the train step prints the estimate itself).
     device = pick_device(settings.train.device)
-    check_run_cost(settings.model, settings.train, device)
+    check_run_cost(settings.model, settings.train, device, time_step=False)  # refusals only
     tracker_cfg.validate()
     # Unset baselines: on for the demo's synthetic data; no OpenCV is refused before the training.
     tracker_cfg = resolve_baselines(tracker_cfg, settings.data.source)

@@ -19,6 +19,7 @@ from seqtrack_mlflow.config import ConfigError, DataConfig, ModelConfig, TrainCo
 from seqtrack_mlflow.model import cost
 from seqtrack_mlflow.model.flops import training_flops
 from seqtrack_mlflow.model.seqtrack import SeqTrack, sequence_loss
+from seqtrack_mlflow.model.step_timing import measure_step_seconds
 from seqtrack_mlflow.model.tokens import teacher_forcing
 
 GIB = 2**30
@@ -188,6 +189,51 @@ def test_memory_refusal_names_a_batch_that_fits() -> None:
     assert cost.refusal(
         estimate(cfg, dataclasses.replace(train, batch_size=fits), gib=2, memory_sharers=2), cfg
     )
+
+
+def test_a_timed_estimate_names_its_step() -> None:
+    est = cost.CostEstimate(
+        tokens=96,
+        flops_per_sample=200_000_000,
+        activation_bytes=2**20,
+        parameters=850_000,
+        batch_size=8,
+        memory_bytes=43 * 2**20,
+        available_bytes=20 * GIB,
+        memory_sharers=1,
+        matmul_rate=100e9,
+        seconds_per_sample=0.0075,
+        samples_per_epoch=5000,
+        epochs=3,
+        device="CPU",
+        step_timed=True,
+    )
+    assert cost.describe(est).endswith(
+        "~38 s per epoch, ~2 min for 3 epochs on this CPU "
+        "(a training step of batch 8 timed: 60 ms, data loading not counted)"
+    )
+
+
+def test_a_small_model_is_timed_for_real_and_a_large_one_by_its_flops(this_machine: None) -> None:
+    """The tiny preset's step is timed (the FLOP model is 2.5-3x optimistic for it); b256's is not (one
+    step would take seconds); `time_step=False` (main's refusal check) never times."""
+    cpu = torch.device("cpu")
+    small = build_settings("tiny", {}, {}, DataConfig())
+    assert "a training step of batch 8 timed: " in cost.check_run_cost(small.model, small.train, cpu)
+    flops_line = cost.check_run_cost(small.model, small.train, cpu, time_step=False)
+    assert flops_line.endswith("on this CPU (matmul 100 GFLOP/s measured)")
+    large = build_settings("b256", {}, {}, DataConfig())
+    assert cost.check_run_cost(large.model, large.train, cpu).endswith("(matmul 100 GFLOP/s measured)")
+
+
+def test_timing_a_step_leaves_the_random_state_alone() -> None:
+    """A run's sampling and init must not depend on whether its cost was timed."""
+    settings = build_settings("tiny", {}, {}, DataConfig())
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    seconds = measure_step_seconds(settings.model, settings.train, torch.device("cpu"))
+    assert torch.equal(torch.rand(4), expected) and 0 < seconds < 10
 
 
 def test_matmul_measurement_is_quick() -> None:
