@@ -115,8 +115,9 @@ def test_time_comes_from_the_flop_model() -> None:
     assert estimate(cfg, train, epochs_done=3).epochs == train.epochs - 3
 
 
-def test_describe_is_one_line() -> None:
-    est = cost.CostEstimate(
+def b256_like_estimate(**over: object) -> cost.CostEstimate:
+    """An estimate as the describe line's tests need it (768 tokens, batch 16, 0.08 s per sample)."""
+    fields = dict(
         tokens=768,
         flops_per_sample=3_200_000_000,
         activation_bytes=20 * 2**20,
@@ -131,6 +132,11 @@ def test_describe_is_one_line() -> None:
         epochs=5,
         device="CPU",
     )
+    return cost.CostEstimate(**{**fields, **over})
+
+
+def test_describe_is_one_line() -> None:
+    est = b256_like_estimate()
     assert cost.describe(est) == (
         "estimated cost: 768 tokens/sample, 3.2 GFLOP/sample, ~1.2 GiB for batch 16 (of 20.0 GiB available), "
         "~4 min per epoch, ~20 min for 5 epochs on this CPU (matmul 100 GFLOP/s measured)"
@@ -192,24 +198,9 @@ def test_memory_refusal_names_a_batch_that_fits() -> None:
 
 
 def test_a_timed_estimate_names_its_step() -> None:
-    est = cost.CostEstimate(
-        tokens=96,
-        flops_per_sample=200_000_000,
-        activation_bytes=2**20,
-        parameters=850_000,
-        batch_size=8,
-        memory_bytes=43 * 2**20,
-        available_bytes=20 * GIB,
-        memory_sharers=1,
-        matmul_rate=100e9,
-        seconds_per_sample=0.0075,
-        samples_per_epoch=5000,
-        epochs=3,
-        device="CPU",
-        step_timed=True,
-    )
+    est = b256_like_estimate(batch_size=8, seconds_per_sample=0.0075, samples_per_epoch=5000, step_timed=True)
     assert cost.describe(est).endswith(
-        "~38 s per epoch, ~2 min for 3 epochs on this CPU "
+        "~38 s per epoch, ~3 min for 5 epochs on this CPU "
         "(a training step of batch 8 timed: 60 ms, data loading not counted)"
     )
 
