@@ -55,8 +55,11 @@ Time: seconds per sample = `training_flops(cfg)` (model/flops.py: 3 x forward ma
 (MATMUL_EFFICIENCY x the measured matmul rate), the rate of one square matmul in the training dtype
 (fp32; bf16 under `amp`) on this device, measured in about 0.1-0.2 s. The trainer reaches 37-86 % of
 that rate on the CPU (README, "Training throughput": tiny 37-48 %, b256 86 %), hence 0.5. An epoch is
-`samples_per_epoch / world_size` samples per process. For small models on a GPU the figure is a lower
-bound (kernel launches and data loading, not matmuls, set the pace there).
+`samples_per_epoch / world_size` samples per process. For small models the FLOP figure is a lower bound
+(per-operation overhead, kernel launches and data loading, not matmuls, set the pace: it said ~12 s per
+epoch for the tiny preset where an epoch took 31-38 s on a 2-core CPU), so where it puts one step under
+TIMED_STEP_LIMIT_S, `check_run_cost` times three real training steps instead (step_timing.py; the
+data loading is still not counted: the tiny preset's epoch then came out at 43 s estimated, 44-45 s run).
 
 A run is refused when one training sample would take more than MAX_SECONDS_PER_SAMPLE (30 s). The
 limit is per sample, not per epoch or per run, on purpose: the length of the run (epochs,
