@@ -58,7 +58,7 @@ that rate on the CPU (README, "Training throughput": tiny 37-48 %, b256 86 %), h
 `samples_per_epoch / world_size` samples per process. For small models the FLOP figure is a lower bound
 (per-operation overhead, kernel launches and data loading, not matmuls, set the pace: it said ~12 s per
 epoch for the tiny preset where an epoch took 31-38 s on a 2-core CPU), so where it puts one step under
-TIMED_STEP_LIMIT_S, `check_run_cost` times three real training steps instead (step_timing.py; the
+TIMED_STEP_LIMIT_S, `check_run_cost` times three real training steps instead (train/step_timing.py; the
 data loading is still not counted: the tiny preset's epoch then came out at 43 s estimated, 44-45 s run).
 
 A run is refused when one training sample would take more than MAX_SECONDS_PER_SAMPLE (30 s). The
@@ -96,7 +96,7 @@ MAX_SECONDS_PER_SAMPLE = 30.0
 RECIPE_GRID = 16  # crops of 16 patches a side: 768 tokens, the official B256 count
 MATMUL_SIZE = {"cpu": 1024, "cuda": 4096}  # ~2 GFLOP (CPU: ~20-40 ms) / ~137 GFLOP (GPU: a few ms)
 MATMUL_BUDGET_S = 0.15  # timed repetitions stop after this long (at least 2, at most 5)
-TIMED_STEP_LIMIT_S = 0.25  # steps the FLOP model puts under this are timed for real (step_timing.py)
+TIMED_STEP_LIMIT_S = 0.25  # steps the FLOP model puts under this are timed for real (train/step_timing.py)
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,9 @@ class CostEstimate:
     samples_per_epoch: int  # per process
     epochs: int  # left to train
     device: str  # "CPU" or "GPU"
-    step_timed: bool = False  # seconds_per_sample from a timed training step (step_timing.py), not FLOPs
+    step_timed: bool = (
+        False  # seconds_per_sample from a timed training step (train/step_timing.py), not FLOPs
+    )
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -339,7 +341,7 @@ def check_run_cost(
     it cannot fit memory or would take absurdly long; else return the estimate line to print.
 
     With `time_step`, a run whose step the FLOP model puts under TIMED_STEP_LIMIT_S gets its time from
-    real training steps instead (step_timing.py: the FLOP model is 2.5-3x optimistic for small models).
+    real training steps instead (train/step_timing.py: the FLOP model is 2.5-3x optimistic for small models).
     Under DDP every process measures and then all agree on the lowest rate and memory and the slowest
     step (so all refuse or none does); on the CPU the local processes share the host's memory."""
     dtype = torch.bfloat16 if train.amp and device.type == "cuda" else torch.float32
@@ -364,7 +366,7 @@ def check_run_cost(
     if reason:
         raise ConfigError(reason)
     if time_step and est.seconds_per_sample * est.batch_size <= TIMED_STEP_LIMIT_S:
-        from .step_timing import measure_step_seconds
+        from ..train.step_timing import measure_step_seconds  # builds a model: only where it is timed
 
         seconds = measure_step_seconds(cfg, train, device)
         if distributed:

@@ -64,6 +64,17 @@ def make_optimizer(model: SeqTrack, tc: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=tc.lr, fused=True)
 
 
+def optimizer_step(
+    loss: torch.Tensor, model: SeqTrack, optimizer: torch.optim.Optimizer, grad_clip: float
+) -> None:
+    """Backward, clip (when `grad_clip` > 0) and step: the trainer's update, also timed by step_timing.py."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
 def seed_everything(seed: int) -> None:
     import random
 
@@ -289,11 +300,7 @@ class Trainer:
             with autocast:
                 logits = self.net(templates, search, inputs)
                 loss = sequence_loss(logits.float(), targets, mc.bins)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
-            self.optimizer.step()
+            optimizer_step(loss, self.model, self.optimizer, tc.grad_clip)
             n = targets.shape[0]
             stats = torch.stack(
                 [

@@ -19,8 +19,8 @@ from seqtrack_mlflow.config import ConfigError, DataConfig, ModelConfig, TrainCo
 from seqtrack_mlflow.model import cost
 from seqtrack_mlflow.model.flops import training_flops
 from seqtrack_mlflow.model.seqtrack import SeqTrack, sequence_loss
-from seqtrack_mlflow.model.step_timing import measure_step_seconds
 from seqtrack_mlflow.model.tokens import teacher_forcing
+from seqtrack_mlflow.train.step_timing import measure_step_seconds
 
 GIB = 2**30
 CPU_RATE = 100e9  # fp32 matmul FLOP/s of the 2-core development machine (README, "Performance")
@@ -115,7 +115,7 @@ def test_time_comes_from_the_flop_model() -> None:
     assert estimate(cfg, train, epochs_done=3).epochs == train.epochs - 3
 
 
-def b256_like_estimate(**over: object) -> cost.CostEstimate:
+def estimate_768_tokens(**over: object) -> cost.CostEstimate:
     """An estimate as the describe line's tests need it (768 tokens, batch 16, 0.08 s per sample)."""
     fields = dict(
         tokens=768,
@@ -136,7 +136,7 @@ def b256_like_estimate(**over: object) -> cost.CostEstimate:
 
 
 def test_describe_is_one_line() -> None:
-    est = b256_like_estimate()
+    est = estimate_768_tokens()
     assert cost.describe(est) == (
         "estimated cost: 768 tokens/sample, 3.2 GFLOP/sample, ~1.2 GiB for batch 16 (of 20.0 GiB available), "
         "~4 min per epoch, ~20 min for 5 epochs on this CPU (matmul 100 GFLOP/s measured)"
@@ -198,7 +198,9 @@ def test_memory_refusal_names_a_batch_that_fits() -> None:
 
 
 def test_a_timed_estimate_names_its_step() -> None:
-    est = b256_like_estimate(batch_size=8, seconds_per_sample=0.0075, samples_per_epoch=5000, step_timed=True)
+    est = estimate_768_tokens(
+        batch_size=8, seconds_per_sample=0.0075, samples_per_epoch=5000, step_timed=True
+    )
     assert cost.describe(est).endswith(
         "~38 s per epoch, ~3 min for 5 epochs on this CPU "
         "(a training step of batch 8 timed: 60 ms, data loading not counted)"
