@@ -33,7 +33,7 @@ from seqtrack_mlflow.config.presets import build_settings
 from seqtrack_mlflow.datasets.lasot import LASOT_CLASSES, TEST_SEQUENCE_NUMBERS, read_sequence
 from seqtrack_mlflow.datasets.selection import resolve_classes
 from seqtrack_mlflow.datasets.synthetic import generate_lasot, render_sequence
-from seqtrack_mlflow.evaluation.baseline_scores import track_baselines
+from seqtrack_mlflow.evaluation.baseline_pool import track_baselines
 from seqtrack_mlflow.evaluation.baselines import BASELINES
 from seqtrack_mlflow.evaluation.metrics import sequence_curves, summarize
 from seqtrack_mlflow.evaluation.tracker import SeqTrackTracker, track_sequences
