@@ -3,10 +3,11 @@
 OpenCV's MIL and CSRT are slow (about 20 and 60 frames/s on the demo's 320x240 frames here; KCF 600),
 so the sequences are spread over a process pool, one single-threaded process per core: the same boxes
 as tracking them one after the other (each sequence seeds its own `rand()`, `baselines.py`); the
-demo's 8 test sequences took 33 s instead of 52 s on 2 cores. The pool's processes start from a fresh
-interpreter (`forkserver`), never a fork of this one, whose threads (PyTorch's, MLflow's) may hold
-locks. A fresh process imports the module of the function it runs: this one imports OpenCV, PIL and
-numpy only (no torch, no MLflow), so a pool of two starts in about a second instead of seven.
+demo's 8 test sequences take about 27 s on 2 cores instead of 52 s in one process. The pool's processes
+start from a fresh interpreter (`forkserver`), never a fork of this one, whose threads (PyTorch's,
+MLflow's) may hold locks. A fresh process imports the module of the function it runs: this one imports
+OpenCV, PIL and numpy only (no torch, no MLflow), so a pool of two starts in 0.3 s instead of the 6 s
+it took when each process imported torch (`benchmarks/baseline_pool.py`).
 """
 
 from __future__ import annotations
