@@ -116,9 +116,8 @@ class CostEstimate:
     samples_per_epoch: int  # per process
     epochs: int  # left to train
     device: str  # "CPU" or "GPU"
-    step_timed: bool = (
-        False  # seconds_per_sample from a timed training step (train/step_timing.py), not FLOPs
-    )
+    # seconds_per_sample from a timed training step (train/step_timing.py), not from FLOPs
+    step_timed: bool = False
 
     @property
     def seconds_per_epoch(self) -> float:
